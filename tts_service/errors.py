@@ -1,0 +1,61 @@
+"""The TTS service's error tree. The API turns each into its HTTP status and JSON body.
+
+    TTSError                      500  a bug; never expected
+    ├── InvalidRequest            400  bad input the schema could not catch
+    │   ├── ReferenceAudioError   400  the reference clip cannot be used (undecodable, too short…)
+    │   └── VoiceCloningUnavailable 400  the engine has no voice cloning (Piper)
+    ├── Unauthorized              401  missing or wrong bearer token
+    ├── PayloadTooLarge           413  body or reference clip over the limit
+    ├── ServiceBusy               503  the bounded in-flight limit is reached (Retry-After)
+    └── EngineNotReady            503  the model is still loading or failed to load (Retry-After)
+"""
+
+from __future__ import annotations
+
+
+class TTSError(Exception):
+    """Base of every error the service answers with; ``code`` is stable, ``str()`` is for users."""
+
+    status_code = 500
+    code = "internal_error"
+    retry_after_s: float | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(TTSError):
+    status_code = 400
+    code = "invalid_request"
+
+
+class ReferenceAudioError(InvalidRequest):
+    code = "invalid_reference_audio"
+
+
+class VoiceCloningUnavailable(InvalidRequest):
+    code = "voice_cloning_unavailable"
+
+
+class Unauthorized(TTSError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class PayloadTooLarge(TTSError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ServiceBusy(TTSError):
+    status_code = 503
+    code = "busy"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class EngineNotReady(ServiceBusy):
+    code = "engine_not_ready"

@@ -1,0 +1,163 @@
+"""The contract between the bots and the TTS service.
+
+Both sides import this module, so it holds pydantic models and constants only:
+no numpy, no torch, no I/O. Ranges live in ``PARAM_RANGES`` so that every edge
+(HTTP validation, chat ``key=value`` parsing, Discord's slash-command ranges)
+quotes the same numbers to the user.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Base64Bytes, BaseModel, ConfigDict, Field
+
+MAX_TEXT_CHARS = 1000
+MAX_REFERENCE_BYTES = 10 * 1024 * 1024  # a minute of WAV at 48 kHz/16 bit is ~5.8 MB
+
+
+class AudioFormat(StrEnum):
+    """Output encodings. ``ogg_opus`` is what Telegram voice notes and Discord want."""
+
+    OGG_OPUS = "ogg_opus"
+    WAV = "wav"
+    MP3 = "mp3"
+
+
+CONTENT_TYPES: dict[AudioFormat, str] = {
+    AudioFormat.OGG_OPUS: "audio/ogg",
+    AudioFormat.WAV: "audio/wav",
+    AudioFormat.MP3: "audio/mpeg",
+}
+
+FILE_EXTENSIONS: dict[AudioFormat, str] = {
+    AudioFormat.OGG_OPUS: "ogg",
+    AudioFormat.WAV: "wav",
+    AudioFormat.MP3: "mp3",
+}
+
+
+@dataclass(frozen=True)
+class ParamRange:
+    """Inclusive bounds of one numeric parameter, with its default."""
+
+    minimum: float
+    maximum: float | None
+    default: float
+
+    def describe(self) -> str:
+        """Human wording of the range, used in every validation message."""
+        if self.maximum is None:
+            return f"a whole number ≥ {self.minimum:g}"
+        return f"a number from {self.minimum:g} to {self.maximum:g}"
+
+
+PARAM_RANGES: dict[str, ParamRange] = {
+    "exaggeration": ParamRange(0.25, 2.0, 0.5),
+    "temperature": ParamRange(0.05, 5.0, 0.8),
+    "cfg_weight": ParamRange(0.0, 1.0, 0.5),
+    "seed": ParamRange(0, None, 0),
+}
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFC, every run of whitespace collapsed to one space, trimmed.
+
+    Equivalent inputs must produce one cache key and one synthesis, so this is
+    the single definition of "the same text".
+    """
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def _checked_text(text: str) -> str:
+    normalized = normalize_text(text)
+    if not normalized:
+        raise ValueError("text is empty; give 1 to 1000 characters to speak")
+    if len(normalized) > MAX_TEXT_CHARS:
+        raise ValueError(
+            f"text is {len(normalized)} characters long; the limit is {MAX_TEXT_CHARS}"
+        )
+    return normalized
+
+
+def _range_field(name: str) -> Any:
+    bounds = PARAM_RANGES[name]
+    if name == "seed":
+        return Field(default=0, ge=0, description="0 = unseeded; any other value is repeatable")
+    return Field(default=bounds.default, ge=bounds.minimum, le=bounds.maximum)
+
+
+SpokenText = Annotated[str, AfterValidator(_checked_text)]
+
+
+class TTSParams(BaseModel):
+    """What to say and how. Text is normalised on validation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: SpokenText
+    exaggeration: float = _range_field("exaggeration")
+    temperature: float = _range_field("temperature")
+    cfg_weight: float = _range_field("cfg_weight")
+    seed: int = _range_field("seed")
+    format: AudioFormat = AudioFormat.OGG_OPUS
+
+
+class TTSRequest(TTSParams):
+    """Body of ``POST /v1/tts``: the parameters plus an optional reference clip."""
+
+    reference_audio: Base64Bytes | None = Field(
+        default=None,
+        description="A short clip (1-60 s) of the voice to clone, base64-encoded. "
+        "OGG/Opus, OGG/Vorbis, MP3, WAV, FLAC, M4A/AAC and WebM are accepted.",
+    )
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every non-2xx answer of the service carries exactly this body."""
+
+    error: ErrorDetail
+
+
+class EngineInfo(BaseModel):
+    """What ``GET /v1/engine`` returns; also the engine's identity in cache keys."""
+
+    name: str
+    model_version: str
+    sample_rate: int
+    can_clone_voice: bool
+    honoured_params: list[str]
+    max_chunk_chars: int
+
+
+# Response headers of a successful synthesis.
+HEADER_DURATION = "X-Audio-Duration"
+HEADER_SYNTHESIS_SECONDS = "X-Synthesis-Seconds"
+HEADER_ENGINE = "X-Engine"
+HEADER_ENGINE_VERSION = "X-Engine-Version"
+
+
+def describe_validation_error(loc: tuple[int | str, ...], pydantic_msg: str) -> str:
+    """One sentence naming the field and its allowed values, from a pydantic error."""
+    field = str(loc[-1]) if loc else "body"
+    if field in PARAM_RANGES:
+        return f"{field} must be {PARAM_RANGES[field].describe()}"
+    if field == "format":
+        allowed = ", ".join(f.value for f in AudioFormat)
+        return f"format must be one of: {allowed}"
+    if field == "text":
+        return pydantic_msg.removeprefix("Value error, ")
+    if field == "reference_audio":
+        return "reference_audio must be base64-encoded audio bytes"
+    return f"{field}: {pydantic_msg}"
