@@ -1,13 +1,13 @@
 """The TTS service's error tree. The API turns each into its HTTP status and JSON body.
 
-    TTSError                      500  a bug; never expected
-    ├── InvalidRequest            400  bad input the schema could not catch
-    │   ├── ReferenceAudioError   400  the reference clip cannot be used (undecodable, too short…)
-    │   └── VoiceCloningUnavailable 400  the engine has no voice cloning (Piper)
-    ├── Unauthorized              401  missing or wrong bearer token
-    ├── PayloadTooLarge           413  body or reference clip over the limit
-    ├── ServiceBusy               503  the bounded in-flight limit is reached (Retry-After)
-    └── EngineNotReady            503  the model is still loading or failed to load (Retry-After)
+TTSError                      500  a bug; never expected
+├── InvalidRequest            400  bad input the schema could not catch
+│   ├── ReferenceAudioError   400  the reference clip cannot be used (undecodable, too short…)
+│   └── VoiceCloningUnavailable 400  the engine has no voice cloning (Piper)
+├── Unauthorized              401  missing or wrong bearer token
+├── PayloadTooLarge           413  body or reference clip over the limit
+├── ServiceBusy               503  the bounded in-flight limit is reached (Retry-After)
+└── EngineNotReady            503  the model is still loading or failed to load (Retry-After)
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ def describe_validation_error(loc: tuple[int | str, ...], pydantic_msg: str) -> 
     if field == "format":
         allowed = ", ".join(f.value for f in AudioFormat)
         return f"format must be one of: {allowed}"
-    if field == "text":
+    if field == "text" and pydantic_msg.startswith("Value error, "):
         return pydantic_msg.removeprefix("Value error, ")
     if field == "reference_audio":
         return "reference_audio must be base64-encoded audio bytes"

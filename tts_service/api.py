@@ -1,0 +1,300 @@
+"""The TTS web service: ``create_app(engine, settings)``, the same app locally and on Modal.
+
+Endpoints: ``POST /v1/tts`` (audio bytes), ``GET /v1/engine``, ``GET /readyz``
+(engine loaded), ``GET /healthz`` (alive; the only one without auth). Every
+error is a real HTTP status with ``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tts_service import synthesis
+from tts_service.engines.base import TTSEngine
+from tts_service.errors import (
+    EngineNotReady,
+    PayloadTooLarge,
+    ServiceBusy,
+    TTSError,
+    Unauthorized,
+)
+from tts_service.schema import (
+    HEADER_DURATION,
+    HEADER_ENGINE,
+    HEADER_ENGINE_VERSION,
+    HEADER_SYNTHESIS_SECONDS,
+    EngineInfo,
+    ErrorBody,
+    TTSRequest,
+    describe_validation_error,
+)
+from tts_service.settings import TTSSettings
+
+log = logging.getLogger(__name__)
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 413, 422, 500, 503)
+}
+
+
+class UnsafeBind(RuntimeError):
+    """Refusing to expose an unauthenticated service beyond loopback."""
+
+
+def check_bind_allowed(host: str, settings: TTSSettings) -> None:
+    """With no API token the service may only listen on loopback."""
+    if settings.api_token is not None:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise UnsafeBind(
+            f"refusing to listen on {host} without TTS_API_TOKEN; set a token or bind 127.0.0.1"
+        )
+
+
+class InFlightLimit:
+    """At most ``limit`` synthesis requests at once; the next is refused, never queued."""
+
+    def __init__(self, limit: int, retry_after_s: int) -> None:
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.current = 0
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self.current >= self.limit:
+            raise ServiceBusy(
+                f"the service is busy ({self.limit} requests in progress); try again shortly",
+                retry_after_s=self.retry_after_s,
+            )
+        self.current += 1
+        try:
+            yield
+        finally:
+            self.current -= 1
+
+
+class BodySizeLimit:
+    """ASGI middleware: answer 413 before reading more than ``max_bytes`` of a body."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        # Buffer the body (bounded) so the app never sees a partial one.
+        messages: list[MutableMapping[str, Any]] = []
+        received = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+
+        async def replay() -> MutableMapping[str, Any]:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    def _message(self) -> str:
+        return f"the request body is over the {self.max_bytes / 1e6:.1f} MB limit"
+
+    async def _refuse(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        response = error_response(PayloadTooLarge(self._message()))
+        await response(scope, receive, send)
+
+
+def error_response(error: TTSError) -> JSONResponse:
+    headers = {}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, round(error.retry_after_s)))
+    body = {"error": {"code": error.code, "message": error.message}}
+    return JSONResponse(body, status_code=error.status_code, headers=headers)
+
+
+def _error_json(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+bearer_scheme = HTTPBearer(auto_error=False, description="TTS_API_TOKEN")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+class BearerToken:
+    """Dependency: the request carries ``TTS_API_TOKEN``, compared in constant time."""
+
+    def __init__(self, settings: TTSSettings) -> None:
+        token = settings.api_token
+        self.expected = token.get_secret_value().encode() if token else None
+        if self.expected is None:
+            log.warning("TTS_API_TOKEN is not set: the service accepts unauthenticated requests")
+
+    def __call__(self, credentials: Credentials) -> None:
+        if self.expected is None:
+            return
+        given = credentials.credentials.encode() if credentials else b""
+        if not hmac.compare_digest(given, self.expected):
+            raise Unauthorized("missing or wrong bearer token")
+
+
+class EngineState:
+    """Whether the engine is loading, loaded or failed, for /readyz and for requests."""
+
+    def __init__(self, engine: TTSEngine) -> None:
+        self.engine = engine
+        self.load_error: str | None = None
+
+    def require_ready(self) -> TTSEngine:
+        if self.engine.is_loaded:
+            return self.engine
+        if self.load_error is not None:
+            raise EngineNotReady(f"the engine failed to load: {self.load_error}", 30)
+        raise EngineNotReady("the voice model is still loading; try again in a few seconds", 5)
+
+    async def load(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.engine.load)
+            log.info("engine %s ready", self.engine.info.name)
+        except Exception as exc:
+            self.load_error = type(exc).__name__
+            log.exception("engine %s failed to load", self.engine.info.name)
+
+
+def create_app(engine: TTSEngine, settings: TTSSettings) -> FastAPI:
+    """The service around one engine. Loading starts at startup, in the background."""
+    state = EngineState(engine)
+    limit = InFlightLimit(settings.max_in_flight, settings.busy_retry_after_s)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loader = None if engine.is_loaded else asyncio.create_task(state.load())
+        yield
+        if loader is not None and not loader.done():
+            await loader  # a thread cannot be interrupted; let it finish before exit
+
+    app = FastAPI(
+        title="saybot TTS service",
+        version="1",
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+    )
+    app.state.engine_state = state
+    app.state.in_flight = limit
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    _install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Alive: the process answers. Checks no dependency."""
+        return {"status": "ok"}
+
+    api = APIRouter(dependencies=[Depends(BearerToken(settings))])
+
+    @api.get("/readyz", tags=["health"])
+    async def readyz() -> dict[str, Any]:
+        """Ready: the engine is loaded and can synthesise."""
+        ready = state.require_ready()
+        return {"status": "ready", "engine": ready.info.model_dump()}
+
+    @api.get("/v1/engine", tags=["tts"])
+    async def engine_info() -> EngineInfo:
+        """Name, version, sample rate, capabilities and which parameters are honoured."""
+        return state.engine.info
+
+    @api.post(
+        "/v1/tts",
+        tags=["tts"],
+        response_class=Response,
+        responses={200: {"content": {"audio/ogg": {}, "audio/wav": {}, "audio/mpeg": {}}}},
+    )
+    async def tts(request: TTSRequest) -> Response:
+        """Speak the text; the body is the audio in exactly the requested format."""
+        ready = state.require_ready()
+        async with limit.slot():
+            params = request.model_copy(update={"reference_audio": None})
+            # Not abandoned on cancel: the slot stays taken until the engine is free again.
+            result = await anyio.to_thread.run_sync(
+                synthesis.synthesize, ready, params, request.reference_audio
+            )
+        return Response(
+            content=result.audio,
+            media_type=result.content_type,
+            headers={
+                HEADER_DURATION: f"{result.duration_s:.3f}",
+                HEADER_SYNTHESIS_SECONDS: f"{result.synthesis_s:.3f}",
+                HEADER_ENGINE: result.engine.name,
+                HEADER_ENGINE_VERSION: result.engine.model_version,
+            },
+        )
+
+    app.include_router(api)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TTSError)
+    async def on_tts_error(_: Request, exc: TTSError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        messages = []
+        for error in exc.errors():
+            loc = tuple(part for part in error.get("loc", ()) if part != "body")
+            if error.get("type") == "json_invalid":
+                messages.append("the body is not valid JSON")
+            elif error.get("type") == "extra_forbidden":
+                messages.append(f"unknown field {loc[-1]!s}" if loc else "unknown field")
+            elif error.get("type") == "missing":
+                messages.append(f"{loc[-1] if loc else 'body'} is required")
+            else:
+                messages.append(describe_validation_error(loc, str(error.get("msg", ""))))
+        unique = list(dict.fromkeys(messages))
+        return _error_json(422, "invalid_parameters", "; ".join(unique))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error_json(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error_json(500, "internal_error", "the service hit an unexpected error")

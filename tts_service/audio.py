@@ -1,0 +1,215 @@
+"""Audio in and out of the service, all in memory.
+
+Output: float32 mono → OGG/Opus (48 kHz, what Telegram voice notes and Discord
+play), WAV PCM16 or MP3, via libsndfile (``soundfile``). Input: reference clips
+in whatever a phone or a chat app produces, decoded to mono float32 at the
+engine's rate: libsndfile first (OGG/Opus, OGG/Vorbis, MP3, WAV, FLAC), PyAV
+(FFmpeg inside its wheel) for m4a/AAC and WebM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from tts_service.engines.base import FloatAudio, ReferenceClip
+from tts_service.errors import PayloadTooLarge, ReferenceAudioError
+from tts_service.schema import MAX_REFERENCE_BYTES, AudioFormat
+
+OPUS_SAMPLE_RATE = 48_000  # libsndfile's Opus accepts only 8/12/16/24/48 kHz
+OPUS_COMPRESSION_LEVEL = 0.9  # ≈ 33 kbps: clear speech at a tenth of WAV's size
+MP3_SAMPLE_RATE = 44_100
+TARGET_RMS_DBFS = -20.0  # a comfortable speech level; peaks are kept below PEAK_CEILING
+PEAK_CEILING = 10 ** (-1.0 / 20)  # -1 dBFS leaves room for the lossy encoders' overshoot
+SILENCE_DBFS = -45.0  # frames quieter than this count as silence when trimming
+MIN_REFERENCE_S = 1.0
+MAX_REFERENCE_S = 60.0
+
+
+def resample(samples: FloatAudio, from_rate: int, to_rate: int) -> FloatAudio:
+    """High-quality resampling; a no-op when the rates match."""
+    if from_rate == to_rate or samples.size == 0:
+        return samples
+    return np.asarray(soxr.resample(samples, from_rate, to_rate, quality="HQ"), dtype=np.float32)
+
+
+def normalize_loudness(samples: FloatAudio) -> FloatAudio:
+    """Bring speech to ``TARGET_RMS_DBFS`` without letting peaks pass ``PEAK_CEILING``."""
+    if samples.size == 0:
+        return samples
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    peak = float(np.max(np.abs(samples)))
+    if rms < 1e-6 or peak < 1e-6:
+        return samples
+    gain = min(10 ** (TARGET_RMS_DBFS / 20) / rms, PEAK_CEILING / peak)
+    return (samples * gain).astype(np.float32)
+
+
+def silence(seconds: float, sample_rate: int) -> FloatAudio:
+    return np.zeros(round(seconds * sample_rate), dtype=np.float32)
+
+
+def encode(samples: FloatAudio, sample_rate: int, fmt: AudioFormat) -> bytes:
+    """Encode mono float32 audio as the requested format, never silently another."""
+    buffer = io.BytesIO()
+    clipped = np.clip(samples, -1.0, 1.0)
+    if fmt is AudioFormat.OGG_OPUS:
+        sf.write(
+            buffer,
+            resample(clipped, sample_rate, OPUS_SAMPLE_RATE),
+            OPUS_SAMPLE_RATE,
+            format="OGG",
+            subtype="OPUS",
+            compression_level=OPUS_COMPRESSION_LEVEL,
+        )
+        return with_fixed_ogg_serial(buffer.getvalue())
+    elif fmt is AudioFormat.MP3:
+        sf.write(
+            buffer,
+            resample(clipped, sample_rate, MP3_SAMPLE_RATE),
+            MP3_SAMPLE_RATE,
+            format="MP3",
+            subtype="MPEG_LAYER_III",
+        )
+    else:
+        sf.write(buffer, clipped, sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+OGG_SERIAL = 0x5A7B0701  # one fixed stream serial: libsndfile draws a random one per file
+
+
+def _ogg_crc_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+        table.append(crc & 0xFFFFFFFF)
+    return table
+
+
+_OGG_CRC_TABLE = _ogg_crc_table()
+
+
+def _ogg_crc(page: bytes) -> int:
+    crc = 0
+    table = _OGG_CRC_TABLE
+    for byte in page:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ table[(crc >> 24) ^ byte]
+    return crc
+
+
+def with_fixed_ogg_serial(ogg: bytes, serial: int = OGG_SERIAL) -> bytes:
+    """Rewrite every page's stream serial (and its CRC) so equal audio gives equal bytes.
+
+    Ogg pages: "OggS", version, flags, granule (8), serial (4) at 14, sequence (4),
+    CRC (4) at 22, segment count at 26, the segment table, then the body.
+    """
+    out = bytearray(ogg)
+    offset = 0
+    while offset + 27 <= len(out) and out[offset : offset + 4] == b"OggS":
+        segments = out[offset + 26]
+        body_len = sum(out[offset + 27 : offset + 27 + segments])
+        end = offset + 27 + segments + body_len
+        out[offset + 14 : offset + 18] = serial.to_bytes(4, "little")
+        out[offset + 22 : offset + 26] = b"\0\0\0\0"
+        out[offset + 22 : offset + 26] = _ogg_crc(bytes(out[offset:end])).to_bytes(4, "little")
+        offset = end
+    return bytes(out)
+
+
+def decode(data: bytes) -> tuple[FloatAudio, int]:
+    """Any supported container/codec → (mono float32, the rate the decoder reports)."""
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        return np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32), int(rate)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        pass
+    return _decode_with_av(data)
+
+
+def _decode_with_av(data: bytes) -> tuple[FloatAudio, int]:
+    import av  # FFmpeg is heavy to load; only m4a/webm clips need it
+
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise ReferenceAudioError("the file has no audio track")
+            resampler = av.AudioResampler(format="flt", layout="mono")
+            parts: list[Any] = []
+            rate = 0
+            for frame in container.decode(stream):
+                if not isinstance(frame, av.AudioFrame):
+                    continue
+                for out in resampler.resample(frame):
+                    rate = out.sample_rate
+                    parts.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                parts.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as exc:
+        raise ReferenceAudioError(
+            "the voice clip could not be decoded; send OGG, MP3, WAV, FLAC, M4A or WebM audio"
+        ) from exc
+    if not parts or rate <= 0:
+        raise ReferenceAudioError("the voice clip contains no audio")
+    return np.concatenate(parts).astype(np.float32), rate
+
+
+def trim_silence(samples: FloatAudio, sample_rate: int) -> FloatAudio:
+    """Drop leading and trailing frames quieter than ``SILENCE_DBFS``."""
+    frame = max(1, sample_rate // 50)  # 20 ms
+    count = samples.size // frame
+    if count == 0:
+        return samples[:0]
+    frames = samples[: count * frame].reshape(count, frame)
+    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+    loud = np.nonzero(rms > 10 ** (SILENCE_DBFS / 20))[0]
+    if loud.size == 0:
+        return samples[:0]
+    return samples[loud[0] * frame : (loud[-1] + 1) * frame]
+
+
+def fingerprint(samples: FloatAudio) -> str:
+    """sha256 of normalised samples: one id per voice whatever container it came in."""
+    return hashlib.sha256(np.ascontiguousarray(samples, dtype="<f4").tobytes()).hexdigest()
+
+
+def prepare_reference(data: bytes, sample_rate: int) -> ReferenceClip:
+    """Validate and normalise a reference clip for an engine running at ``sample_rate``."""
+    if len(data) > MAX_REFERENCE_BYTES:
+        raise PayloadTooLarge(
+            f"the voice clip is {len(data) / 1e6:.1f} MB; the limit is "
+            f"{MAX_REFERENCE_BYTES / 1e6:.0f} MB"
+        )
+    if not data:
+        raise ReferenceAudioError("the voice clip is empty")
+    samples, rate = decode(data)
+    duration_s = samples.size / rate
+    if duration_s > MAX_REFERENCE_S * 2:  # generous before trimming; exact check below
+        raise ReferenceAudioError(_length_message(duration_s))
+    samples = trim_silence(resample(samples, rate, sample_rate), sample_rate)
+    if samples.size == 0:
+        raise ReferenceAudioError("the voice clip is silent; record a few seconds of speech")
+    duration_s = samples.size / sample_rate
+    if not MIN_REFERENCE_S <= duration_s <= MAX_REFERENCE_S:
+        raise ReferenceAudioError(_length_message(duration_s))
+    samples = normalize_loudness(samples)
+    return ReferenceClip(samples=samples, sample_rate=sample_rate, sha256=fingerprint(samples))
+
+
+def _length_message(duration_s: float) -> str:
+    return (
+        f"the voice clip has {duration_s:.1f} s of speech; it needs between "
+        f"{MIN_REFERENCE_S:g} and {MAX_REFERENCE_S:g} seconds"
+    )
+
+
+def duration_of(samples: FloatAudio, sample_rate: int) -> float:
+    return samples.size / sample_rate if sample_rate else 0.0
