@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 # A sentence ends at . ! ? … (optionally followed by closing quotes/brackets) and whitespace.
-_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+")
 # Inside an over-long sentence, prefer to break after clause punctuation.
 _CLAUSE_END = re.compile(r"(?<=[,;:—–])\s+")
 
