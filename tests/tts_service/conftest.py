@@ -1,43 +1,18 @@
-"""Fixtures: one loaded Piper voice per session and the real service over loopback HTTP."""
+"""Fixtures: the real service over loopback HTTP around the session's Piper voice."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from tests.servers import serve_in_thread
+from tests.tts_helpers import API_TOKEN, make_settings, wait_ready
 from tts_service.api import create_app
 from tts_service.engines.piper import PiperEngine
-from tts_service.settings import TTSSettings
 
-API_TOKEN = "test-token-not-a-secret"
-
-
-@pytest.fixture(scope="session")
-def piper_engine() -> PiperEngine:
-    engine = PiperEngine(onnx_threads=1)
-    engine.load()
-    return engine
-
-
-def make_settings(**overrides: object) -> TTSSettings:
-    values: dict[str, object] = {"api_token": SecretStr(API_TOKEN), "_env_file": None}
-    values.update(overrides)
-    return TTSSettings(**values)  # type: ignore[arg-type]
-
-
-def wait_ready(base_url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    headers = {"Authorization": f"Bearer {API_TOKEN}"}
-    while time.monotonic() < deadline:
-        if httpx.get(f"{base_url}/readyz", headers=headers).status_code == 200:
-            return
-        time.sleep(0.05)
-    raise RuntimeError("service never became ready")
+__all__ = ["API_TOKEN", "make_settings", "wait_ready"]
 
 
 @pytest.fixture(scope="module")

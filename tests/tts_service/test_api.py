@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from tests.servers import serve_in_thread
-from tests.tts_service.conftest import API_TOKEN, make_settings, wait_ready
+from tests.tts_helpers import API_TOKEN, make_settings, wait_ready
 from tts_service.api import UnsafeBind, check_bind_allowed, create_app
 from tts_service.engines.piper import PiperEngine
 

@@ -1,0 +1,68 @@
+"""Settings of the bot process, from the environment or ``.env``; built in ``main()``.
+
+Tokens are ``SecretStr`` so they never show up in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tts_service.schema import MAX_REFERENCE_BYTES
+
+TELEGRAM_PUBLIC_API = "https://api.telegram.org/bot"
+TELEGRAM_PUBLIC_FILES = "https://api.telegram.org/file/bot"
+
+
+def _split_ids(value: object) -> object:
+    if isinstance(value, str):
+        return [int(part) for part in value.replace(",", " ").split()]
+    return value
+
+
+class BotSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # --- the TTS service ---------------------------------------------------------------------
+    tts_service_url: str | None = Field(
+        default=None, description="Unset: `saybot run` serves the local Piper engine itself."
+    )
+    tts_api_token: SecretStr | None = None
+    tts_connect_timeout_s: float = Field(default=10.0, gt=0)
+    # A cold Chatterbox container needs tens of seconds before its first word.
+    tts_read_timeout_s: float = Field(default=180.0, gt=0)
+    tts_max_attempts: int = Field(default=3, ge=1, le=10)
+
+    # --- what users may send -----------------------------------------------------------------
+    max_voice_clip_bytes: int = Field(default=MAX_REFERENCE_BYTES, gt=0)
+    max_voice_clip_seconds: float = Field(default=60.0, gt=0)
+
+    # --- Telegram ----------------------------------------------------------------------------
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base_url: str = TELEGRAM_PUBLIC_API
+    telegram_file_base_url: str = TELEGRAM_PUBLIC_FILES
+    telegram_webhook_url: str | None = None
+    telegram_webhook_listen: str = "127.0.0.1"
+    telegram_webhook_port: int = 8443
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_speak_private_messages: bool = True
+    telegram_chat_action_interval_s: float = Field(default=4.0, gt=0)
+
+    # --- Discord -----------------------------------------------------------------------------
+    discord_bot_token: SecretStr | None = None
+    discord_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    discord_shards: int | None = Field(default=None, ge=1)
+    discord_voice_messages: bool = False
+
+    # --- admin endpoint ----------------------------------------------------------------------
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8089
+    admin_token: SecretStr | None = None
+
+    @field_validator("discord_guild_ids", mode="before")
+    @classmethod
+    def _parse_guild_ids(cls, value: object) -> object:
+        """``DISCORD_GUILD_IDS=1,2`` or ``"1 2"``: plain ids, not JSON."""
+        return _split_ids(value)
