@@ -91,7 +91,7 @@ async def test_invalid_parameters_are_not_retried(
 ) -> None:
     client, transport = counted
     params = TTSParams(text="hi").model_copy(update={"exaggeration": 9.0})  # bypass validation
-    with pytest.raises(InvalidInput, match="exaggeration must be a number from 0.25 to 2"):
+    with pytest.raises(InvalidInput, match=r"exaggeration must be a number from 0\.25 to 2"):
         await client.synthesize(params, None)
     assert transport.requests == ["POST /v1/tts"]
 
