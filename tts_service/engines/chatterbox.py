@@ -1,0 +1,374 @@
+"""``ChatterboxEngine``: Resemble AI's Chatterbox (``chatterbox-tts`` 0.1.7) on a GPU.
+
+torch and chatterbox come with the ``gpu`` extra and are imported only inside
+functions of this module, so ``import tts_service`` works without them.
+
+One model instance, one generation at a time
+    ``ChatterboxTTS.generate`` keeps the voice in ``model.conds`` and rewrites
+    it (``audio_prompt_path`` replaces it; an ``exaggeration`` different from
+    the one in ``conds`` replaces ``conds.t3``). Two requests on one instance
+    would speak in each other's voice, so every model call happens under one
+    lock; a GPU runs one generation at a time anyway.
+
+Voices
+    No reference → the model's built-in voice (``conds.pt`` of the
+    checkpoint). A reference clip is written to a temporary WAV for
+    ``prepare_conditionals``, and the resulting conditionals are kept in a
+    small LRU keyed by the clip's sha256, so a returning voice skips that step.
+    Each generation runs on a shallow copy of the cached conditionals, because
+    ``generate`` swaps ``conds.t3`` when the exaggeration differs: the copy
+    takes that change and the cached entry keeps the voice as prepared.
+
+Parameters
+    ``exaggeration``, ``temperature`` and ``cfg_weight`` go to ``generate``
+    as they are; ``repetition_penalty``, ``min_p`` and ``top_p`` stay at the
+    library's defaults. ``seed`` ≠ 0 seeds torch (CPU and every CUDA device)
+    before *each chunk*, so a chunk sounds the same whatever came before it;
+    after a seeded chunk the next unseeded one reseeds from OS entropy, so
+    ``seed=0`` never becomes predictable. Chatterbox's built-in (Perth)
+    watermark stays on: ``generate`` always applies it.
+
+Weights
+    ``checkpoint_dir`` (a directory with the files of ``CHECKPOINT_FILES``)
+    loads with ``ChatterboxTTS.from_local`` and never touches the network;
+    ``download_checkpoint`` fills such a directory once (the Modal app keeps it
+    on a volume). Without it the files come from the hub, cached in
+    ``hub_cache_dir`` (or the default Hugging Face cache).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import soundfile as sf
+
+from tts_service.engines.base import FloatAudio, ReferenceClip
+from tts_service.errors import EngineNotReady, TTSError
+from tts_service.schema import EngineInfo, TTSParams
+from tts_service.settings import TTSSettings
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAME = "chatterbox"
+HUB_REPO_ID = "ResembleAI/chatterbox"  # chatterbox.tts.REPO_ID in 0.1.7
+# What ChatterboxTTS.from_pretrained fetches in 0.1.7 and from_local reads; conds.pt
+# is the built-in voice.
+CHECKPOINT_FILES = (
+    "ve.safetensors",
+    "t3_cfg.safetensors",
+    "s3gen.safetensors",
+    "tokenizer.json",
+    "conds.pt",
+)
+REVISION_FILE = "REVISION"  # written by download_checkpoint: the hub commit of the weights
+SAMPLE_RATE = 24_000  # ChatterboxTTS.sr (S3GEN_SR); the loaded model's value wins
+# Chatterbox garbles or truncates past ~300 characters; sentences are packed up to this.
+MAX_CHUNK_CHARS = 250
+# generate()'s sampling knobs the schema does not expose: the library's defaults, explicit.
+REPETITION_PENALTY = 1.2
+MIN_P = 0.05
+TOP_P = 1.0
+_SEED_MODULUS = 2**64  # torch.manual_seed takes at most a 64-bit unsigned value
+
+
+class ChatterboxModel(Protocol):
+    """The part of ``chatterbox.tts.ChatterboxTTS`` (0.1.7) this engine uses."""
+
+    sr: int
+    conds: Any
+
+    def prepare_conditionals(self, wav_fpath: Any, exaggeration: float = 0.5) -> None: ...
+
+    def generate(
+        self,
+        text: str,
+        repetition_penalty: float = 1.2,
+        min_p: float = 0.05,
+        top_p: float = 1.0,
+        audio_prompt_path: str | None = None,
+        exaggeration: float = 0.5,
+        cfg_weight: float = 0.5,
+        temperature: float = 0.8,
+    ) -> Any:
+        """A ``(1, n)`` float tensor (or array) at ``sr``."""
+        ...
+
+
+ModelFactory = Callable[[], ChatterboxModel]
+SeedFunction = Callable[[int | None], None]
+"""Seeds the model's RNGs with a value, or (``None``) afresh from OS entropy."""
+
+
+class ChatterboxEngine:
+    """Chatterbox behind the ``TTSEngine`` protocol; thread-safe, one generation at a time.
+
+    ``model_factory`` builds the model (default: load ``ChatterboxTTS`` from
+    ``checkpoint_dir`` or the hub on ``device``); ``seed_rng`` seeds its
+    random numbers (default: torch). Tests pass stand-ins for both.
+    """
+
+    def __init__(
+        self,
+        *,
+        checkpoint_dir: Path | None = None,
+        hub_cache_dir: Path | None = None,
+        device: str | None = None,
+        conds_cache_size: int = 16,
+        model_factory: ModelFactory | None = None,
+        seed_rng: SeedFunction | None = None,
+        model_version: str | None = None,
+    ) -> None:
+        if conds_cache_size < 1:
+            raise ValueError("conds_cache_size must be at least 1")
+        self._checkpoint_dir = checkpoint_dir
+        self._hub_cache_dir = hub_cache_dir
+        self._device = device
+        self._factory = model_factory
+        self._seed_rng = seed_rng or torch_seed
+        self._cache_size = conds_cache_size
+        self._model: ChatterboxModel | None = None
+        self._builtin_conds: Any = None
+        self._conds_cache: OrderedDict[str, Any] = OrderedDict()
+        self._rng_seeded = False
+        self._load_lock = threading.Lock()
+        # Everything that touches the model (conds, generate, RNG) happens under this lock.
+        self._lock = threading.Lock()
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self._info = EngineInfo(
+            name=ENGINE_NAME,
+            model_version=model_version or _package_version(),
+            sample_rate=SAMPLE_RATE,
+            can_clone_voice=True,
+            honoured_params=["exaggeration", "temperature", "cfg_weight", "seed"],
+            max_chunk_chars=MAX_CHUNK_CHARS,
+        )
+        self._version_given = model_version is not None
+
+    @classmethod
+    def from_settings(cls, settings: TTSSettings) -> ChatterboxEngine:
+        return cls(
+            checkpoint_dir=settings.chatterbox_checkpoint_dir,
+            hub_cache_dir=settings.chatterbox_hub_cache_dir,
+            device=settings.chatterbox_device,
+            conds_cache_size=settings.chatterbox_conds_cache_size,
+        )
+
+    @staticmethod
+    def import_runtime() -> None:
+        """Import torch and chatterbox now (slow: tens of thousands of files).
+
+        The Modal app calls this before its memory snapshot so restored
+        containers start with them already imported.
+        """
+        import chatterbox.tts  # noqa: F401
+        import torch  # noqa: F401
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def cached_voices(self) -> list[str]:
+        """sha256 of the voices whose conditionals are cached, least recently used first."""
+        with self._lock:
+            return list(self._conds_cache)
+
+    def load(self) -> None:
+        with self._load_lock:
+            if self._model is not None:
+                return
+            if self._factory is not None:
+                model, revision = self._factory(), None
+            else:
+                model, revision = load_chatterbox(
+                    self._checkpoint_dir, self._hub_cache_dir, self._device
+                )
+            update: dict[str, Any] = {"sample_rate": int(model.sr)}
+            if revision and not self._version_given:
+                update["model_version"] = f"{self._info.model_version}+{revision[:12]}"
+            self._info = self._info.model_copy(update=update)
+            self._builtin_conds = model.conds
+            self._model = model
+
+    def synthesize(
+        self, text: str, params: TTSParams, reference: ReferenceClip | None
+    ) -> FloatAudio:
+        model = self._model
+        if model is None:
+            raise EngineNotReady("the Chatterbox model is not loaded yet", retry_after_s=5)
+        with self._lock:
+            model.conds = self._conditionals_for(model, reference, params.exaggeration)
+            self._seed(params.seed)
+            wav = model.generate(
+                text,
+                repetition_penalty=REPETITION_PENALTY,
+                min_p=MIN_P,
+                top_p=TOP_P,
+                audio_prompt_path=None,  # the voice is already in model.conds
+                exaggeration=params.exaggeration,
+                cfg_weight=params.cfg_weight,
+                temperature=params.temperature,
+            )
+        return to_mono_float32(wav)
+
+    def _conditionals_for(
+        self, model: ChatterboxModel, reference: ReferenceClip | None, exaggeration: float
+    ) -> Any:
+        """The voice to put in ``model.conds``: a copy, so ``generate`` cannot alter the cache."""
+        if reference is None:
+            if self._builtin_conds is None:
+                raise TTSError("this Chatterbox checkpoint has no built-in voice (conds.pt)")
+            return copy.copy(self._builtin_conds)
+        cached = self._conds_cache.get(reference.sha256)
+        if cached is not None:
+            self.cache_hits += 1
+            self._conds_cache.move_to_end(reference.sha256)
+            return copy.copy(cached)
+        self.cache_misses += 1
+        with tempfile.TemporaryDirectory(prefix="saybot-voice-") as tmp:
+            path = os.path.join(tmp, "reference.wav")
+            sf.write(path, reference.samples, reference.sample_rate, subtype="FLOAT")
+            model.prepare_conditionals(path, exaggeration=exaggeration)
+        prepared = model.conds
+        self._conds_cache[reference.sha256] = prepared
+        while len(self._conds_cache) > self._cache_size:
+            self._conds_cache.popitem(last=False)
+        return copy.copy(prepared)
+
+    def _seed(self, seed: int) -> None:
+        if seed:
+            self._seed_rng(seed % _SEED_MODULUS)
+            self._rng_seeded = True
+        elif self._rng_seeded:
+            self._seed_rng(None)  # the state after a seeded chunk is predictable; forget it
+            self._rng_seeded = False
+
+
+def to_mono_float32(wav: Any) -> FloatAudio:
+    """A ``(1, n)`` torch tensor or array (what ``generate`` returns) as 1-D float32."""
+    if hasattr(wav, "detach"):
+        wav = wav.detach().cpu().numpy()
+    samples = np.asarray(wav, dtype=np.float32)
+    if samples.ndim == 2 and 1 in samples.shape:
+        samples = samples.reshape(-1)
+    if samples.ndim != 1:
+        raise TTSError(f"Chatterbox returned audio of shape {samples.shape}, expected (1, n)")
+    return np.ascontiguousarray(samples)
+
+
+def torch_seed(seed: int | None) -> None:
+    """Seed torch on the CPU and every CUDA device, or reseed from OS entropy (``None``)."""
+    import torch
+
+    if seed is None:
+        torch.seed()
+        return
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def pick_device(requested: str | None = None) -> str:
+    """``requested`` if given, else CUDA when available, else MPS, else CPU."""
+    if requested:
+        return requested
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def load_chatterbox(
+    checkpoint_dir: Path | None, hub_cache_dir: Path | None, device: str | None
+) -> tuple[ChatterboxModel, str | None]:
+    """The real model and the hub revision of its weights (when known)."""
+    if checkpoint_dir is not None:
+        missing = [name for name in CHECKPOINT_FILES if not (checkpoint_dir / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"the Chatterbox checkpoint in {checkpoint_dir} lacks {', '.join(missing)}; "
+                "fill it with download_checkpoint() (on Modal: the download_weights function)"
+            )
+        revision_file = checkpoint_dir / REVISION_FILE
+        revision = revision_file.read_text().strip() if revision_file.is_file() else None
+        source = checkpoint_dir
+    else:
+        source = _hub_snapshot(hub_cache_dir)
+        revision = source.name  # .../snapshots/<commit>
+    from chatterbox.tts import ChatterboxTTS
+
+    chosen = pick_device(device)
+    log.info("loading Chatterbox from %s on %s", source, chosen)
+    model: ChatterboxModel = ChatterboxTTS.from_local(source, chosen)
+    return model, revision
+
+
+def _hub_snapshot(cache_dir: Path | None) -> Path:
+    """What ``from_pretrained`` does, with the cache where we want it (e.g. on a volume)."""
+    # huggingface_hub comes with chatterbox (the gpu extra); typed only where installed.
+    from huggingface_hub import hf_hub_download  # type: ignore[import-not-found, unused-ignore]
+
+    path = ""
+    for filename in CHECKPOINT_FILES:
+        path = hf_hub_download(
+            repo_id=HUB_REPO_ID,
+            filename=filename,
+            cache_dir=str(cache_dir) if cache_dir else None,
+        )
+    return Path(path).parent
+
+
+def download_checkpoint(target_dir: Path, revision: str = "main") -> str:
+    """Fill ``target_dir`` with the weights from the hub once; returns their commit.
+
+    Records the commit in ``REVISION`` so the engine's ``model_version`` (part
+    of every audio cache key) changes when the weights do. Skips the download
+    when the directory already holds that commit.
+    """
+    from huggingface_hub import (  # type: ignore[import-not-found, unused-ignore]
+        HfApi,
+        snapshot_download,
+    )
+
+    commit: str | None = HfApi().model_info(HUB_REPO_ID, revision=revision).sha
+    if commit is None:
+        raise RuntimeError(f"the hub gave no commit for {HUB_REPO_ID}@{revision}")
+    revision_file = target_dir / REVISION_FILE
+    complete = all((target_dir / name).is_file() for name in CHECKPOINT_FILES)
+    if complete and revision_file.is_file() and revision_file.read_text().strip() == commit:
+        log.info("Chatterbox weights %s already in %s", commit, target_dir)
+        return commit
+    target_dir.mkdir(parents=True, exist_ok=True)
+    snapshot_download(
+        repo_id=HUB_REPO_ID,
+        revision=commit,
+        allow_patterns=list(CHECKPOINT_FILES),
+        local_dir=str(target_dir),
+    )
+    revision_file.write_text(commit + "\n")
+    return commit
+
+
+def _package_version() -> str:
+    try:
+        return f"chatterbox-tts-{version('chatterbox-tts')}"
+    except PackageNotFoundError:
+        return "chatterbox-tts-not-installed"
