@@ -1,0 +1,109 @@
+"""Every Redis key and every default TTL of saybot, in one place (as ``arq/constants.py`` does).
+
+All keys start with ``saybot:v1:`` so one Redis can be shared with other apps and a
+format change can move to ``v2`` without reading old values. No operation needs two
+keys in different cluster slots: keys that one Lua script touches together share a
+``{hash tag}``, everything else is single-key commands (pipelined, not transactional).
+
+    saybot:v1:audio:<sha256>                      cached audio (string: header + bytes)
+    saybot:v1:sf:lock:<sha256>                    single-flight lock (token, PX)
+    saybot:v1:sf:outcome:<sha256>:<token>         why a lock holder gave up (JSON, PX)
+    saybot:v1:voice:{<voice_id>}:clip             reference clip bytes (idle TTL)
+    saybot:v1:voice:{<voice_id>}:owners           set of "platform:user_id" (idle TTL)
+    saybot:v1:voice:{<voice_id>}:audio            set of audio keys made with the voice
+    saybot:v1:user:<platform>:<user_id>:voices    set of voice ids the user saved
+    saybot:v1:user:<platform>:<user_id>:default   the user's default voice id
+    saybot:v1:usage:day:<YYYY-MM-DD>              hash of per-day totals and per-platform counts
+    saybot:v1:usage:users:<YYYY-MM-DD>            hash of per-user counts for the day
+    saybot:v1:rate:<platform>:<user_id>           token bucket state (hash)
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "saybot:v1:"
+
+# --- defaults (StorageSettings can override each) ---------------------------------------------
+AUDIO_TTL_S = 30 * 86_400  # a month: long enough for a meme to come back, short enough to forget
+AUDIO_MAX_ENTRY_BYTES = 5 * 1024 * 1024  # ~90 s of 24 kHz WAV; OGG/Opus answers are ~100× smaller
+LOCK_TTL_MS = 10_000  # a dead holder frees its key within 10 s; a live one renews every third
+LOCK_WAIT_TIMEOUT_S = 240.0  # above the bots' 180 s TTS read timeout: a cold GPU is slow, not dead
+OUTCOME_TTL_MS = 30_000  # waiters poll every ≤ 100 ms; 30 s covers a waiter on a stalled loop
+VOICE_MAX_BYTES = 2 * 1024 * 1024  # a minute of 24 kHz mono FLAC is ~1.5 MB
+VOICE_IDLE_TTL_S = 90 * 86_400  # a clip unused for a season is dropped (and its user's pointer)
+USAGE_RETENTION_DAYS = 90  # a quarter of history for the admin dashboard
+
+_VOICE_ID = re.compile(r"[0-9a-f]{16,128}")
+_FIELD = re.compile(r"[^:{}\s]{1,128}")
+
+
+def as_text(value: bytes | str) -> str:
+    """A key, id or token read back from Redis (the client returns bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def audio(digest: str) -> str:
+    return f"{PREFIX}audio:{digest}"
+
+
+def lock(digest: str) -> str:
+    return f"{PREFIX}sf:lock:{digest}"
+
+
+def outcome(digest: str, token: str) -> str:
+    return f"{PREFIX}sf:outcome:{digest}:{token}"
+
+
+def digest_of(audio_key: str) -> str:
+    """The hex part of an audio key (single-flight keys are derived from it)."""
+    prefix = f"{PREFIX}audio:"
+    if not audio_key.startswith(prefix):
+        raise ValueError(f"not a saybot audio key: {audio_key!r}")
+    return audio_key.removeprefix(prefix)
+
+
+def check_voice_id(voice_id: str) -> str:
+    """Voice ids are hex digests chosen by the caller; anything else could forge a key."""
+    if not _VOICE_ID.fullmatch(voice_id):
+        raise ValueError(f"a voice id is 16-128 lowercase hex digits, not {voice_id!r}")
+    return voice_id
+
+
+def check_field(name: str, value: str) -> str:
+    """Platform names and user ids end up inside keys: no separators, braces or spaces."""
+    if not _FIELD.fullmatch(value):
+        raise ValueError(f"{name} must be 1-128 characters without ':', braces or spaces")
+    return value
+
+
+def voice_clip(voice_id: str) -> str:
+    return f"{PREFIX}voice:{{{voice_id}}}:clip"
+
+
+def voice_owners(voice_id: str) -> str:
+    return f"{PREFIX}voice:{{{voice_id}}}:owners"
+
+
+def voice_audio(voice_id: str) -> str:
+    return f"{PREFIX}voice:{{{voice_id}}}:audio"
+
+
+def user_voices(platform: str, user_id: str) -> str:
+    return f"{PREFIX}user:{platform}:{user_id}:voices"
+
+
+def user_default(platform: str, user_id: str) -> str:
+    return f"{PREFIX}user:{platform}:{user_id}:default"
+
+
+def usage_day(day: str) -> str:
+    return f"{PREFIX}usage:day:{day}"
+
+
+def usage_users(day: str) -> str:
+    return f"{PREFIX}usage:users:{day}"
+
+
+def rate_bucket(platform: str, user_id: str) -> str:
+    return f"{PREFIX}rate:{platform}:{user_id}"

@@ -1,0 +1,79 @@
+"""Storage settings, from the environment or ``.env``; build them in ``main()``, never at import.
+
+Field names are prefixed by what they tune (``cache_``, ``voice_``, ``ratelimit_``…) so they
+can share one ``.env`` with ``BotSettings`` without colliding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from storage import keys
+
+
+class RateRule(BaseModel):
+    """A token bucket: ``per_minute`` tokens refill each minute, at most ``burst`` saved up."""
+
+    per_minute: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+class StorageSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # --- connection --------------------------------------------------------------------------
+    redis_url: SecretStr | None = Field(
+        default=None, description="Unset: an embedded Valkey is started and persisted locally."
+    )
+    embedded_data_dir: Path | None = Field(
+        default=None, description="Unset: <user data dir>/saybot/valkey (platformdirs)."
+    )
+    # Only the embedded server is configured by us; a managed Redis keeps its own policy.
+    embedded_maxmemory: str = "256mb"
+    # Short: a chat reply must not hang on a dead Redis; the callers degrade instead.
+    redis_socket_timeout_s: float = Field(default=1.0, gt=0)
+    redis_connect_timeout_s: float = Field(default=1.0, gt=0)
+    redis_retries: int = Field(default=2, ge=0, le=10)
+    redis_max_connections: int = Field(default=64, ge=2)
+    redis_health_check_interval_s: int = Field(default=15, ge=0)
+
+    # --- audio cache -------------------------------------------------------------------------
+    cache_ttl_s: int = Field(default=keys.AUDIO_TTL_S, gt=0)
+    cache_max_entry_bytes: int = Field(default=keys.AUDIO_MAX_ENTRY_BYTES, gt=0)
+    singleflight_lock_ttl_ms: int = Field(default=keys.LOCK_TTL_MS, ge=100)
+    singleflight_wait_timeout_s: float = Field(default=keys.LOCK_WAIT_TIMEOUT_S, gt=0)
+
+    # --- voices ------------------------------------------------------------------------------
+    voice_max_bytes: int = Field(default=keys.VOICE_MAX_BYTES, gt=0)
+    voice_idle_ttl_s: int = Field(default=keys.VOICE_IDLE_TTL_S, gt=0)
+
+    # --- usage -------------------------------------------------------------------------------
+    usage_retention_days: int = Field(default=keys.USAGE_RETENTION_DAYS, ge=1)
+    price_per_gpu_second: float = Field(default=0.000306, ge=0)  # USD; an A10G at $1.10/h
+
+    # --- rate limits -------------------------------------------------------------------------
+    ratelimit_enabled: bool = True
+    ratelimit_per_minute: float = Field(default=6.0, gt=0)
+    ratelimit_burst: int = Field(default=3, ge=1)
+    # JSON, e.g. RATELIMIT_PLATFORMS='{"discord": {"per_minute": 10, "burst": 5}}'
+    ratelimit_platforms: dict[str, RateRule] = Field(default_factory=dict)
+    # RATELIMIT_ADMINS="telegram:123,discord:456" (commas or spaces)
+    ratelimit_admins: Annotated[frozenset[str], NoDecode] = Field(default_factory=frozenset)
+    ratelimit_fail_open: bool = True
+
+    @field_validator("ratelimit_admins", mode="before")
+    @classmethod
+    def _split_admins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part for part in value.replace(",", " ").split() if part)
+        return value
+
+    def rate_rule(self, platform: str) -> RateRule:
+        """The bucket for ``platform``: its override, or the global rate and burst."""
+        return self.ratelimit_platforms.get(
+            platform, RateRule(per_minute=self.ratelimit_per_minute, burst=self.ratelimit_burst)
+        )

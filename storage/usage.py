@@ -1,0 +1,242 @@
+"""Usage counters: per-day buckets by platform and by user, read back by the admin endpoint.
+
+One request costs one pipelined round trip of ``HINCRBY`` (atomic, no read-modify-write)
+on two hashes per day — totals and per-platform counts in ``usage:day:<day>``, per-user
+counts in ``usage:users:<day>`` — each expiring ``usage_retention_days`` after its day ends.
+Seconds are stored as integer milliseconds so sums are exact. Days are UTC dates.
+Recording never raises: a lost count is better than a lost reply.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from redis.asyncio import Redis
+
+from storage import keys
+from storage.errors import StorageUnavailable
+from storage.metrics import REDIS_ERRORS, StorageMetrics
+from storage.settings import StorageSettings
+
+Outcome = Literal["hit", "miss", "error"]
+_OUTCOME_FIELD: dict[str, str] = {"hit": "hits", "miss": "misses", "error": "errors"}
+_SEP = "|"  # between the scope and the counter in a field name; ':' is inside user keys
+MAX_SUMMARY_DAYS = 400
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _days(from_day: dt.date, to_day: dt.date) -> Iterator[dt.date]:
+    if to_day < from_day:
+        raise ValueError(f"to_day {to_day} is before from_day {from_day}")
+    if (to_day - from_day).days >= MAX_SUMMARY_DAYS:
+        raise ValueError(f"a summary covers at most {MAX_SUMMARY_DAYS} days")
+    for offset in range((to_day - from_day).days + 1):
+        yield from_day + dt.timedelta(days=offset)
+
+
+@dataclass
+class UsageCounts:
+    requests: int = 0
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    audio_ms: int = 0
+    synthesis_ms: int = 0
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.audio_ms / 1000
+
+    @property
+    def synthesis_seconds(self) -> float:
+        return self.synthesis_ms / 1000
+
+    @property
+    def hit_ratio(self) -> float | None:
+        """Hits over cache lookups (hits + misses); None before the first lookup."""
+        lookups = self.hits + self.misses
+        return self.hits / lookups if lookups else None
+
+    def add(self, counter: str, value: int) -> None:
+        if counter in _COUNTERS:
+            setattr(self, counter, getattr(self, counter) + value)
+
+    def merge(self, other: UsageCounts) -> None:
+        for counter in _COUNTERS:
+            self.add(counter, getattr(other, counter))
+
+
+_COUNTERS = ("requests", "hits", "misses", "errors", "audio_ms", "synthesis_ms")
+
+
+@dataclass
+class UsageSummary:
+    from_day: dt.date
+    to_day: dt.date
+    totals: UsageCounts
+    per_day: list[tuple[dt.date, UsageCounts]]
+    by_platform: dict[str, UsageCounts]
+    errors_by_code: dict[str, int]
+    price_per_gpu_second: float
+
+    @property
+    def hit_ratio(self) -> float | None:
+        return self.totals.hit_ratio
+
+    @property
+    def estimated_cost(self) -> float:
+        """GPU seconds spent × the configured price; cache hits cost nothing."""
+        return self.totals.synthesis_seconds * self.price_per_gpu_second
+
+
+@dataclass
+class UserUsage:
+    platform: str
+    user_id: str
+    counts: UsageCounts = field(default_factory=UsageCounts)
+
+
+class UsageRecorder:
+    def __init__(
+        self, redis: Redis, settings: StorageSettings, metrics: StorageMetrics | None = None
+    ) -> None:
+        self._redis = redis
+        self._settings = settings
+        self.metrics = metrics if metrics is not None else StorageMetrics()
+
+    async def record(
+        self,
+        platform: str,
+        user_id: str,
+        outcome: Outcome,
+        error_code: str | None = None,
+        audio_seconds: float = 0.0,
+        synthesis_seconds: float = 0.0,
+        day: dt.date | None = None,
+    ) -> None:
+        """Count one request; one round trip, never raises for Redis."""
+        keys.check_field("platform", platform)
+        keys.check_field("user_id", user_id)
+        outcome_field = _OUTCOME_FIELD[outcome]
+        day = day or utc_today()
+        expire_at = dt.datetime.combine(
+            day + dt.timedelta(days=1 + self._settings.usage_retention_days),
+            dt.time(),
+            tzinfo=dt.UTC,
+        )
+        increments = {
+            "requests": 1,
+            outcome_field: 1,
+            "audio_ms": round(max(audio_seconds, 0.0) * 1000),
+            "synthesis_ms": round(max(synthesis_seconds, 0.0) * 1000),
+        }
+        day_key = keys.usage_day(day.isoformat())
+        users_key = keys.usage_users(day.isoformat())
+        user = f"{platform}:{user_id}"
+        pipe = self._redis.pipeline(transaction=False)
+        for counter, value in increments.items():
+            if value:
+                pipe.hincrby(day_key, counter, value)
+                pipe.hincrby(day_key, f"platform{_SEP}{platform}{_SEP}{counter}", value)
+                pipe.hincrby(users_key, f"{user}{_SEP}{counter}", value)
+        if outcome == "error":
+            code = (error_code or "unknown").replace(_SEP, "_")
+            pipe.hincrby(day_key, f"error{_SEP}{code}", 1)
+        pipe.expireat(day_key, expire_at)
+        pipe.expireat(users_key, expire_at)
+        try:
+            await pipe.execute()
+        except REDIS_ERRORS as exc:
+            self.metrics.redis_failed("usage record", exc)
+            return
+        self.metrics.redis_succeeded()
+
+    async def forget_user(self, platform: str, user_id: str) -> int:
+        """Drop the user's per-user counts from every retained day; returns fields removed.
+
+        The per-day totals keep their (anonymous) share.
+        """
+        keys.check_field("platform", platform)
+        keys.check_field("user_id", user_id)
+        user = f"{platform}:{user_id}"
+        fields = [f"{user}{_SEP}{counter}" for counter in _COUNTERS]
+        today = utc_today()
+        pipe = self._redis.pipeline(transaction=False)
+        for back in range(self._settings.usage_retention_days + 2):
+            pipe.hdel(keys.usage_users((today - dt.timedelta(days=back)).isoformat()), *fields)
+        try:
+            removed = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            self.metrics.redis_failed("usage forget", exc)
+            raise StorageUnavailable("usage counts cannot be forgotten right now") from exc
+        self.metrics.redis_succeeded()
+        return int(sum(removed))
+
+
+class UsageReader:
+    """Reads for the admin endpoint; these raise on a Redis failure (the endpoint says so)."""
+
+    def __init__(self, redis: Redis, settings: StorageSettings) -> None:
+        self._redis = redis
+        self._settings = settings
+
+    async def summary(self, from_day: dt.date, to_day: dt.date) -> UsageSummary:
+        days = list(_days(from_day, to_day))
+        pipe = self._redis.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(keys.usage_day(day.isoformat()))
+        hashes = await pipe.execute()
+        totals = UsageCounts()
+        per_day: list[tuple[dt.date, UsageCounts]] = []
+        by_platform: dict[str, UsageCounts] = {}
+        errors: Counter[str] = Counter()
+        for day, raw in zip(days, hashes, strict=True):
+            counts = UsageCounts()
+            for name, value in raw.items():
+                scope, _, counter = keys.as_text(name).rpartition(_SEP)
+                amount = int(value)
+                if not scope:
+                    counts.add(counter, amount)
+                elif scope.startswith(f"platform{_SEP}"):
+                    platform = scope.removeprefix(f"platform{_SEP}")
+                    by_platform.setdefault(platform, UsageCounts()).add(counter, amount)
+                elif scope == "error":
+                    errors[counter] += amount
+            totals.merge(counts)
+            per_day.append((day, counts))
+        return UsageSummary(
+            from_day=from_day,
+            to_day=to_day,
+            totals=totals,
+            per_day=per_day,
+            by_platform=dict(sorted(by_platform.items())),
+            errors_by_code=dict(errors.most_common()),
+            price_per_gpu_second=self._settings.price_per_gpu_second,
+        )
+
+    async def top_users(self, from_day: dt.date, to_day: dt.date, n: int = 10) -> list[UserUsage]:
+        """The ``n`` users with the most requests over the days (ties: more GPU time first)."""
+        days = list(_days(from_day, to_day))
+        pipe = self._redis.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(keys.usage_users(day.isoformat()))
+        users: dict[str, UsageCounts] = {}
+        for raw in await pipe.execute():
+            for name, value in raw.items():
+                user, _, counter = keys.as_text(name).rpartition(_SEP)
+                users.setdefault(user, UsageCounts()).add(counter, int(value))
+        ranked = sorted(
+            users.items(), key=lambda item: (-item[1].requests, -item[1].synthesis_ms, item[0])
+        )
+        result = []
+        for user, counts in ranked[: max(n, 0)]:
+            platform, _, user_id = user.partition(":")
+            result.append(UserUsage(platform, user_id, counts))
+        return result
