@@ -245,6 +245,8 @@ class AudioCache:
             self.metrics.cache_too_large += 1
             log.info("not caching %s: %d bytes is over the limit", key, len(value))
             return False
+        if not self.metrics.redis_allowed():
+            return False
         ttl_s = self._settings.cache_ttl_s
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(key, value, ex=ttl_s)
@@ -263,6 +265,8 @@ class AudioCache:
         return True
 
     async def _fetch(self, key: str) -> CachedAudio | None:
+        if not self.metrics.redis_allowed():
+            return None
         try:
             raw = await self._redis.get(key)
         except REDIS_ERRORS as exc:
@@ -319,6 +323,8 @@ class AudioCache:
         token = secrets.token_hex(16)
         deadline = asyncio.get_running_loop().time() + self._settings.singleflight_wait_timeout_s
         while True:
+            if not self.metrics.redis_allowed():
+                return await self._create_alone(key, create), True
             try:
                 holder = await self._redis.set(
                     lock_key, token, nx=True, px=self._settings.singleflight_lock_ttl_ms, get=True

@@ -1,14 +1,21 @@
-"""In-process counters of the storage layer, read by the admin/metrics endpoint.
+"""In-process counters of the storage layer, read by the admin/metrics endpoint, and the
+circuit breaker every storage component consults before talking to Redis.
 
 Plain ints on purpose: storage stays free of prometheus; the admin layer exports a snapshot.
 ``redis_failed``/``redis_succeeded`` also log the up→down and down→up transitions once each,
 so a dead Redis produces two log lines, not one per chat message.
+
+Breaker: after a failure, ``redis_allowed()`` says no for ``cooldown_s``, then lets one
+call through as a probe. A hung server (each command waits out the socket timeout) then
+costs one timeout per cooldown, not one per command. Share one ``StorageMetrics`` among
+the cache, voices, usage and rate limiter so they share the breaker too.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 
 from redis.exceptions import RedisError
 
@@ -32,11 +39,26 @@ class StorageMetrics:
     singleflight_joins: int = 0  # callers answered by a synthesis someone else ran
     singleflight_timeouts: int = 0
     ratelimit_denied: int = 0
+    redis_skipped: int = 0  # calls that degraded without trying: the breaker was open
     redis_up: bool = True  # as last observed by any command
+    cooldown_s: float = 1.0
+    _skip_until: float = field(default=0.0, repr=False)
+
+    def redis_allowed(self) -> bool:
+        """False while the breaker is open (the caller degrades at once); a probe gets True."""
+        if self.redis_up:
+            return True
+        now = time.monotonic()
+        if now < self._skip_until:
+            self.redis_skipped += 1
+            return False
+        self._skip_until = now + self.cooldown_s  # one probe per cooldown; the rest skip
+        return True
 
     def redis_failed(self, operation: str, exc: BaseException) -> None:
-        """Count a failed command; log only when Redis was believed up until now."""
+        """Count a failed command and open the breaker; log only on the up→down transition."""
         self.redis_errors += 1
+        self._skip_until = time.monotonic() + self.cooldown_s
         if self.redis_up:
             self.redis_up = False
             log.warning(
@@ -53,5 +75,5 @@ class StorageMetrics:
             log.warning("Redis is back")
 
     def snapshot(self) -> dict[str, int | bool]:
-        """A copy for exporters; taking it never blocks the counters."""
-        return asdict(self)
+        """The counters and state, for exporters."""
+        return {k: v for k, v in asdict(self).items() if isinstance(v, int | bool)}

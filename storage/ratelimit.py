@@ -75,16 +75,21 @@ class RateLimiter:
             return RateDecision(allowed=True)
         if f"{platform}:{user_id}" in self._settings.ratelimit_admins:
             return RateDecision(allowed=True)
+        if not self.metrics.redis_allowed():
+            return self._degraded()
         rule = self._settings.rate_rule(platform)
         try:
             allowed, wait = await self._bucket(keys=[key], args=[rule.per_minute / 60, rule.burst])
         except REDIS_ERRORS as exc:
             self.metrics.redis_failed("rate limit", exc)
-            if self._settings.ratelimit_fail_open:
-                return RateDecision(allowed=True, degraded=True)
-            return RateDecision(False, FAIL_CLOSED_RETRY_AFTER_S, degraded=True)
+            return self._degraded()
         self.metrics.redis_succeeded()
         if allowed:
             return RateDecision(allowed=True)
         self.metrics.ratelimit_denied += 1
         return RateDecision(allowed=False, retry_after_s=float(wait))
+
+    def _degraded(self) -> RateDecision:
+        if self._settings.ratelimit_fail_open:
+            return RateDecision(allowed=True, degraded=True)
+        return RateDecision(False, FAIL_CLOSED_RETRY_AFTER_S, degraded=True)

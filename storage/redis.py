@@ -27,6 +27,7 @@ import platformdirs
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError
 
 from storage.errors import StorageUnavailable
 from storage.metrics import REDIS_ERRORS
@@ -64,7 +65,13 @@ def make_client(url: str, settings: StorageSettings) -> Redis:
         timeout=settings.redis_connect_timeout_s,  # waiting for a free pooled connection
         socket_timeout=settings.redis_socket_timeout_s,
         socket_connect_timeout=settings.redis_connect_timeout_s,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.25), settings.redis_retries),
+        # Retry a dropped connection (a restart, a failover); not a timeout: a hung server
+        # would make every retry wait out the socket timeout again.
+        retry=Retry(
+            ExponentialWithJitterBackoff(base=0.02, cap=0.25),
+            settings.redis_retries,
+            supported_errors=(ConnectionError,),
+        ),
         health_check_interval=settings.redis_health_check_interval_s,
         client_name="saybot",
         decode_responses=False,

@@ -151,6 +151,8 @@ class UsageRecorder:
             pipe.hincrby(day_key, f"error{_SEP}{code}", 1)
         pipe.expireat(day_key, expire_at)
         pipe.expireat(users_key, expire_at)
+        if not self.metrics.redis_allowed():
+            return
         try:
             await pipe.execute()
         except REDIS_ERRORS as exc:

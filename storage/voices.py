@@ -125,6 +125,8 @@ class VoiceStore:
         """The user's default voice id (its clip may have expired: see ``get_clip``)."""
         key = keys.user_default(platform, user_id)
         _owner(platform, user_id)
+        if not self.metrics.redis_allowed():
+            return None
         try:
             raw = await self._redis.getex(key, ex=self._settings.voice_idle_ttl_s)
         except REDIS_ERRORS as exc:
@@ -137,6 +139,7 @@ class VoiceStore:
         """Make one of the user's own saved voices their default; False if it is not theirs."""
         owner = _owner(platform, user_id)
         keys.check_voice_id(voice_id)
+        self._check_writable()
         try:
             owns = await self._redis.sismember(keys.voice_owners(voice_id), owner)
             if owns:
@@ -193,6 +196,7 @@ class VoiceStore:
         voices_key = keys.user_voices(platform, user_id)
         default_key = keys.user_default(platform, user_id)
         report = ForgetReport()
+        self._check_writable()
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.smembers(voices_key)
@@ -237,7 +241,13 @@ class VoiceStore:
         )
         return report
 
+    def _check_writable(self) -> None:
+        if not self.metrics.redis_allowed():
+            raise StorageUnavailable("voices cannot be changed right now; try again")
+
     async def _read(self, pipe: Any, operation: str) -> list[Any] | None:
+        if not self.metrics.redis_allowed():
+            return None
         try:
             result: list[Any] = await pipe.execute()
         except REDIS_ERRORS as exc:
@@ -247,6 +257,7 @@ class VoiceStore:
         return result
 
     async def _write(self, pipe: Any, operation: str) -> list[Any]:
+        self._check_writable()
         try:
             result: list[Any] = await pipe.execute()
         except REDIS_ERRORS as exc:

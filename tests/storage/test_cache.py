@@ -15,7 +15,14 @@ import pytest
 from redis.asyncio import Redis
 
 from storage import keys
-from storage.cache import AudioCache, CachedAudio, cache_key, decode_entry, encode_entry, error_rebuilder
+from storage.cache import (
+    AudioCache,
+    CachedAudio,
+    cache_key,
+    decode_entry,
+    encode_entry,
+    error_rebuilder,
+)
 from storage.errors import SingleFlightFailed, SingleFlightTimeout
 from storage.metrics import StorageMetrics
 from storage.redis import make_client
@@ -43,7 +50,9 @@ class TTSBusy(TTSTimeout):
         self.retry_after_s = retry_after_s
 
 
-def entry(audio: bytes = b"OggS" + bytes(range(256)) * 16, voice_id: str | None = None) -> CachedAudio:
+def entry(
+    audio: bytes = b"OggS" + bytes(range(256)) * 16, voice_id: str | None = None
+) -> CachedAudio:
     return CachedAudio(
         audio=audio,
         format=AudioFormat.OGG_OPUS,
@@ -297,6 +306,7 @@ async def test_uncacheable_answers_let_waiters_synthesise(
     leader, follower = Counting(delay_s=0.2), Counting(delay_s=0)
     led, followed, waited = await _race(first, second, leader, follower)
     assert (leader.calls, follower.calls) == (1, 1)
+    assert isinstance(led, tuple) and led[1] is False
     assert isinstance(followed, tuple) and followed[1] is False
     assert waited < 2
 

@@ -1,0 +1,103 @@
+"""Connection: REDIS_URL is honoured; without it an embedded Valkey starts, persists, stops."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from redis import Redis as SyncRedis
+
+from storage.errors import StorageUnavailable
+from storage.redis import default_data_dir, mask_url, open_redis
+from storage.settings import StorageSettings
+from tests.redis_fixtures import free_port, make_settings, start_valkey
+
+
+def embedded_settings(data_dir: Path) -> StorageSettings:
+    return StorageSettings(_env_file=None, redis_url=None, embedded_data_dir=data_dir)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:hunter2@cache.internal:6380/1", "redis://:***@cache.internal:6380/1"),
+        ("rediss://bot:hunter2@[::1]:6390", "rediss://bot:***@[::1]:6390"),
+    ],
+)
+def test_urls_are_logged_without_passwords(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "rediss://:pw@example:6380")
+    monkeypatch.setenv("RATELIMIT_ADMINS", "telegram:1, discord:2")
+    monkeypatch.setenv("RATELIMIT_PLATFORMS", '{"discord": {"per_minute": 10, "burst": 5}}')
+    settings = StorageSettings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.redis_url is not None
+    assert settings.redis_url.get_secret_value() == "rediss://:pw@example:6380"
+    assert "pw" not in repr(settings)
+    assert settings.ratelimit_admins == {"telegram:1", "discord:2"}
+    assert settings.rate_rule("discord").burst == 5
+    assert settings.rate_rule("telegram").burst == settings.ratelimit_burst
+
+
+def test_default_data_dir_is_per_user() -> None:
+    assert default_data_dir().parts[-2:] == ("saybot", "valkey")
+
+
+async def test_redis_url_is_honoured(tmp_path: Path) -> None:
+    """A second server on another port: the handle talks to it, and nothing is embedded."""
+    other = start_valkey(data_dir=tmp_path)
+    try:
+        handle = await open_redis(make_settings(f"redis://127.0.0.1:{other.port}"))
+        async with handle:
+            assert not handle.is_embedded and handle.embedded_port is None
+            assert await handle.ping()
+            await handle.client.set("saybot:v1:test:where", b"here")
+        with SyncRedis(host="127.0.0.1", port=other.port) as direct:
+            assert direct.get("saybot:v1:test:where") == b"here"
+    finally:
+        other.stop()
+
+
+async def test_unreachable_redis_url_degrades_instead_of_raising(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"redis://:secret@127.0.0.1:{free_port()}"
+    with caplog.at_level(logging.WARNING, logger="storage"):
+        handle = await open_redis(make_settings(url))
+    async with handle:
+        assert not await handle.ping()
+    assert "not answering" in caplog.text and "secret" not in caplog.text
+
+
+@pytest.mark.timeout(60)
+async def test_embedded_valkey_persists_and_stops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = embedded_settings(tmp_path / "data")
+    with caplog.at_level(logging.INFO, logger="storage"):
+        handle = await open_redis(settings)
+    assert handle.is_embedded and "embedded Valkey" in caplog.text
+    port = handle.embedded_port
+    assert port is not None
+    async with handle:
+        assert await handle.ping()
+        assert handle.url_for_logs == f"redis://127.0.0.1:{port}"
+        await handle.client.set("saybot:v1:test:kept", b"across restarts")
+        with pytest.raises(StorageUnavailable, match="REDIS_URL"):
+            await open_redis(settings)  # a second server on the same data would clobber it
+    assert not await handle.ping()
+    assert (tmp_path / "data" / "saybot.rdb").exists(), "a snapshot written on stop"
+
+    async with await open_redis(settings) as again:
+        assert await again.client.get("saybot:v1:test:kept") == b"across restarts"
+
+
+async def test_settings_hold_the_url_as_a_secret() -> None:
+    settings = make_settings("redis://:pw@127.0.0.1:1")
+    assert isinstance(settings.redis_url, SecretStr)
+    assert "pw" not in str(settings.model_dump())
