@@ -1,0 +1,159 @@
+"""Usage counters: per-day, per-platform, per-user; exact sums; retention; one round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any
+
+import pytest
+from redis.asyncio import BlockingConnectionPool, Connection, Redis
+
+from storage import keys
+from storage.settings import StorageSettings
+from storage.usage import UsageReader, UsageRecorder, utc_today
+
+# Recent days: a bucket older than the retention expires the moment it is written.
+DAY1 = utc_today() - dt.timedelta(days=2)
+DAY2 = utc_today() - dt.timedelta(days=1)
+
+
+@pytest.fixture
+def settings(storage_settings: StorageSettings) -> StorageSettings:
+    return storage_settings.model_copy(update={"price_per_gpu_second": 0.001})
+
+
+async def fill(recorder: UsageRecorder) -> None:
+    await recorder.record(
+        "telegram", "1", "miss", audio_seconds=2.5, synthesis_seconds=1.25, day=DAY1
+    )
+    await recorder.record("telegram", "1", "hit", audio_seconds=2.5, day=DAY1)
+    await recorder.record("discord", "7", "hit", audio_seconds=1.0, day=DAY1)
+    await recorder.record("discord", "7", "error", error_code="tts_busy", day=DAY2)
+    await recorder.record("discord", "8", "error", error_code="tts_busy", day=DAY2)
+    await recorder.record("discord", "8", "error", error_code="invalid_input", day=DAY2)
+    await recorder.record(
+        "telegram", "2", "miss", audio_seconds=0.1, synthesis_seconds=3.0, day=DAY2
+    )
+
+
+async def test_summary_totals_days_platforms_errors_and_cost(
+    redis_client: Redis, settings: StorageSettings
+) -> None:
+    await fill(UsageRecorder(redis_client, settings))
+    summary = await UsageReader(redis_client, settings).summary(DAY1, DAY2)
+
+    totals = summary.totals
+    assert (totals.requests, totals.hits, totals.misses, totals.errors) == (7, 2, 2, 3)
+    assert totals.audio_seconds == pytest.approx(6.1)
+    assert totals.synthesis_seconds == pytest.approx(4.25)
+    assert summary.hit_ratio == pytest.approx(0.5)
+    assert summary.estimated_cost == pytest.approx(4.25 * 0.001)
+    assert [(day, c.requests, c.errors) for day, c in summary.per_day] == [
+        (DAY1, 3, 0),
+        (DAY2, 4, 3),
+    ]
+    assert list(summary.by_platform) == ["discord", "telegram"]
+    assert summary.by_platform["discord"].requests == 4 and summary.by_platform["discord"].hits == 1
+    assert summary.by_platform["telegram"].synthesis_ms == 4250
+    assert summary.errors_by_code == {"tts_busy": 2, "invalid_input": 1}
+
+    only_day1 = await UsageReader(redis_client, settings).summary(DAY1, DAY1)
+    assert only_day1.totals.requests == 3 and only_day1.errors_by_code == {}
+
+
+async def test_top_users(redis_client: Redis, settings: StorageSettings) -> None:
+    await fill(UsageRecorder(redis_client, settings))
+    reader = UsageReader(redis_client, settings)
+    top = await reader.top_users(DAY1, DAY2, n=2)
+    # Both made 2 requests; telegram:1 spent 1.25 GPU s, discord:7 none: GPU time breaks the tie.
+    assert [(u.platform, u.user_id) for u in top] == [("telegram", "1"), ("discord", "7")]
+    assert top[0].counts.synthesis_seconds == pytest.approx(1.25)
+    assert [u.user_id for u in await reader.top_users(DAY2, DAY2, n=10)] == ["8", "2", "7"]
+
+
+async def test_empty_range_and_bad_ranges(redis_client: Redis, settings: StorageSettings) -> None:
+    reader = UsageReader(redis_client, settings)
+    summary = await reader.summary(DAY1, DAY2)
+    assert (
+        summary.totals.requests == 0 and summary.hit_ratio is None and summary.estimated_cost == 0
+    )
+    with pytest.raises(ValueError):
+        await reader.summary(DAY2, DAY1)
+    with pytest.raises(ValueError):
+        await reader.summary(DAY1, DAY1 + dt.timedelta(days=1000))
+
+
+async def test_buckets_expire_after_the_retention(
+    redis_client: Redis, settings: StorageSettings
+) -> None:
+    recorder = UsageRecorder(redis_client, settings.model_copy(update={"usage_retention_days": 90}))
+    today = utc_today()
+    await recorder.record("telegram", "1", "hit")
+    end_of_retention = dt.datetime.combine(today + dt.timedelta(days=91), dt.time(), tzinfo=dt.UTC)
+    expected_s = end_of_retention.timestamp() - time.time()
+    for key in (keys.usage_day(today.isoformat()), keys.usage_users(today.isoformat())):
+        assert abs(await redis_client.ttl(key) - expected_s) < 5
+
+
+async def test_concurrent_increments_are_not_lost(
+    redis_client: Redis, settings: StorageSettings
+) -> None:
+    recorder = UsageRecorder(redis_client, settings)
+    await asyncio.gather(
+        *(
+            recorder.record("discord", str(i % 5), "miss", synthesis_seconds=0.001, day=DAY1)
+            for i in range(200)
+        )
+    )
+    summary = await UsageReader(redis_client, settings).summary(DAY1, DAY1)
+    assert summary.totals.requests == 200 and summary.totals.synthesis_ms == 200
+
+
+class CountingConnection(Connection):
+    """Counts writes to the socket: a round trip is one write followed by reading replies."""
+
+    writes = 0
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.writes += 1
+        await super().send_packed_command(command, check_health)
+
+
+async def test_one_round_trip_per_request(settings: StorageSettings, valkey_url: str) -> None:
+    pool = BlockingConnectionPool.from_url(valkey_url, connection_class=CountingConnection)
+    client = Redis.from_pool(pool)
+    try:
+        recorder = UsageRecorder(client, settings)
+        await recorder.record("discord", "1", "hit", day=DAY1)  # connects (HELLO…) first
+        before = CountingConnection.writes
+        await recorder.record(
+            "discord", "1", "error", error_code="x", audio_seconds=1, synthesis_seconds=1, day=DAY1
+        )
+        assert CountingConnection.writes - before == 1
+    finally:
+        await client.aclose()
+
+
+async def test_forget_user_drops_only_their_per_user_counts(
+    redis_client: Redis, settings: StorageSettings
+) -> None:
+    recorder = UsageRecorder(redis_client, settings)
+    today = utc_today()
+    await recorder.record("telegram", "1", "miss", synthesis_seconds=2, day=today)
+    await recorder.record("telegram", "2", "hit", day=today - dt.timedelta(days=3))
+    await recorder.record("telegram", "1", "hit", day=today - dt.timedelta(days=3))
+    assert await recorder.forget_user("telegram", "1") > 0
+    reader = UsageReader(redis_client, settings)
+    users = await reader.top_users(today - dt.timedelta(days=5), today, n=10)
+    assert [(u.platform, u.user_id) for u in users] == [("telegram", "2")]
+    assert (await reader.summary(today - dt.timedelta(days=5), today)).totals.requests == 3
+
+
+async def test_days_past_the_retention_are_not_kept(
+    redis_client: Redis, settings: StorageSettings
+) -> None:
+    old = utc_today() - dt.timedelta(days=settings.usage_retention_days + 2)
+    await UsageRecorder(redis_client, settings).record("telegram", "1", "hit", day=old)
+    assert await redis_client.exists(keys.usage_day(old.isoformat())) == 0
