@@ -4,7 +4,7 @@
     modal secret create saybot-tts TTS_API_TOKEN=<a long random string>
     modal run -m tts_service.modal_app::download_weights     # once: weights onto the volume
     modal deploy -m tts_service.modal_app                    # prints the URL for TTS_SERVICE_URL
-    TTS_API_TOKEN=<same> modal run -m tts_service.modal_app  # optional: one real request
+    TTS_API_TOKEN=<same> modal run -m tts_service.modal_app  # one request to the deployment
 
 The whole guide, with costs, is in ``docs/modal.md``. Only this module imports
 modal; nothing else in the project depends on it.
@@ -47,7 +47,6 @@ Long requests
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
 
 import modal
 from fastapi import FastAPI
@@ -209,16 +208,22 @@ class TTSService:
 
 @app.local_entrypoint()
 def smoke(text: str = "Hello from saybot on Modal.", out: str = "modal-smoke.ogg") -> None:
-    """One real request through the endpoint (``TTS_API_TOKEN`` must be set locally)."""
+    """One real request to the deployed service, as the bots make it.
+
+    Uses ``TTS_SERVICE_URL`` if set, else asks Modal for the deployed class's
+    URL; ``TTS_API_TOKEN`` must be set in the local shell.
+    """
     import os
 
     import httpx
 
-    url = cast(Any, TTSService)().web.get_web_url()
+    url = os.environ.get("TTS_SERVICE_URL") or (
+        modal.Cls.from_name(DEPLOYMENT.app_name, "TTSService")().web.get_web_url()
+    )
     headers = {"Authorization": f"Bearer {os.environ['TTS_API_TOKEN']}"}
     # A cold GPU takes a while; past 150 s Modal redirects to a result URL (followed here).
     with httpx.Client(headers=headers, timeout=DEPLOYMENT.timeout_s, follow_redirects=True) as http:
-        response = http.post(f"{url}/v1/tts", json={"text": text})
+        response = http.post(f"{str(url).rstrip('/')}/v1/tts", json={"text": text})
     response.raise_for_status()
     Path(out).write_bytes(response.content)
     print(
