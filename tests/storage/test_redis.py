@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -84,13 +85,15 @@ async def test_embedded_valkey_persists_and_stops(
     assert handle.is_embedded and "embedded Valkey" in caplog.text
     port = handle.embedded_port
     assert port is not None
+    pid = handle._server._process.pid  # the valkey-server child process
     async with handle:
         assert await handle.ping()
         assert handle.url_for_logs == f"redis://127.0.0.1:{port}"
         await handle.client.set("saybot:v1:test:kept", b"across restarts")
         with pytest.raises(StorageUnavailable, match="REDIS_URL"):
             await open_redis(settings)  # a second server on the same data would clobber it
-    assert not await handle.ping()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopped and reaped
     assert (tmp_path / "data" / "saybot.rdb").exists(), "a snapshot written on stop"
 
     async with await open_redis(settings) as again:
