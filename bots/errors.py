@@ -49,6 +49,10 @@ class NoSavedVoice(SayError):
     code = "no_saved_voice"
 
 
+class StorageProblem(SayError):
+    code = "storage_unavailable"
+
+
 class TTSFailure(SayError):
     code = "tts_failure"
 

@@ -1,24 +1,128 @@
-"""``saybot run``: everything configured, in one process.
+"""``saybot run``: every configured part in one asyncio loop.
 
-Until the chat adapters land this serves the local TTS service (Piper) on
-loopback, which is the part of the product that needs no account.
+Redis (or the embedded Valkey), the TTS client (or, with no ``TTS_SERVICE_URL``,
+the local Piper service served in-process on loopback), the Telegram and
+Discord adapters whose tokens are set, and the admin endpoint. SIGINT/SIGTERM
+stop taking new work, let in-flight requests finish, then close everything in
+reverse order.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import secrets
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from bots.say import SayFlow
+from bots.settings import BotSettings
+from bots.tts_client import RetryPolicy, TTSClient
+from storage.settings import StorageSettings
+from tts_service.settings import TTSSettings
 
 log = logging.getLogger(__name__)
 
 
-def run_product() -> int:
-    import uvicorn
+@dataclass(frozen=True)
+class TTSEndpoint:
+    url: str
+    token: str | None
+    local: bool
 
+
+@contextlib.asynccontextmanager
+async def tts_endpoint(settings: BotSettings) -> AsyncIterator[TTSEndpoint]:
+    """The configured TTS service, or the local Piper one served in-process on loopback."""
+    if settings.tts_service_url:
+        token = settings.tts_api_token.get_secret_value() if settings.tts_api_token else None
+        yield TTSEndpoint(settings.tts_service_url, token, local=False)
+        return
+    from bots.asgi_server import serve_app
     from tts_service.api import create_app
     from tts_service.engines import build_engine
-    from tts_service.settings import TTSSettings
 
-    settings = TTSSettings()
-    log.info("no chat adapters yet: serving the local TTS service only")
-    uvicorn.run(create_app(build_engine(settings), settings), host="127.0.0.1", port=settings.port)
+    token = secrets.token_urlsafe(32)  # per run: nothing else on the box can use it
+    tts_settings = TTSSettings().model_copy(update={"api_token": SecretStr(token)})
+    app = create_app(build_engine(tts_settings), tts_settings)
+    async with serve_app(app, "127.0.0.1", 0) as url:
+        log.info("no TTS_SERVICE_URL: serving the local %s engine at %s", tts_settings.engine, url)
+        yield TTSEndpoint(url, token, local=True)
+
+
+def open_tts_client(endpoint: TTSEndpoint, settings: BotSettings) -> TTSClient:
+    return TTSClient(
+        endpoint.url,
+        endpoint.token,
+        connect_timeout_s=settings.tts_connect_timeout_s,
+        read_timeout_s=settings.tts_read_timeout_s,
+        retry=RetryPolicy(max_attempts=settings.tts_max_attempts),
+    )
+
+
+async def wait_for_tts(client: TTSClient, timeout_s: float = 60.0) -> None:
+    """Wait (bounded) until the engine answers, so the first user is not the one who waits."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await client.ready()
+            return
+        except Exception as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("the TTS service is not ready yet (%s); starting anyway", exc)
+                return
+            await asyncio.sleep(0.2)
+
+
+async def run(settings: BotSettings, storage_settings: StorageSettings) -> None:
+    """Start everything, wait for a stop signal, stop everything."""
+    from storage.redis import open_redis
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    async with contextlib.AsyncExitStack() as stack:
+        redis = await open_redis(storage_settings)
+        stack.push_async_callback(redis.aclose)
+        endpoint = await stack.enter_async_context(tts_endpoint(settings))
+        tts = open_tts_client(endpoint, settings)
+        stack.push_async_callback(tts.aclose)
+        await wait_for_tts(tts)
+        flow = SayFlow.over_redis(redis.client, storage_settings, tts)
+        started = await start_adapters(stack, settings, flow)
+        if not started:
+            log.warning(
+                "no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN: only the TTS service is running"
+            )
+        log.info("saybot is running; Ctrl-C stops it")
+        await stop.wait()
+        log.info("stopping: finishing in-flight requests")
+
+
+async def start_adapters(
+    stack: contextlib.AsyncExitStack, settings: BotSettings, flow: SayFlow
+) -> list[str]:
+    """Start each chat adapter whose token is set; their stops join ``stack``."""
+    started: list[str] = []
+    if settings.telegram_bot_token is not None:
+        from bots.telegram_bot.app import build_application, start_telegram, stop_telegram
+
+        application = build_application(settings, flow)
+        await start_telegram(application, settings)
+        stack.push_async_callback(stop_telegram, application)
+        started.append("telegram")
+    return started
+
+
+def run_product() -> int:
+    """Entry point of ``saybot run``: settings built here, not at import time."""
+    settings = BotSettings()
+    storage_settings = StorageSettings()
+    asyncio.run(run(settings, storage_settings))
     return 0

@@ -204,6 +204,13 @@ def prepare_reference(data: bytes, sample_rate: int) -> ReferenceClip:
     return ReferenceClip(samples=samples, sample_rate=sample_rate, sha256=fingerprint(samples))
 
 
+def encode_reference(reference: ReferenceClip) -> bytes:
+    """A prepared clip as lossless FLAC: what the bots store and send to the service."""
+    buffer = io.BytesIO()
+    sf.write(buffer, reference.samples, reference.sample_rate, format="FLAC", subtype="PCM_24")
+    return buffer.getvalue()
+
+
 def _length_message(duration_s: float) -> str:
     return (
         f"the voice clip has {duration_s:.1f} s of speech; it needs between "

@@ -1,0 +1,90 @@
+"""What users read: one friendly sentence per error, and the captions of replies.
+
+Each platform passes its own wording for the few sentences that name its
+commands, so there is one table per platform and one shared base.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+
+from bots.errors import (
+    InvalidInput,
+    NoSavedVoice,
+    RateLimited,
+    SayError,
+    StorageProblem,
+    TTSBusy,
+    TTSTimeout,
+    TTSUnavailable,
+    VoiceClipRejected,
+    VoiceCloningUnavailable,
+)
+from bots.say import SayResult
+from storage.voices import ForgetReport
+
+log = logging.getLogger(__name__)
+
+UNEXPECTED = "Something went wrong on my side — please try again in a moment."
+
+
+def _seconds(value: float | None) -> str:
+    return f"{max(1, math.ceil(value or 1))} s"
+
+
+def error_text(error: BaseException, overrides: Mapping[type[SayError], str] = {}) -> str:
+    """The one sentence a user sees for ``error``; unexpected errors are logged, not shown."""
+    for kind, text in overrides.items():
+        if isinstance(error, kind):
+            return text
+    match error:
+        case RateLimited():
+            return f"You're going a bit fast — try again in {_seconds(error.retry_after_s)}."
+        case InvalidInput():
+            return f"I can't say that: {error.message}."
+        case VoiceClipRejected():
+            return f"I can't use that voice clip: {error.message}."
+        case VoiceCloningUnavailable():
+            return (
+                "Voice cloning needs the GPU engine, which isn't running right now — "
+                "send your text without a voice clip."
+            )
+        case NoSavedVoice():
+            return "You have no saved voice."
+        case StorageProblem():
+            return "I can't reach my storage right now, so nothing was changed — try again soon."
+        case TTSBusy():
+            wait = f"in {_seconds(error.retry_after_s)}" if error.retry_after_s else "shortly"
+            return f"The voice engine is busy right now — please try again {wait}."
+        case TTSTimeout():
+            return (
+                "The voice engine took too long to answer (it may be warming up) — "
+                "please try again in a minute."
+            )
+        case TTSUnavailable():
+            return "The voice engine is unavailable right now — please try again later."
+        case SayError():
+            return f"I couldn't do that: {error.message}."
+    log.error("unexpected error reached a user", exc_info=error)
+    return UNEXPECTED
+
+
+def caption(result: SayResult) -> str:
+    """Which voice spoke and for how long, plus why a saved voice was not used."""
+    text = f"🔊 {result.voice.value} · {result.duration_s:.1f} s"
+    if result.note:
+        text += f" ({result.note})"
+    return text
+
+
+def forget_text(report: ForgetReport) -> str:
+    """The answer to "forget my voice": what was deleted, in numbers."""
+    if not report.anything_removed:
+        return "There was nothing of yours to delete."
+    clips = len(report.voices_deleted) + len(report.voices_still_owned_by_others)
+    return (
+        f"Done: deleted your {clips} voice clip(s), your default voice and "
+        f"{report.cache_entries_deleted} recording(s) made with them."
+    )

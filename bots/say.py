@@ -1,0 +1,327 @@
+"""The one place the ``/say`` business flow lives; no Telegram or Discord types in here.
+
+validate → rate limit → voice → cache key → cache get → single-flight → TTS call
+→ cache put → usage. Every outcome is either a ``SayResult`` or a ``SayError``
+that the platform adapter turns into one sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+import anyio
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from bots.errors import (
+    InvalidInput,
+    RateLimited,
+    SayError,
+    StorageProblem,
+    TTSBusy,
+    TTSTimeout,
+    TTSUnavailable,
+    VoiceClipRejected,
+    VoiceCloningUnavailable,
+)
+from bots.tts_client import TTSClient
+from storage.cache import AudioCache, CachedAudio, cache_key, error_rebuilder
+from storage.errors import (
+    SingleFlightFailed,
+    SingleFlightTimeout,
+    StorageError,
+    StorageUnavailable,
+    VoiceTooLarge,
+)
+from storage.metrics import StorageMetrics
+from storage.ratelimit import RateLimiter
+from storage.settings import StorageSettings
+from storage.usage import UsageRecorder
+from storage.voices import ForgetReport, VoiceStore
+from tts_service import audio
+from tts_service.errors import PayloadTooLarge, ReferenceAudioError
+from tts_service.schema import PARAM_RANGES, AudioFormat, TTSParams, describe_validation_error
+
+log = logging.getLogger(__name__)
+
+# Clips are normalised once, at this rate, by the bot: the voice id (their fingerprint) is then
+# the same whichever container or rate the user's phone recorded in.
+REFERENCE_SAMPLE_RATE = 24_000
+
+
+class VoiceSource(StrEnum):
+    BUILT_IN = "built-in voice"
+    SAVED = "your saved voice"
+    ATTACHED = "the voice you sent"
+
+
+@dataclass(frozen=True)
+class SayRequest:
+    """One ``/say``, as any platform delivers it."""
+
+    platform: str
+    user_id: str
+    chat_id: str
+    text: str
+    params: Mapping[str, float | int] = field(default_factory=dict)
+    reference_clip: bytes | None = None  # a clip sent with this request: clone it this once
+    use_saved_voice: bool = True
+    format: AudioFormat = AudioFormat.OGG_OPUS
+
+
+@dataclass(frozen=True)
+class SayResult:
+    audio: bytes
+    format: AudioFormat
+    duration_s: float
+    voice: VoiceSource
+    from_cache: bool
+    engine: str
+    note: str | None = None  # e.g. why a saved voice was not used
+
+
+@dataclass(frozen=True)
+class PreparedVoice:
+    voice_id: str
+    clip: bytes  # FLAC of the normalised clip
+
+
+class FlowObserver(Protocol):
+    """Hooks the metrics layer implements (``bots.metrics``); the flow stays Prometheus-free."""
+
+    def request_started(self, platform: str) -> None: ...
+
+    def request_finished(self, platform: str, outcome: str, seconds: float) -> None:
+        """``outcome``: "hit", "miss" or an error code."""
+        ...
+
+    def tts_called(self, seconds: float, error_code: str | None) -> None: ...
+
+
+class NoObserver:
+    def request_started(self, platform: str) -> None:
+        pass
+
+    def request_finished(self, platform: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def tts_called(self, seconds: float, error_code: str | None) -> None:
+        pass
+
+
+def parse_params(request: SayRequest) -> TTSParams:
+    """The request's text and options as the service's contract, or ``InvalidInput``."""
+    unknown = sorted(set(request.params) - set(PARAM_RANGES))
+    if unknown:
+        allowed = ", ".join(f"{name} ({r.describe()})" for name, r in PARAM_RANGES.items())
+        raise InvalidInput(f"unknown option {', '.join(unknown)}; the options are {allowed}")
+    try:
+        return TTSParams.model_validate(
+            {**request.params, "text": request.text, "format": request.format}
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInput(describe_validation_error(tuple(first["loc"]), first["msg"])) from exc
+
+
+async def prepare_voice(clip: bytes) -> PreparedVoice:
+    """Decode, check and normalise a clip off the event loop; ``VoiceClipRejected`` if unusable."""
+    try:
+        reference = await anyio.to_thread.run_sync(
+            audio.prepare_reference, clip, REFERENCE_SAMPLE_RATE
+        )
+    except (ReferenceAudioError, PayloadTooLarge) as exc:
+        raise VoiceClipRejected(exc.message) from exc
+    flac = await anyio.to_thread.run_sync(audio.encode_reference, reference)
+    return PreparedVoice(voice_id=reference.sha256, clip=flac)
+
+
+def as_say_error(error: StorageError) -> SayError:
+    """Storage failures that could not degrade, in the bots' terms."""
+    if isinstance(error, VoiceTooLarge):
+        return VoiceClipRejected("it is too large to keep; send a shorter clip")
+    if isinstance(error, SingleFlightTimeout):
+        return TTSTimeout("waited too long for the same request to finish")
+    if isinstance(error, SingleFlightFailed):
+        return TTSUnavailable(f"the shared synthesis failed ({error.code})")
+    if isinstance(error, StorageUnavailable):
+        return StorageProblem("storage is unavailable right now")
+    return StorageProblem(str(error))
+
+
+class SayFlow:
+    """``say`` and the voice commands, over injected storage and TTS clients."""
+
+    def __init__(
+        self,
+        tts: TTSClient,
+        cache: AudioCache,
+        voices: VoiceStore,
+        limiter: RateLimiter,
+        usage: UsageRecorder,
+        observer: FlowObserver | None = None,
+    ) -> None:
+        self.observer: FlowObserver = observer or NoObserver()
+        self.tts = tts
+        self.cache = cache
+        self.voices = voices
+        self.limiter = limiter
+        self.usage = usage
+
+    @classmethod
+    def over_redis(
+        cls,
+        redis: Redis,
+        settings: StorageSettings,
+        tts: TTSClient,
+        *,
+        metrics: StorageMetrics | None = None,
+        observer: FlowObserver | None = None,
+    ) -> SayFlow:
+        """The flow over one Redis client, its storage sharing one metrics object."""
+        metrics = metrics or StorageMetrics()
+        # Waiters of a failed single-flight synthesis raise the same error the leader got.
+        rebuild = error_rebuilder(
+            TTSUnavailable,
+            TTSTimeout,
+            TTSBusy,
+            InvalidInput,
+            VoiceClipRejected,
+            VoiceCloningUnavailable,
+        )
+        return cls(
+            tts=tts,
+            cache=AudioCache(redis, settings, metrics, rebuild_error=rebuild),
+            voices=VoiceStore(redis, settings, metrics),
+            limiter=RateLimiter(redis, settings, metrics),
+            usage=UsageRecorder(redis, settings, metrics),
+            observer=observer,
+        )
+
+    async def say(self, request: SayRequest) -> SayResult:
+        started = time.perf_counter()
+        self.observer.request_started(request.platform)
+        try:
+            try:
+                result = await self._say(request)
+            except StorageError as exc:
+                raise as_say_error(exc) from exc
+        except Exception as exc:
+            code = exc.code if isinstance(exc, SayError) else "bug"
+            self.observer.request_finished(request.platform, code, time.perf_counter() - started)
+            await self.usage.record(request.platform, request.user_id, "error", error_code=code)
+            raise
+        outcome = "hit" if result.from_cache else "miss"
+        self.observer.request_finished(request.platform, outcome, time.perf_counter() - started)
+        log.info(
+            "say platform=%s user=%s cached=%s audio=%.1fs took=%.2fs",
+            request.platform,
+            request.user_id,
+            result.from_cache,
+            result.duration_s,
+            time.perf_counter() - started,
+        )
+        return result
+
+    async def _say(self, request: SayRequest) -> SayResult:
+        params = parse_params(request)
+        decision = await self.limiter.check(request.platform, request.user_id)
+        if not decision.allowed:
+            raise RateLimited(decision.retry_after_s)
+        engine = await self.tts.engine_info()
+        voice, source, note = await self._choose_voice(request, engine.can_clone_voice)
+        key = cache_key(
+            params,
+            reference_sha256=voice.voice_id if voice else None,
+            engine_name=engine.name,
+            model_version=engine.model_version,
+            fmt=params.format,
+        )
+        synthesis_s = 0.0
+
+        async def synthesize() -> CachedAudio:
+            nonlocal synthesis_s
+            called = time.perf_counter()
+            try:
+                made = await self.tts.synthesize(params, voice.clip if voice else None)
+            except SayError as exc:
+                self.observer.tts_called(time.perf_counter() - called, exc.code)
+                raise
+            self.observer.tts_called(time.perf_counter() - called, None)
+            synthesis_s = made.synthesis_s
+            return CachedAudio(
+                audio=made.audio,
+                format=made.format,
+                duration_s=made.duration_s,
+                engine=made.engine,
+                created_at=time.time(),
+                voice_id=voice.voice_id if voice else None,
+            )
+
+        entry, from_cache = await self.cache.get_or_create(key, synthesize)
+        await self.usage.record(
+            request.platform,
+            request.user_id,
+            "hit" if from_cache else "miss",
+            audio_seconds=entry.duration_s,
+            synthesis_seconds=synthesis_s,
+        )
+        return SayResult(
+            audio=entry.audio,
+            format=entry.format,
+            duration_s=entry.duration_s,
+            voice=source,
+            from_cache=from_cache,
+            engine=entry.engine,
+            note=note,
+        )
+
+    async def _choose_voice(
+        self, request: SayRequest, can_clone: bool
+    ) -> tuple[PreparedVoice | None, VoiceSource, str | None]:
+        if request.reference_clip is not None:
+            if not can_clone:
+                raise VoiceCloningUnavailable("this service's engine cannot clone voices")
+            return await prepare_voice(request.reference_clip), VoiceSource.ATTACHED, None
+        if not request.use_saved_voice:
+            return None, VoiceSource.BUILT_IN, None
+        voice_id = await self.voices.default_voice(request.platform, request.user_id)
+        if voice_id is None:
+            return None, VoiceSource.BUILT_IN, None
+        if not can_clone:
+            return None, VoiceSource.BUILT_IN, "voice cloning is off right now"
+        clip = await self.voices.get_clip(voice_id)
+        if clip is None:
+            await self.voices.clear_default(request.platform, request.user_id)
+            return None, VoiceSource.BUILT_IN, "your saved voice had expired"
+        return PreparedVoice(voice_id=voice_id, clip=clip), VoiceSource.SAVED, None
+
+    async def save_voice(self, platform: str, user_id: str, clip: bytes) -> str:
+        """Make ``clip`` the user's default voice; returns its id."""
+        voice = await prepare_voice(clip)
+        try:
+            await self.voices.save(platform, user_id, voice.voice_id, voice.clip)
+        except StorageError as exc:
+            raise as_say_error(exc) from exc
+        return voice.voice_id
+
+    async def use_built_in_voice(self, platform: str, user_id: str) -> None:
+        try:
+            await self.voices.clear_default(platform, user_id)
+        except StorageError as exc:
+            raise as_say_error(exc) from exc
+
+    async def forget_voice(self, platform: str, user_id: str) -> ForgetReport:
+        """Delete the user's clips, their default pointer and all audio made with them."""
+        try:
+            return await self.voices.forget(platform, user_id)
+        except StorageError as exc:
+            raise as_say_error(exc) from exc
+
+    async def can_clone(self) -> bool:
+        return (await self.tts.engine_info()).can_clone_voice

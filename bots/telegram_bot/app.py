@@ -1,0 +1,84 @@
+"""Build and run the python-telegram-bot ``Application`` inside saybot's own event loop."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import BotCommand, Update
+from telegram.ext import Application, CommandHandler, MessageHandler, filters
+
+from bots.say import SayFlow
+from bots.settings import BotSettings
+from bots.telegram_bot import handlers
+
+log = logging.getLogger(__name__)
+
+# Synthesis takes seconds: handle many updates at once instead of PTB's one-by-one default.
+CONCURRENT_UPDATES = 64
+
+
+def build_application(settings: BotSettings, flow: SayFlow) -> Application:  # type: ignore[type-arg]
+    """The configured PTB application; start it with ``start_telegram``."""
+    if settings.telegram_bot_token is None:
+        raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    application = (
+        Application.builder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(settings.telegram_api_base_url)
+        .base_file_url(settings.telegram_file_base_url)
+        .concurrent_updates(CONCURRENT_UPDATES)
+        .get_updates_read_timeout(settings.telegram_poll_timeout_s + 10)
+        .build()
+    )
+    application.bot_data["deps"] = handlers.Deps(flow=flow, settings=settings)
+    application.add_handler(CommandHandler(["start", "help"], handlers.on_start))
+    application.add_handler(CommandHandler("say", handlers.on_say_command))
+    application.add_handler(CommandHandler("voice", handlers.on_voice_command))
+    application.add_handler(
+        MessageHandler((filters.VOICE | filters.AUDIO) & filters.CAPTION, handlers.on_attachment)
+    )
+    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.on_plain_text))
+    application.add_error_handler(handlers.on_error)
+    return application
+
+
+async def _register_commands(application: Application) -> None:  # type: ignore[type-arg]
+    await application.bot.set_my_commands(
+        [BotCommand(name, description) for name, description in handlers.COMMANDS]
+    )
+
+
+async def start_telegram(application: Application, settings: BotSettings) -> None:  # type: ignore[type-arg]
+    """Initialise, then poll (default) or listen for webhooks (``TELEGRAM_WEBHOOK_URL``)."""
+    await application.initialize()
+    await _register_commands(application)
+    await application.start()
+    updater = application.updater
+    if updater is None:
+        raise RuntimeError("the application was built without an updater")
+    if settings.telegram_webhook_url:
+        secret = settings.telegram_webhook_secret
+        await updater.start_webhook(
+            listen=settings.telegram_webhook_listen,
+            port=settings.telegram_webhook_port,
+            webhook_url=settings.telegram_webhook_url,
+            secret_token=secret.get_secret_value() if secret else None,
+            allowed_updates=Update.ALL_TYPES,
+        )
+        log.info("telegram: receiving updates by webhook")
+    else:
+        await updater.start_polling(
+            timeout=settings.telegram_poll_timeout_s,
+            allowed_updates=Update.ALL_TYPES,
+            drop_pending_updates=False,
+        )
+        log.info("telegram: long polling as @%s", application.bot.username)
+
+
+async def stop_telegram(application: Application) -> None:  # type: ignore[type-arg]
+    """Stop taking updates, let running handlers finish, close the HTTP pool."""
+    if application.updater is not None and application.updater.running:
+        await application.updater.stop()
+    if application.running:
+        await application.stop()
+    await application.shutdown()

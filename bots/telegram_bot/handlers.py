@@ -1,0 +1,287 @@
+"""Telegram handlers: turn updates into ``SayRequest``s and results into replies.
+
+Thin on purpose: parsing lives in ``parsing``, the flow in ``bots.say``, the
+wording in ``bots.messages``. Every accepted message gets exactly one reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from telegram import Audio, Message, Update, Voice
+from telegram.constants import ChatAction, ChatType
+from telegram.error import TelegramError
+from telegram.ext import ContextTypes
+
+from bots.errors import (
+    InvalidInput,
+    NoSavedVoice,
+    SayError,
+    VoiceClipRejected,
+    VoiceCloningUnavailable,
+)
+from bots.messages import caption, error_text, forget_text
+from bots.say import SayFlow, SayRequest
+from bots.settings import BotSettings
+from bots.telegram_bot.parsing import Command, parse_options, split_command
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+
+HELP = (
+    "I speak text aloud.\n"
+    "/say Hello there — I answer with a voice note.\n"
+    "/say exaggeration=0.8 seed=42 Hello — with options "
+    "(exaggeration 0.25–2, temperature 0.05–5, cfg_weight 0–1, seed ≥ 0).\n"
+    "Reply /say to a message to speak it; reply /say to a voice note, or send one with the "
+    "caption /say <text>, to speak in that voice.\n"
+    "/voice — reply to a voice note to make it your voice · /voice default — back to the "
+    "built-in voice · /voice forget — delete your voice and everything made with it."
+)
+
+TELEGRAM_WORDING: dict[type[SayError], str] = {
+    NoSavedVoice: "You have no saved voice — reply /voice to a voice note to save one.",
+}
+
+COMMANDS = [
+    ("start", "What this bot does"),
+    ("help", "How to use it"),
+    ("say", "Speak text: /say Hello there"),
+    ("voice", "Your voice: reply to a voice note; /voice default; /voice forget"),
+]
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the handlers need, stored in ``application.bot_data['deps']``."""
+
+    flow: SayFlow
+    settings: BotSettings
+
+
+def deps_of(context: ContextTypes.DEFAULT_TYPE) -> Deps:
+    deps: Deps = context.application.bot_data["deps"]
+    return deps
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    if update.effective_message:
+        await update.effective_message.reply_text(HELP, do_quote=True)
+
+
+async def on_say_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``/say …`` as text, possibly replying to a text, voice note or audio."""
+    message = update.effective_message
+    command = split_command(message.text or "") if message else None
+    if message is None or command is None:
+        return
+    await _handle(message, context, lambda: _say_from_command(message, command, context))
+
+
+async def on_voice_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    message = update.effective_message
+    command = split_command(message.text or "") if message else None
+    if message is None or command is None:
+        return
+    await _handle(message, context, lambda: _voice_command(message, command, context))
+
+
+async def on_attachment(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A voice note or audio file; its caption may be ``/say <text>`` or ``/voice``."""
+    message = update.effective_message
+    command = split_command(message.caption or "") if message else None
+    if message is None or command is None or not _addressed_to_us(command, context):
+        return
+    if command.name == "say":
+        await _handle(message, context, lambda: _say_from_command(message, command, context))
+    elif command.name == "voice":
+        await _handle(message, context, lambda: _voice_command(message, command, context))
+
+
+async def on_plain_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Private chats: every text is spoken (setting). Groups: only when the bot is mentioned."""
+    message = update.effective_message
+    if message is None or not message.text:
+        return
+    text = message.text
+    if message.chat.type != ChatType.PRIVATE:
+        mention = f"@{context.bot.username}"
+        if mention.lower() not in text.lower():
+            return
+        text = _without(text, mention)
+    elif not deps_of(context).settings.telegram_speak_private_messages:
+        return
+    await _handle(message, context, lambda: _speak(message, context, text, {}, None))
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Last resort: a handler raised. Log with context; the user gets one sentence."""
+    log.error(
+        "unhandled error for update %s", getattr(update, "update_id", "?"), exc_info=context.error
+    )
+
+
+# --- the work --------------------------------------------------------------------------------
+
+
+async def _handle(
+    message: Message, context: ContextTypes.DEFAULT_TYPE, work: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``work`` and make sure exactly one reply goes out, whatever happens."""
+    try:
+        await work()
+    except Exception as exc:
+        if not isinstance(exc, SayError):
+            log.exception("error while handling message %s", message.message_id)
+        with contextlib.suppress(TelegramError):
+            await message.reply_text(error_text(exc, TELEGRAM_WORDING), do_quote=True)
+
+
+async def _say_from_command(
+    message: Message, command: Command, context: ContextTypes.DEFAULT_TYPE
+) -> None:
+    options, text = parse_options(command.rest)
+    replied = message.reply_to_message
+    attachment = _clip_of(message) or (_clip_of(replied) if replied else None)
+    if not text and replied is not None and (replied.text or replied.caption):
+        text = replied.text or replied.caption or ""
+    if not text:
+        raise InvalidInput("tell me what to say, e.g. /say Hello there")
+    await _speak(message, context, text, options, attachment)
+
+
+async def _speak(
+    message: Message,
+    context: ContextTypes.DEFAULT_TYPE,
+    text: str,
+    options: dict[str, float | int],
+    attachment: Voice | Audio | None,
+) -> None:
+    deps = deps_of(context)
+    async with recording_voice(context, message.chat_id, deps.settings):
+        clip = None
+        if attachment is not None:
+            if not await deps.flow.can_clone():  # say so before downloading anything
+                raise VoiceCloningUnavailable("the engine cannot clone voices")
+            clip = await _download(attachment, context, deps.settings)
+        request = SayRequest(
+            platform=PLATFORM,
+            user_id=str(message.from_user.id if message.from_user else message.chat_id),
+            chat_id=str(message.chat_id),
+            text=text,
+            params=options,
+            reference_clip=clip,
+        )
+        result = await deps.flow.say(request)
+        await message.reply_voice(
+            voice=result.audio,
+            duration=max(1, round(result.duration_s)),
+            caption=caption(result),
+            filename="say.ogg",
+            do_quote=True,
+        )
+
+
+async def _voice_command(
+    message: Message, command: Command, context: ContextTypes.DEFAULT_TYPE
+) -> None:
+    deps = deps_of(context)
+    user_id = str(message.from_user.id if message.from_user else message.chat_id)
+    action = command.rest.strip().lower()
+    if action == "forget":
+        report = await deps.flow.forget_voice(PLATFORM, user_id)
+        await message.reply_text(forget_text(report), do_quote=True)
+        return
+    if action == "default":
+        await deps.flow.use_built_in_voice(PLATFORM, user_id)
+        await message.reply_text("Back to the built-in voice.", do_quote=True)
+        return
+    if action:
+        raise InvalidInput("use /voice (replying to a voice note), /voice default or /voice forget")
+    replied = message.reply_to_message
+    attachment = _clip_of(message) or (_clip_of(replied) if replied else None)
+    if attachment is None:
+        raise InvalidInput(
+            "reply /voice to a voice note or audio file, or send one with the caption /voice"
+        )
+    clip = await _download(attachment, context, deps.settings)
+    await deps.flow.save_voice(PLATFORM, user_id, clip)
+    note = (
+        ""
+        if await deps.flow.can_clone()
+        else (" (voice cloning is off right now, so I'll use it once it's back)")
+    )
+    await message.reply_text(f"Saved: /say now speaks in this voice{note}.", do_quote=True)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _clip_of(message: Message) -> Voice | Audio | None:
+    return message.voice or message.audio
+
+
+def _addressed_to_us(command: Command, context: ContextTypes.DEFAULT_TYPE) -> bool:
+    return command.bot is None or command.bot.lower() == (context.bot.username or "").lower()
+
+
+def _without(text: str, mention: str) -> str:
+    start = text.lower().find(mention.lower())
+    return (text[:start] + text[start + len(mention) :]).strip()
+
+
+async def _download(
+    attachment: Voice | Audio, context: ContextTypes.DEFAULT_TYPE, settings: BotSettings
+) -> bytes:
+    """Fetch a clip, refusing by its metadata first: nothing over the limits is downloaded."""
+    if attachment.file_size is not None and attachment.file_size > settings.max_voice_clip_bytes:
+        raise VoiceClipRejected(
+            f"it is {attachment.file_size / 1e6:.1f} MB; the limit is "
+            f"{settings.max_voice_clip_bytes / 1e6:.0f} MB"
+        )
+    duration_s = _seconds(attachment.duration)
+    if duration_s > settings.max_voice_clip_seconds:
+        raise VoiceClipRejected(
+            f"it is {duration_s:.0f} s long; the limit is {settings.max_voice_clip_seconds:.0f} s"
+        )
+    file = await context.bot.get_file(attachment.file_id)
+    data = bytes(await file.download_as_bytearray())
+    if len(data) > settings.max_voice_clip_bytes:
+        raise VoiceClipRejected(
+            f"it is over the {settings.max_voice_clip_bytes / 1e6:.0f} MB limit"
+        )
+    return data
+
+
+def _seconds(duration: object) -> float:
+    total_seconds = getattr(duration, "total_seconds", None)
+    return float(total_seconds() if callable(total_seconds) else duration or 0)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def recording_voice(
+    context: ContextTypes.DEFAULT_TYPE, chat_id: int, settings: BotSettings
+) -> AsyncIterator[None]:
+    """Show "recording a voice message…" until the reply is sent (Telegram clears it after 5 s)."""
+
+    async def repeat() -> None:
+        while True:
+            with contextlib.suppress(TelegramError):
+                await context.bot.send_chat_action(chat_id, ChatAction.RECORD_VOICE)
+            await asyncio.sleep(settings.telegram_chat_action_interval_s)
+
+    task = asyncio.create_task(repeat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
