@@ -14,7 +14,7 @@ import contextlib
 import logging
 import secrets
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -105,18 +105,27 @@ async def run(settings: BotSettings, storage_settings: StorageSettings) -> None:
         log.info("stopping: finishing in-flight requests")
 
 
+# Each started adapter reports whether it is connected (for /readyz).
+AdapterStatus = dict[str, Callable[[], bool]]
+
+
 async def start_adapters(
     stack: contextlib.AsyncExitStack, settings: BotSettings, flow: SayFlow
-) -> list[str]:
+) -> AdapterStatus:
     """Start each chat adapter whose token is set; their stops join ``stack``."""
-    started: list[str] = []
+    started: AdapterStatus = {}
     if settings.telegram_bot_token is not None:
-        from bots.telegram_bot.app import build_application, start_telegram, stop_telegram
+        from bots.telegram_bot.app import (
+            build_application,
+            is_connected,
+            start_telegram,
+            stop_telegram,
+        )
 
         application = build_application(settings, flow)
         await start_telegram(application, settings)
         stack.push_async_callback(stop_telegram, application)
-        started.append("telegram")
+        started["telegram"] = lambda: is_connected(application)
     return started
 
 

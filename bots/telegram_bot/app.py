@@ -82,3 +82,9 @@ async def stop_telegram(application: Application) -> None:  # type: ignore[type-
     if application.running:
         await application.stop()
     await application.shutdown()
+
+
+def is_connected(application: Application) -> bool:  # type: ignore[type-arg]
+    """Running and receiving updates (polling or webhook)."""
+    updater = application.updater
+    return application.running and updater is not None and updater.running
