@@ -49,6 +49,8 @@ class BotSettings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     telegram_speak_private_messages: bool = True
     telegram_chat_action_interval_s: float = Field(default=4.0, gt=0)
+    # A cache hit is answered in milliseconds: "recording…" would only flicker, and cost a call.
+    telegram_chat_action_delay_s: float = Field(default=0.25, ge=0)
     telegram_poll_timeout_s: int = Field(default=30, ge=0, description="getUpdates long poll")
 
     # --- Discord -----------------------------------------------------------------------------

@@ -270,9 +270,13 @@ def _seconds(duration: object) -> float:
 async def recording_voice(
     context: ContextTypes.DEFAULT_TYPE, chat_id: int, settings: BotSettings
 ) -> AsyncIterator[None]:
-    """Show "recording a voice message…" until the reply is sent (Telegram clears it after 5 s)."""
+    """Show "recording a voice message…" until the reply is sent (Telegram clears it after 5 s).
+
+    Only once the answer has taken ``telegram_chat_action_delay_s``: instant answers need none.
+    """
 
     async def repeat() -> None:
+        await asyncio.sleep(settings.telegram_chat_action_delay_s)
         while True:
             with contextlib.suppress(TelegramError):
                 await context.bot.send_chat_action(chat_id, ChatAction.RECORD_VOICE)

@@ -130,11 +130,13 @@ def decoded_voice(call: Call) -> tuple[Any, bytes]:
 
 async def test_say_answers_with_a_voice_note_after_recording_actions(bot: Bot) -> None:
     start = bot.tg.mark()
-    message = bot.tg.send_command(USER, USER, "say", "Hello from Telegram.")
+    # Long enough that synthesis outlasts telegram_chat_action_delay_s (instant answers get none).
+    text = "Hello from Telegram. " + "This sentence gives the engine some work to do. " * 6
+    message = bot.tg.send_command(USER, USER, "say", text)
     reply = await bot.reply_to(message, "sendVoice")
     info, _ = decoded_voice(reply)
     assert (info.format, info.subtype, info.samplerate) == ("OGG", "OPUS", 48000)
-    assert 0.8 < info.duration < 5
+    assert 10 < info.duration < 30
     assert reply.params["duration"] == max(1, round(info.duration))
     assert "built-in voice" in reply.params["caption"]
     actions = bot.tg.calls("sendChatAction", after_seq=start)
@@ -148,9 +150,11 @@ async def test_second_identical_say_is_served_from_cache(bot: Bot) -> None:
     first = await bot.reply_to(
         bot.tg.send_command(USER, USER, "say", "Cache me once."), "sendVoice"
     )
+    mark = bot.tg.mark()
     second = await bot.reply_to(
         bot.tg.send_command(USER, USER, "say", "Cache   me once."), "sendVoice"
     )
+    assert not bot.tg.calls("sendChatAction", after_seq=mark)  # instant: no "recording…"
     assert bot.service.counter.tts_requests == before + 1
     assert first.files["voice"] == second.files["voice"]
 

@@ -1,0 +1,146 @@
+"""Telegram end to end through the Bot API stand-in, against baselines from the same run.
+
+1. Cached ``/say`` (the whole saybot path: PTB → SayFlow → Valkey hit → sendVoice)
+   vs. a bare PTB bot on the same stand-in that answers every command with a
+   fixed voice note. Latency = update queued at the stand-in → sendVoice received.
+2. Cache-miss ``/say`` (adds the HTTP call to the Piper service) vs. Piper
+   called directly on the same texts (synthesis + encoding, no HTTP, no bot).
+
+    .venv/bin/python -m bench.bench_telegram [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+from pydantic import SecretStr
+from telegram import Update
+from telegram.ext import Application, CommandHandler, ContextTypes
+
+from bots.telegram_bot.app import build_application, start_telegram, stop_telegram
+from storage.redis import make_client
+from tests.bots.harness import bot_settings, running_service, say_flow
+from tests.redis_fixtures import make_settings, start_valkey
+from tests.standins.telegram_api import TOKEN, TelegramStandin
+from tts_service import synthesis
+from tts_service.engines.piper import PiperEngine
+from tts_service.schema import TTSParams
+
+USER = 4242
+CACHED_TEXT = "A cached sentence for the benchmark."
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def time_replies(tg: TelegramStandin, texts: list[str]) -> list[float]:
+    """Send ``/say text`` one at a time; seconds from queueing to the sendVoice arriving."""
+    latencies = []
+    for text in texts:
+        mark = tg.mark()
+        queued = time.monotonic()
+        tg.send_command(USER, USER, "say", text)
+        call = await tg.wait_for("sendVoice", timeout=60, after_seq=mark)
+        latencies.append(call.at - queued)
+    return latencies
+
+
+async def bare_bot_latencies(tg: TelegramStandin, voice: bytes, n: int) -> list[float]:
+    """The baseline: PTB with one handler that replies a fixed voice note."""
+
+    async def reply(update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.effective_message is not None
+        await update.effective_message.reply_voice(voice, duration=2, do_quote=True)
+
+    app = Application.builder().token(TOKEN).base_url(tg.base_url).base_file_url(tg.base_file_url)
+    application = app.concurrent_updates(64).build()
+    application.add_handler(CommandHandler("say", reply))
+    await application.initialize()
+    await application.start()
+    assert application.updater is not None
+    await application.updater.start_polling(timeout=1)
+    try:
+        return await time_replies(tg, [CACHED_TEXT] * n)
+    finally:
+        await stop_telegram(application)
+
+
+def report(name: str, ours: list[float], base: list[float], base_name: str, target: str) -> None:
+    for label, values in ((name, ours), (base_name, base)):
+        print(
+            f"  {label:<22} p50 {statistics.median(values) * 1000:8.1f} ms"
+            f"   p99 {percentile(values, 0.99) * 1000:8.1f} ms"
+        )
+    print(
+        f"  ratio: p50 {statistics.median(ours) / statistics.median(base):.2f}×"
+        f"   p99 {percentile(ours, 0.99) / percentile(base, 0.99):.2f}×   ({target})"
+    )
+
+
+async def main(requests: int, misses: int) -> None:
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
+    engine = PiperEngine(onnx_threads=1)
+    engine.load()
+    server = start_valkey()
+    url = f"redis://127.0.0.1:{server.port}"
+    storage = make_settings(url, ratelimit_enabled=False)
+    redis = make_client(url, storage)
+    try:
+        with running_service(engine) as service:
+            async with TelegramStandin() as tg, say_flow(redis, storage, service.url) as flow:
+                settings = bot_settings(
+                    telegram_bot_token=SecretStr(TOKEN),
+                    telegram_api_base_url=tg.base_url,
+                    telegram_file_base_url=tg.base_file_url,
+                )
+                application = build_application(settings, flow)
+                await start_telegram(application, settings)
+                try:
+                    await time_replies(tg, [CACHED_TEXT] * 5)  # warm-up, fills the cache
+                    cached = await time_replies(tg, [CACHED_TEXT] * requests)
+                    miss_texts = [
+                        f"Benchmark sentence number {n}, never cached." for n in range(misses)
+                    ]
+                    missed = await time_replies(tg, miss_texts)
+                    voice = tg.calls("sendVoice")[-1].files["voice"]
+                finally:
+                    await stop_telegram(application)
+                bare = await bare_bot_latencies(tg, voice, requests)
+        direct = await asyncio.to_thread(piper_direct, engine, miss_texts)
+    finally:
+        await redis.aclose()
+        server.stop()
+
+    print(f"Telegram through the Bot API stand-in, {requests} sequential requests")
+    report("saybot cached /say", cached, bare, "bare PTB fixed voice", "target ≤ 1.5×")
+    print(f"Cache misses, {misses} distinct texts")
+    report("saybot miss /say", missed, direct, "Piper direct", "the bot + HTTP overhead")
+
+
+def piper_direct(engine: PiperEngine, texts: list[str]) -> list[float]:
+    return [timed(lambda t=t: synthesis.synthesize(engine, TTSParams(text=t))) for t in texts]
+
+
+def timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--misses", type=int, default=20)
+    args = parser.parse_args()
+    asyncio.run(main(args.requests, args.misses))
+
+
+if __name__ == "__main__":
+    cli()
