@@ -131,7 +131,17 @@ async def start_adapters(
 
 def run_product() -> int:
     """Entry point of ``saybot run``: settings built here, not at import time."""
+    from bots.log_redaction import redact_secrets_in_logs
+
     settings = BotSettings()
     storage_settings = StorageSettings()
+    redact_secrets_in_logs(
+        settings.telegram_bot_token,
+        settings.discord_bot_token,
+        settings.tts_api_token,
+        settings.admin_token,
+        settings.telegram_webhook_secret,
+        storage_settings.redis_url,
+    )
     asyncio.run(run(settings, storage_settings))
     return 0
