@@ -7,9 +7,10 @@ that the platform adapter turns into one sentence.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -154,6 +155,14 @@ def as_say_error(error: StorageError) -> SayError:
     return StorageProblem(str(error))
 
 
+@contextlib.contextmanager
+def storage_errors_as_say_errors() -> Iterator[None]:
+    try:
+        yield
+    except StorageError as exc:
+        raise as_say_error(exc) from exc
+
+
 class SayFlow:
     """``say`` and the voice commands, over injected storage and TTS clients."""
 
@@ -207,10 +216,8 @@ class SayFlow:
         started = time.perf_counter()
         self.observer.request_started(request.platform)
         try:
-            try:
+            with storage_errors_as_say_errors():
                 result = await self._say(request)
-            except StorageError as exc:
-                raise as_say_error(exc) from exc
         except Exception as exc:
             code = exc.code if isinstance(exc, SayError) else "bug"
             self.observer.request_finished(request.platform, code, time.perf_counter() - started)
@@ -304,24 +311,18 @@ class SayFlow:
     async def save_voice(self, platform: str, user_id: str, clip: bytes) -> str:
         """Make ``clip`` the user's default voice; returns its id."""
         voice = await prepare_voice(clip)
-        try:
+        with storage_errors_as_say_errors():
             await self.voices.save(platform, user_id, voice.voice_id, voice.clip)
-        except StorageError as exc:
-            raise as_say_error(exc) from exc
         return voice.voice_id
 
     async def use_built_in_voice(self, platform: str, user_id: str) -> None:
-        try:
+        with storage_errors_as_say_errors():
             await self.voices.clear_default(platform, user_id)
-        except StorageError as exc:
-            raise as_say_error(exc) from exc
 
     async def forget_voice(self, platform: str, user_id: str) -> ForgetReport:
         """Delete the user's clips, their default pointer and all audio made with them."""
-        try:
+        with storage_errors_as_say_errors():
             return await self.voices.forget(platform, user_id)
-        except StorageError as exc:
-            raise as_say_error(exc) from exc
 
     async def can_clone(self) -> bool:
         return (await self.tts.engine_info()).can_clone_voice
