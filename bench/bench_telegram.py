@@ -18,13 +18,12 @@ import statistics
 import time
 from collections.abc import Callable
 
-from pydantic import SecretStr
 from telegram import Update
 from telegram.ext import Application, CommandHandler, ContextTypes
 
-from bots.telegram_bot.app import build_application, start_telegram, stop_telegram
+from bots.telegram_bot.app import stop_telegram
 from storage.redis import make_client
-from tests.bots.harness import bot_settings, running_service, say_flow
+from tests.bots.harness import running_service, say_flow, telegram_app
 from tests.redis_fixtures import make_settings, start_valkey
 from tests.standins.telegram_api import TOKEN, TelegramStandin
 from tts_service import synthesis
@@ -95,14 +94,7 @@ async def main(requests: int, misses: int) -> None:
     try:
         with running_service(engine) as service:
             async with TelegramStandin() as tg, say_flow(redis, storage, service.url) as flow:
-                settings = bot_settings(
-                    telegram_bot_token=SecretStr(TOKEN),
-                    telegram_api_base_url=tg.base_url,
-                    telegram_file_base_url=tg.base_file_url,
-                )
-                application = build_application(settings, flow)
-                await start_telegram(application, settings)
-                try:
+                async with telegram_app(tg, flow):
                     await time_replies(tg, [CACHED_TEXT] * 5)  # warm-up, fills the cache
                     cached = await time_replies(tg, [CACHED_TEXT] * requests)
                     miss_texts = [
@@ -110,8 +102,6 @@ async def main(requests: int, misses: int) -> None:
                     ]
                     missed = await time_replies(tg, miss_texts)
                     voice = tg.calls("sendVoice")[-1].files["voice"]
-                finally:
-                    await stop_telegram(application)
                 bare = await bare_bot_latencies(tg, voice, requests)
         direct = await asyncio.to_thread(piper_direct, engine, miss_texts)
     finally:

@@ -32,10 +32,9 @@ def build_application(settings: BotSettings, flow: SayFlow) -> Application:  # t
     )
     application.bot_data["deps"] = handlers.Deps(flow=flow, settings=settings)
     application.add_handler(CommandHandler(["start", "help"], handlers.on_start))
-    application.add_handler(CommandHandler("say", handlers.on_say_command))
-    application.add_handler(CommandHandler("voice", handlers.on_voice_command))
+    application.add_handler(CommandHandler(["say", "voice"], handlers.on_command))
     application.add_handler(
-        MessageHandler((filters.VOICE | filters.AUDIO) & filters.CAPTION, handlers.on_attachment)
+        MessageHandler((filters.VOICE | filters.AUDIO) & filters.CAPTION, handlers.on_command)
     )
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.on_plain_text))
     application.add_error_handler(handlers.on_error)

@@ -77,33 +77,18 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(HELP, do_quote=True)
 
 
-async def on_say_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """``/say …`` as text, possibly replying to a text, voice note or audio."""
+async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``/say`` and ``/voice``: as a text (maybe replying to a text, voice note or audio), or
+    as the caption of a voice note or audio."""
     message = update.effective_message
-    command = split_command(message.text or "") if message else None
-    if message is None or command is None:
+    if message is None:
         return
-    await _handle(message, context, lambda: _say_from_command(message, command, context))
-
-
-async def on_voice_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    message = update.effective_message
-    command = split_command(message.text or "") if message else None
-    if message is None or command is None:
+    command = split_command(message.text or message.caption or "")
+    if command is None or not _addressed_to_us(command, context):
         return
-    await _handle(message, context, lambda: _voice_command(message, command, context))
-
-
-async def on_attachment(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A voice note or audio file; its caption may be ``/say <text>`` or ``/voice``."""
-    message = update.effective_message
-    command = split_command(message.caption or "") if message else None
-    if message is None or command is None or not _addressed_to_us(command, context):
-        return
-    if command.name == "say":
-        await _handle(message, context, lambda: _say_from_command(message, command, context))
-    elif command.name == "voice":
-        await _handle(message, context, lambda: _voice_command(message, command, context))
+    work = COMMANDS_WORK.get(command.name)
+    if work is not None:
+        await _handle(message, context, lambda: work(message, command, context))
 
 
 async def on_plain_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -220,6 +205,10 @@ async def _voice_command(
         else (" (voice cloning is off right now, so I'll use it once it's back)")
     )
     await message.reply_text(f"Saved: /say now speaks in this voice{note}.", do_quote=True)
+
+
+CommandWork = Callable[[Message, Command, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+COMMANDS_WORK: dict[str, CommandWork] = {"say": _say_from_command, "voice": _voice_command}
 
 
 # --- helpers ---------------------------------------------------------------------------------

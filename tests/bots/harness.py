@@ -16,9 +16,11 @@ from redis.asyncio import Redis
 
 from bots.say import SayFlow
 from bots.settings import BotSettings
+from bots.telegram_bot.app import build_application, start_telegram, stop_telegram
 from bots.tts_client import RetryPolicy, TTSClient
 from storage.settings import StorageSettings
 from tests.servers import serve_in_thread
+from tests.standins.telegram_api import TOKEN, TelegramStandin
 from tests.tts_helpers import API_TOKEN, make_settings, wait_ready
 from tts_service.api import create_app
 from tts_service.engines.base import TTSEngine
@@ -75,3 +77,22 @@ async def say_flow(redis: Redis, storage: StorageSettings, tts_url: str) -> Asyn
         yield SayFlow.over_redis(redis, storage, client)
     finally:
         await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def telegram_app(
+    tg: TelegramStandin, flow: SayFlow, **overrides: Any
+) -> AsyncIterator[BotSettings]:
+    """saybot's real PTB application, polling the stand-in, until the block ends."""
+    settings = bot_settings(
+        telegram_bot_token=SecretStr(TOKEN),
+        telegram_api_base_url=tg.base_url,
+        telegram_file_base_url=tg.base_file_url,
+        **overrides,
+    )
+    application = build_application(settings, flow)
+    await start_telegram(application, settings)
+    try:
+        yield settings
+    finally:
+        await stop_telegram(application)

@@ -16,17 +16,15 @@ from typing import Any
 
 import pytest
 import soundfile as sf
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from bots.say import SayFlow
 from bots.settings import BotSettings
-from bots.telegram_bot.app import build_application, start_telegram, stop_telegram
 from storage.redis import make_client
 from storage.settings import StorageSettings
-from tests.bots.harness import Service, bot_settings, running_service, say_flow
+from tests.bots.harness import Service, running_service, say_flow, telegram_app
 from tests.redis_fixtures import make_settings, start_valkey
-from tests.standins.telegram_api import BOT_USERNAME, TOKEN, Call, TelegramStandin
+from tests.standins.telegram_api import BOT_USERNAME, Call, TelegramStandin
 from tests.tts_service.audio_samples import clip
 from tts_service.engines.piper import PiperEngine
 
@@ -90,19 +88,9 @@ async def running_bot(
     async with (
         TelegramStandin(privacy_mode=False) as tg,
         say_flow(redis, storage, service.url) as flow,
+        telegram_app(tg, flow, **overrides) as settings,
     ):
-        settings = bot_settings(
-            telegram_bot_token=SecretStr(TOKEN),
-            telegram_api_base_url=tg.base_url,
-            telegram_file_base_url=tg.base_file_url,
-            **overrides,
-        )
-        application = build_application(settings, flow)
-        await start_telegram(application, settings)
-        try:
-            yield Bot(tg, flow, service, settings)
-        finally:
-            await stop_telegram(application)
+        yield Bot(tg, flow, service, settings)
 
 
 @pytest.fixture
