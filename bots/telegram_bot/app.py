@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from telegram import BotCommand, Update
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
@@ -48,7 +49,18 @@ async def _register_commands(application: Application) -> None:  # type: ignore[
 
 
 async def start_telegram(application: Application, settings: BotSettings) -> None:  # type: ignore[type-arg]
-    """Initialise, then poll (default) or listen for webhooks (``TELEGRAM_WEBHOOK_URL``)."""
+    """Initialise, then poll (default) or listen for webhooks (``TELEGRAM_WEBHOOK_URL``).
+
+    On failure everything started so far is stopped again before the error propagates.
+    """
+    try:
+        await _start(application, settings)
+    except BaseException:
+        await stop_telegram(application)
+        raise
+
+
+async def _start(application: Application, settings: BotSettings) -> None:  # type: ignore[type-arg]
     await application.initialize()
     await _register_commands(application)
     await application.start()
@@ -60,6 +72,7 @@ async def start_telegram(application: Application, settings: BotSettings) -> Non
         await updater.start_webhook(
             listen=settings.telegram_webhook_listen,
             port=settings.telegram_webhook_port,
+            url_path=urlsplit(settings.telegram_webhook_url).path.lstrip("/"),
             webhook_url=settings.telegram_webhook_url,
             secret_token=secret.get_secret_value() if secret else None,
             allowed_updates=Update.ALL_TYPES,

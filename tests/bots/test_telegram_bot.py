@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import soundfile as sf
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from bots.say import SayFlow
@@ -23,7 +25,7 @@ from bots.settings import BotSettings
 from storage.redis import make_client
 from storage.settings import StorageSettings
 from tests.bots.harness import Service, running_service, say_flow, telegram_app
-from tests.redis_fixtures import make_settings, start_valkey
+from tests.redis_fixtures import free_port, make_settings, start_valkey
 from tests.standins.telegram_api import BOT_USERNAME, Call, TelegramStandin
 from tests.tts_service.audio_samples import clip
 from tts_service.engines.piper import PiperEngine
@@ -314,3 +316,40 @@ async def test_redis_down_still_answers_uncached(service: Service) -> None:
         await redis.aclose()
         if server.is_running():
             server.stop()
+
+
+async def test_webhook_mode_takes_updates_posted_by_telegram(
+    redis_client: Redis, open_storage: StorageSettings, service: Service
+) -> None:
+    port = free_port()
+    public_hook = "https://bot.example.org/telegram/hook"  # what Telegram is told (TLS at a proxy)
+    local_hook = f"http://127.0.0.1:{port}/telegram/hook"  # where the proxy forwards to
+    secret = "hook-secret-123"
+    async with (
+        TelegramStandin() as tg,
+        say_flow(redis_client, open_storage, service.url) as flow,
+        telegram_app(
+            tg,
+            flow,
+            telegram_webhook_url=public_hook,
+            telegram_webhook_port=port,
+            telegram_webhook_secret=SecretStr(secret),
+        ),
+        httpx.AsyncClient() as http,
+    ):
+        registered = await tg.wait_for("setWebhook")
+        assert registered.params["url"] == public_hook
+        assert registered.params["secret_token"] == secret
+        message = tg.send_command(USER, USER, "say", "Delivered by webhook.")
+        update = {"update_id": 5_000, "message": message}
+        forged = await http.post(
+            local_hook, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "x"}
+        )
+        assert forged.status_code == 403
+        delivered = await http.post(
+            local_hook, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret}
+        )
+        assert delivered.status_code == 200
+        reply = await tg.wait_for("sendVoice", timeout=30)
+        assert reply.params["reply_parameters"]["message_id"] == message["message_id"]
+        assert not tg.calls("getUpdates")
