@@ -78,14 +78,21 @@ async def wait_for_tts(client: TTSClient, timeout_s: float = 60.0) -> None:
             await asyncio.sleep(0.2)
 
 
-async def run(settings: BotSettings, storage_settings: StorageSettings) -> None:
-    """Start everything, wait for a stop signal, stop everything."""
+async def run(
+    settings: BotSettings, storage_settings: StorageSettings, stop: asyncio.Event | None = None
+) -> None:
+    """Start everything, wait for a stop signal (or ``stop``, for tests), stop everything."""
+    from bots.admin import AdminContext, check_admin_bind, serve_admin
+    from bots.metrics import ProcessMetrics
     from storage.redis import open_redis
+    from storage.usage import UsageReader
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    check_admin_bind(settings)  # a refused admin bind fails before anything starts
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
 
     async with contextlib.AsyncExitStack() as stack:
         redis = await open_redis(storage_settings)
@@ -94,12 +101,18 @@ async def run(settings: BotSettings, storage_settings: StorageSettings) -> None:
         tts = open_tts_client(endpoint, settings)
         stack.push_async_callback(tts.aclose)
         await wait_for_tts(tts)
-        flow = SayFlow.over_redis(redis.client, storage_settings, tts)
+        metrics = ProcessMetrics.create()  # one StorageMetrics, registry and observer
+        flow = SayFlow.over_redis(
+            redis.client, storage_settings, tts, metrics=metrics.storage, observer=metrics.observer
+        )
         started = await start_adapters(stack, settings, flow)
         if not started:
             log.warning(
                 "no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN: only the TTS service is running"
             )
+        usage = UsageReader(redis.client, storage_settings)
+        admin = AdminContext(redis, tts, usage, metrics, platforms=started)
+        await stack.enter_async_context(serve_admin(admin, settings))
         log.info("saybot is running; Ctrl-C stops it")
         await stop.wait()
         log.info("stopping: finishing in-flight requests")

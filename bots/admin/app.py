@@ -1,0 +1,304 @@
+"""The admin app factory: ``create_admin_app(context, settings)``, served by ``serve_admin``.
+
+    GET  /healthz        alive (no auth, checks nothing)
+    GET  /readyz         Redis, TTS service, each configured platform; 503 + reason if one is down
+    GET  /usage          ?from=YYYY-MM-DD&to=YYYY-MM-DD&top=N: counters from storage.usage
+    GET  /metrics        Prometheus text format of the process's own registry
+    GET  /admin          the dashboard (a session cookie; without one, a redirect to the login)
+    GET  /admin/login    the login form          POST /admin/login   token → session cookie
+    POST /admin/logout   ends the session        GET  /admin/static/ the stylesheet and icon
+
+Everything but ``/healthz``, the login form and its static files needs ``ADMIN_TOKEN``
+(``bots.admin.auth``). Errors are ``{"error": {"code", "message"}}`` with a real status,
+as in the TTS service. No response carries a token, a message text or audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Annotated
+from urllib.parse import parse_qs
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bots.admin.auth import (
+    SESSION_COOKIE,
+    AdminAuth,
+    AdminUnauthorized,
+    check_admin_bind,
+)
+from bots.admin.dashboard import DashboardData, render_dashboard, render_login
+from bots.admin.reports import DEFAULT_DAYS, InvalidRange, day_range, usage_json
+from bots.admin.status import PROBE_TIMEOUT_S, check_readiness
+from bots.asgi_server import serve_app
+from bots.metrics import ProcessMetrics
+from bots.settings import BotSettings
+from bots.tts_client import TTSClient
+from storage.metrics import REDIS_ERRORS
+from storage.redis import RedisHandle
+from storage.usage import UsageReader, UsageSummary, UserUsage
+
+log = logging.getLogger(__name__)
+
+MAX_LOGIN_BODY_BYTES = 4096
+USAGE_READ_TIMEOUT_S = 5.0
+DASHBOARD_TOP_USERS = 10
+MAX_DASHBOARD_DAYS = 90  # the default usage retention
+STATIC_FILES = {  # name → media type; nothing else is served from the package
+    "admin.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+# The dashboard loads only its own stylesheet and icon; no scripts, no inline styles.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@dataclass(frozen=True)
+class AdminContext:
+    """What the admin endpoint reads (and never changes)."""
+
+    redis: RedisHandle
+    tts: TTSClient
+    usage: UsageReader
+    metrics: ProcessMetrics
+    platforms: Mapping[str, Callable[[], bool]]  # name → connected?, as start_adapters returns
+    probe_timeout_s: float = PROBE_TIMEOUT_S
+
+
+class StorageUnreadable(Exception):
+    """The usage counters could not be read."""
+
+
+def error_json(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+bearer_scheme = HTTPBearer(auto_error=False, description="ADMIN_TOKEN")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+class RequireAdmin:
+    """Dependency: a valid bearer token or session cookie, else ``AdminUnauthorized``."""
+
+    def __init__(self, auth: AdminAuth) -> None:
+        self.auth = auth
+
+    def __call__(self, request: Request, credentials: Credentials) -> None:
+        bearer = credentials.credentials if credentials is not None else None
+        self.auth.authorize(bearer, request.cookies.get(SESSION_COOKIE))
+
+
+def _load_static() -> dict[str, bytes]:
+    folder = resources.files("bots.admin") / "static"
+    return {name: (folder / name).read_bytes() for name in STATIC_FILES}
+
+
+async def read_usage(
+    reader: UsageReader, from_day: dt.date, to_day: dt.date, top: int
+) -> tuple[UsageSummary, list[UserUsage]]:
+    """The summary and top users, or ``StorageUnreadable`` (bounded in time)."""
+    try:
+        async with asyncio.timeout(USAGE_READ_TIMEOUT_S):
+            return await asyncio.gather(
+                reader.summary(from_day, to_day), reader.top_users(from_day, to_day, top)
+            )
+    except (*REDIS_ERRORS, TimeoutError) as exc:
+        raise StorageUnreadable(f"storage did not answer ({type(exc).__name__})") from exc
+
+
+async def _usage_or_error(
+    reader: UsageReader, from_day: dt.date, to_day: dt.date
+) -> tuple[tuple[UsageSummary, list[UserUsage]] | None, str | None]:
+    try:
+        return await read_usage(reader, from_day, to_day, DASHBOARD_TOP_USERS), None
+    except StorageUnreadable as exc:
+        return None, f"Usage is unavailable: {exc}."
+
+
+def create_admin_app(
+    context: AdminContext, settings: BotSettings, *, auth: AdminAuth | None = None
+) -> FastAPI:
+    """The admin app over ``context``; ``auth`` defaults to ``settings.admin_token``."""
+    auth = auth or AdminAuth(settings.admin_token)
+    static = _load_static()
+    # No /docs or /openapi.json: they would be unauthenticated pages about this endpoint.
+    app = FastAPI(title="saybot admin", docs_url=None, redoc_url=None, openapi_url=None)
+    _install_handlers(app)
+    require = RequireAdmin(auth)
+    require_admin = [Depends(require)]
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        return response
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Alive: the process answers. Checks no dependency."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", dependencies=require_admin)
+    async def readyz() -> JSONResponse:
+        """Every component's state; 503 with the reason when one is down."""
+        readiness = await check_readiness(
+            context.redis, context.tts, context.platforms, context.probe_timeout_s
+        )
+        return JSONResponse(readiness.as_json(), status_code=200 if readiness.ready else 503)
+
+    @app.get("/usage", dependencies=require_admin)
+    async def usage(
+        from_day: Annotated[dt.date | None, Query(alias="from")] = None,
+        to_day: Annotated[dt.date | None, Query(alias="to")] = None,
+        top: Annotated[int, Query(ge=0, le=100)] = 10,
+    ) -> JSONResponse:
+        """Totals, per-day series, per platform, errors by code and top users (ids only)."""
+        try:
+            start, end = day_range(from_day, to_day)
+        except InvalidRange as exc:
+            return error_json(422, "invalid_parameters", str(exc))
+        summary, users = await read_usage(context.usage, start, end, top)
+        return JSONResponse(usage_json(summary, users))
+
+    @app.get("/metrics", dependencies=require_admin)
+    async def metrics() -> Response:
+        """The Prometheus text exposition of this process."""
+        return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/admin", response_class=HTMLResponse)
+    async def dashboard(
+        request: Request, credentials: Credentials, days: int = DEFAULT_DAYS
+    ) -> Response:
+        """The page; a browser without a session is sent to the login form instead of a 401."""
+        try:
+            require(request, credentials)
+        except AdminUnauthorized:
+            return RedirectResponse("/admin/login", status_code=303)
+        days = min(max(days, 1), MAX_DASHBOARD_DAYS)
+        start, end = day_range(None, None, days)
+        readiness, (read, usage_error) = await asyncio.gather(
+            check_readiness(context.redis, context.tts, context.platforms, context.probe_timeout_s),
+            _usage_or_error(context.usage, start, end),
+        )
+        summary, users = read if read is not None else (None, [])
+        observer = context.metrics.observer
+        page = render_dashboard(
+            DashboardData(
+                readiness=readiness,
+                summary=summary,
+                usage_error=usage_error,
+                top_users=users,
+                request_latency=observer.request_percentiles(),
+                tts_latency=observer.tts_percentiles(),
+                days=days,
+                generated_at=dt.datetime.now(dt.UTC),
+            )
+        )
+        return HTMLResponse(page)
+
+    @app.get("/admin/login", response_class=HTMLResponse)
+    async def login_form() -> HTMLResponse:
+        status = 200 if auth.configured else 401
+        return HTMLResponse(render_login(None, auth.configured), status_code=status)
+
+    @app.post("/admin/login", response_class=HTMLResponse)
+    async def login(request: Request) -> Response:
+        """The form's token → an HttpOnly session cookie, then the dashboard."""
+        if not auth.configured:
+            return HTMLResponse(render_login(None, configured=False), status_code=401)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_LOGIN_BODY_BYTES:
+                return HTMLResponse(render_login("That is not a token.", True), status_code=413)
+        given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
+        if not auth.token_matches(given):
+            client = request.client.host if request.client else "?"
+            log.warning("admin login refused from %s: wrong token", client)
+            return HTMLResponse(render_login("Wrong token.", True), status_code=401)
+        response = RedirectResponse("/admin", status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            auth.new_session(),
+            max_age=auth.session_ttl_s,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    @app.post("/admin/logout")
+    async def logout() -> Response:
+        response = RedirectResponse("/admin/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    @app.get("/admin/static/{name}")
+    async def static_file(name: str) -> Response:
+        if name not in static:
+            return error_json(404, "not_found", "no such file")
+        return Response(
+            static[name],
+            media_type=STATIC_FILES[name],
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    return app
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AdminUnauthorized)
+    async def on_unauthorized(_: Request, exc: AdminUnauthorized) -> JSONResponse:
+        return error_json(401, exc.code, exc.message, **{"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(StorageUnreadable)
+    async def on_storage(_: Request, exc: StorageUnreadable) -> JSONResponse:
+        return error_json(503, "storage_unavailable", str(exc), **{"Retry-After": "5"})
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        messages = []
+        for error in exc.errors():
+            name = str(error.get("loc", ("", "?"))[-1])
+            if name in ("from", "to"):
+                messages.append(f"{name} must be a date, YYYY-MM-DD")
+            else:
+                messages.append(f"{name}: {error.get('msg', 'invalid')}")
+        return error_json(422, "invalid_parameters", "; ".join(dict.fromkeys(messages)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_json(exc.status_code, code, str(exc.detail))
+
+
+@contextlib.asynccontextmanager
+async def serve_admin(context: AdminContext, settings: BotSettings) -> AsyncIterator[str]:
+    """Serve the admin app on ``ADMIN_HOST:ADMIN_PORT`` in this loop; yields its base URL."""
+    check_admin_bind(settings)
+    app = create_admin_app(context, settings)
+    async with serve_app(app, settings.admin_host, settings.admin_port) as url:
+        log.info("admin endpoint at %s/admin", url)
+        yield url
