@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(BIN)/saybot run
 
 test: $(STAMP)
+	bash scripts/install-system-deps.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
