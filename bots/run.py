@@ -139,6 +139,13 @@ async def start_adapters(
         await start_telegram(application, settings)
         stack.push_async_callback(stop_telegram, application)
         started["telegram"] = lambda: is_connected(application)
+    if settings.discord_bot_token is not None:
+        from bots.discord_bot import client as discord_client
+
+        bot = discord_client.build_client(settings, flow)
+        await discord_client.start_discord(bot)
+        stack.push_async_callback(discord_client.stop_discord, bot)
+        started["discord"] = lambda: discord_client.is_connected(bot)
     return started
 
 

@@ -1,0 +1,131 @@
+"""saybot's discord.py client: built with injectable options, run inside saybot's own loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import discord
+
+from bots.discord_bot.commands import SayTree
+from bots.say import SayFlow
+from bots.settings import BotSettings
+
+log = logging.getLogger(__name__)
+
+# In-flight commands may take a cold GPU's tens of seconds; a stop waits this long for them.
+DRAIN_TIMEOUT_S = 60.0
+
+
+def minimal_intents() -> discord.Intents:
+    """Slash commands arrive without any intent; GUILDS is kept because discord.py's state
+    handling relies on it (it warns without it). No privileged intent: no message content,
+    no members, no presences."""
+    return discord.Intents(guilds=True)
+
+
+class SayBot(discord.Client):
+    """The bot: a command tree over one ``SayFlow``. Extra keyword arguments go to
+    ``discord.Client`` (tests pass ``guild_ready_timeout=0``)."""
+
+    def __init__(self, settings: BotSettings, flow: SayFlow, **client_kwargs: Any) -> None:
+        options: dict[str, Any] = {
+            "intents": minimal_intents(),
+            # The bot reads no messages and no member lists: keep no caches of them.
+            "max_messages": None,
+            "member_cache_flags": discord.MemberCacheFlags.none(),
+            "chunk_guilds_at_startup": False,
+            "allowed_mentions": discord.AllowedMentions.none(),
+        }
+        options.update(client_kwargs)
+        super().__init__(**options)
+        self.settings = settings
+        self.flow = flow
+        self.tree = SayTree(self)
+        self.accepting = True  # False while stopping: new commands are turned away
+        self.in_flight: set[asyncio.Task[Any]] = set()
+        self.gateway_task: asyncio.Task[None] | None = None
+
+    async def setup_hook(self) -> None:
+        """Runs inside ``login()``: register the commands with Discord."""
+        await sync_commands(self.tree, self.settings.discord_guild_ids)
+
+
+class ShardedSayBot(SayBot, discord.AutoShardedClient):
+    """The same bot with one gateway connection per shard (``DISCORD_SHARDS``)."""
+
+
+def build_client(settings: BotSettings, flow: SayFlow, **client_kwargs: Any) -> SayBot:
+    """The configured client; start it with ``start_discord``."""
+    if settings.discord_bot_token is None:
+        raise ValueError("DISCORD_BOT_TOKEN is not set")
+    if settings.discord_shards is not None:
+        client_kwargs.setdefault("shard_count", settings.discord_shards)
+        return ShardedSayBot(settings, flow, **client_kwargs)
+    return SayBot(settings, flow, **client_kwargs)
+
+
+async def sync_commands(tree: SayTree, guild_ids: list[int]) -> None:
+    """Global commands by default (Discord may take a while to show changes everywhere);
+    with ``DISCORD_GUILD_IDS``, those guilds only, which update at once (for development)."""
+    if not guild_ids:
+        synced = await tree.sync()
+        log.info("discord: synced %d global command(s)", len(synced))
+        return
+    for guild_id in guild_ids:
+        guild = discord.Object(id=guild_id)
+        tree.copy_global_to(guild=guild)
+        synced = await tree.sync(guild=guild)
+        log.info("discord: synced %d command(s) to guild %s", len(synced), guild_id)
+
+
+async def start_discord(client: SayBot) -> None:
+    """Log in (checks the token, syncs the commands), then connect in a background task.
+
+    Returns once logged in; ``is_connected`` says when the gateway is ready. On failure
+    the client is closed again before the error propagates.
+    """
+    token = client.settings.discord_bot_token
+    if token is None:
+        raise ValueError("DISCORD_BOT_TOKEN is not set")
+    try:
+        await client.login(token.get_secret_value())
+    except BaseException:
+        await client.close()
+        raise
+    client.gateway_task = asyncio.create_task(
+        client.connect(reconnect=True), name="saybot-discord-gateway"
+    )
+    client.gateway_task.add_done_callback(_report_gateway_end)
+
+
+def _report_gateway_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("discord: the gateway connection ended: %r", error, exc_info=error)
+
+
+async def stop_discord(client: SayBot, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+    """Turn new commands away, let the running ones answer (bounded), then disconnect."""
+    client.accepting = False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + drain_timeout_s
+    if client.in_flight:
+        log.info("discord: waiting for %d command(s) in flight", len(client.in_flight))
+    while client.in_flight and loop.time() < deadline:
+        # Commands turned away meanwhile join the set too; wait for them as well.
+        await asyncio.wait(set(client.in_flight), timeout=deadline - loop.time())
+    if client.in_flight:
+        log.warning("discord: %d command(s) did not finish in time", len(client.in_flight))
+    await client.close()
+    task = client.gateway_task
+    if task is not None:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            # close() ends connect(); its own errors were reported when it ended.
+            await asyncio.wait_for(task, timeout=10)
+
+
+def is_connected(client: SayBot) -> bool:
+    """Ready on the gateway and not closed."""
+    return client.is_ready() and not client.is_closed()

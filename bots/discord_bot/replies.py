@@ -1,0 +1,167 @@
+"""How answers reach a Discord user, and the one place errors become text.
+
+An interaction is acknowledged once: either answered at once (``send_message``) or
+deferred ("thinking…", ``think``) and resolved later by editing that message
+(``answer``; Discord deprecates resolving it with a followup).
+
+Errors are ephemeral. Before a deferral that is a plain ephemeral response. After a
+*public* deferral it is not: Discord keeps the deferral's visibility for the message
+that resolves it, whatever flags that message asks for. So ``reply_privately``
+resolves it with a short neutral line, sends the sentence as an ephemeral followup
+(a new message, which keeps its own flag) and deletes the neutral line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import discord
+from discord import app_commands
+
+from bots.discord_bot.voice_message import send_voice_message
+from bots.errors import NoSavedVoice, SayError
+from bots.messages import caption, error_text
+from bots.say import SayResult
+from tts_service.audio import MAX_REFERENCE_S, MIN_REFERENCE_S
+from tts_service.schema import MAX_TEXT_CHARS, PARAM_RANGES
+
+if TYPE_CHECKING:
+    from bots.discord_bot.client import SayBot
+
+    Interaction = discord.Interaction[SayBot]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+AUDIO_FILENAME = "say.ogg"
+
+DISCORD_WORDING: dict[type[SayError], str] = {
+    NoSavedVoice: "You have no saved voice — use /voice set with a voice clip to save one.",
+}
+OUTDATED = "That command has just changed — please try again in a minute."
+TURNED_AWAY = "I'm restarting — please try again in a moment."
+# What a public "thinking…" message shows for the instant before it is deleted.
+ANSWERED_PRIVATELY = "I couldn't do that — the reason was sent only to you."
+
+
+def _range(name: str) -> str:
+    return PARAM_RANGES[name].describe()
+
+
+HELP = (
+    "I speak text aloud.\n"
+    f"**/say** `text` — I answer with the audio (up to {MAX_TEXT_CHARS} characters). "
+    "Options: `voice` — attach a clip of "
+    f"{MIN_REFERENCE_S:g}–{MAX_REFERENCE_S:g} s to speak in that voice; "
+    f"`exaggeration` ({_range('exaggeration')}), `temperature` ({_range('temperature')}), "
+    f"`cfg_weight` ({_range('cfg_weight')}), `seed` ({_range('seed')}; the same seed "
+    "repeats the same audio).\n"
+    "**/voice set** `attachment` — make a clip your voice · **/voice default** — back to "
+    "the built-in voice · **/voice forget** — delete your clips and everything made with them."
+)
+
+# interaction.extras key: "public" or "private" while the deferred "thinking…" is unresolved
+_THINKING = "saybot.thinking"
+
+
+async def think(interaction: Interaction, *, private: bool) -> None:
+    """Acknowledge at once (Discord's 3 s deadline); the answer comes later."""
+    await interaction.response.defer(thinking=True, ephemeral=private)
+    interaction.extras[_THINKING] = "private" if private else "public"
+
+
+async def think_while(interaction: Interaction, work: Awaitable[T], *, private: bool) -> T:
+    """``think``, with ``work`` already running: the acknowledgement's round trip to
+    Discord overlaps the work (a cache hit is usually ready by the time it is confirmed)."""
+    task = asyncio.ensure_future(work)
+    try:
+        await think(interaction, private=private)
+    except BaseException:
+        task.cancel()
+        task.add_done_callback(_retrieve)  # it may have failed already: no "never retrieved"
+        raise
+    return await task
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def answer(
+    interaction: Interaction, content: str, *, files: list[discord.File] | None = None
+) -> None:
+    """Resolve the "thinking…" message with ``content`` (and ``files``)."""
+    if files:
+        await interaction.edit_original_response(content=content, attachments=files)
+    else:
+        await interaction.edit_original_response(content=content)
+    interaction.extras.pop(_THINKING, None)
+
+
+async def send_result(interaction: Interaction, result: SayResult, *, voice_message: bool) -> None:
+    """The spoken audio: a file under the caption, or the caption then a voice message."""
+    if not voice_message:
+        file = discord.File(io.BytesIO(result.audio), AUDIO_FILENAME)
+        await answer(interaction, caption(result), files=[file])
+        return
+    await answer(interaction, caption(result))  # a voice message can carry no text
+    try:
+        await send_voice_message(interaction.followup, result.audio, filename=AUDIO_FILENAME)
+    except discord.HTTPException as exc:
+        if not 400 <= exc.status < 500:
+            raise
+        # e.g. 50013 (no Send Voice Messages permission) or 50173 (not in this channel)
+        log.warning("discord refused a voice message (%s %s); sending a file", exc.status, exc)
+        file = discord.File(io.BytesIO(result.audio), AUDIO_FILENAME)
+        await interaction.followup.send(file=file)
+
+
+async def reply_privately(interaction: Interaction, text: str) -> None:
+    """``text`` as a message only the user sees, whatever state the interaction is in."""
+    thinking = interaction.extras.get(_THINKING)
+    if not interaction.response.is_done():
+        await interaction.response.send_message(text, ephemeral=True)
+    elif thinking == "private":
+        await answer(interaction, text)
+    elif thinking == "public":
+        await answer(interaction, ANSWERED_PRIVATELY)
+        try:
+            await interaction.followup.send(text, ephemeral=True)
+        except discord.HTTPException:
+            await interaction.edit_original_response(content=text)  # public, but answered
+            raise
+        await interaction.delete_original_response()
+    else:
+        await interaction.followup.send(text, ephemeral=True)
+
+
+def user_text(error: BaseException) -> str:
+    """The sentence for an error that reached the command tree."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+        return OUTDATED  # Discord still shows commands from before a deploy
+    return error_text(error, DISCORD_WORDING)
+
+
+async def reply_with_error(interaction: Interaction, error: BaseException) -> None:
+    """Tell the user (ephemerally) what went wrong; log anything unexpected. Never raises."""
+    cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+    command = interaction.command.qualified_name if interaction.command else "?"
+    if not isinstance(cause, SayError):
+        log.error(
+            "/%s for user %s in channel %s failed: %r",
+            command,
+            interaction.user.id,
+            interaction.channel_id,
+            cause,
+        )
+    try:
+        await reply_privately(interaction, user_text(error))
+    except Exception:
+        log.exception("could not tell user %s why /%s failed", interaction.user.id, command)
