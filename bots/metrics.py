@@ -62,7 +62,8 @@ PERCENTILES = (0.5, 0.9, 0.99)
 # What each StorageMetrics counter means; a counter added there later is exported too,
 # with a generic help text.
 _STORAGE_HELP = {
-    "redis_errors": "Redis commands that failed (the caller degraded)",
+    "redis_errors": "Redis commands that failed: storage calls (which degraded) and the "
+    "admin endpoint's own usage reads and readiness PINGs",
     "cache_hits": "Audio cache lookups answered from Redis",
     "cache_misses": "Audio cache lookups that found nothing",
     "cache_stores": "Answers written to the audio cache",

@@ -1,10 +1,11 @@
 """``saybot run``: every configured part in one asyncio loop.
 
-Redis (or the embedded Valkey), the TTS client (or, with no ``TTS_SERVICE_URL``,
-the local Piper service served in-process on loopback), the Telegram and
-Discord adapters whose tokens are set, and the admin endpoint. SIGINT/SIGTERM
-stop taking new work, let in-flight requests finish, then close everything in
-reverse order.
+The admin endpoint first (so ``/healthz`` answers at once and ``/readyz`` says
+"starting" while the rest comes up), then Redis (or the embedded Valkey), the TTS
+client (or, with no ``TTS_SERVICE_URL``, the local Piper service served in-process
+on loopback), and the Telegram and Discord adapters whose tokens are set.
+SIGINT/SIGTERM stop taking new work (``/readyz`` says "stopping"), let in-flight
+requests finish, then close everything in reverse order, the admin endpoint last.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import secrets
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -24,6 +26,9 @@ from bots.settings import BotSettings
 from bots.tts_client import RetryPolicy, TTSClient
 from storage.settings import StorageSettings
 from tts_service.settings import TTSSettings
+
+if TYPE_CHECKING:
+    from bots.admin import AdminLifecycle
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +87,8 @@ async def run(
     settings: BotSettings, storage_settings: StorageSettings, stop: asyncio.Event | None = None
 ) -> None:
     """Start everything, wait for a stop signal (or ``stop``, for tests), stop everything."""
-    from bots.admin import AdminContext, check_admin_bind, serve_admin
+    from bots.admin import AdminLifecycle, check_admin_bind, serve_admin
     from bots.metrics import ProcessMetrics
-    from storage.redis import open_redis
-    from storage.usage import UsageReader
 
     check_admin_bind(settings)  # a refused admin bind fails before anything starts
     if stop is None:
@@ -94,28 +97,53 @@ async def run(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
 
-    async with contextlib.AsyncExitStack() as stack:
-        redis = await open_redis(storage_settings)
-        stack.push_async_callback(redis.aclose)
-        endpoint = await stack.enter_async_context(tts_endpoint(settings))
-        tts = open_tts_client(endpoint, settings)
-        stack.push_async_callback(tts.aclose)
-        await wait_for_tts(tts)
-        metrics = ProcessMetrics.create()  # one StorageMetrics, registry and observer
-        flow = SayFlow.over_redis(
-            redis.client, storage_settings, tts, metrics=metrics.storage, observer=metrics.observer
-        )
-        started = await start_adapters(stack, settings, flow)
-        if not started:
-            log.warning(
-                "no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN: only the TTS service is running"
-            )
-        usage = UsageReader(redis.client, storage_settings)
-        admin = AdminContext(redis, tts, usage, metrics, platforms=started)
-        await stack.enter_async_context(serve_admin(admin, settings))
-        log.info("saybot is running; Ctrl-C stops it")
-        await stop.wait()
-        log.info("stopping: finishing in-flight requests")
+    metrics = ProcessMetrics.create()  # one StorageMetrics, registry and observer
+    lifecycle = AdminLifecycle(metrics, ["redis", "tts", *configured_platforms(settings)])
+    # The admin endpoint is entered first, so it is closed last: /healthz answers throughout.
+    async with serve_admin(lifecycle, settings), contextlib.AsyncExitStack() as stack:
+        try:
+            await start_parts(stack, settings, storage_settings, lifecycle)
+            log.info("saybot is running; Ctrl-C stops it")
+            await stop.wait()
+            log.info("stopping: finishing in-flight requests")
+        finally:
+            lifecycle.stopping()  # /readyz says so while the parts close
+
+
+async def start_parts(
+    stack: contextlib.AsyncExitStack,
+    settings: BotSettings,
+    storage_settings: StorageSettings,
+    lifecycle: AdminLifecycle,
+) -> None:
+    """Redis, the TTS service, the adapters; each reported to ``lifecycle`` once up."""
+    from bots.admin import AdminContext
+    from storage.redis import open_redis
+    from storage.usage import UsageReader
+
+    redis = await open_redis(storage_settings)
+    stack.push_async_callback(redis.aclose)
+    lifecycle.part_started("redis")
+    endpoint = await stack.enter_async_context(tts_endpoint(settings))
+    tts = open_tts_client(endpoint, settings)
+    stack.push_async_callback(tts.aclose)
+    await wait_for_tts(tts)
+    lifecycle.part_started("tts")
+    metrics = lifecycle.metrics
+    flow = SayFlow.over_redis(
+        redis.client, storage_settings, tts, metrics=metrics.storage, observer=metrics.observer
+    )
+    started = await start_adapters(stack, settings, flow)
+    if not started:
+        log.warning("no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN: only the TTS service is running")
+    usage = UsageReader(redis.client, storage_settings)
+    lifecycle.started(AdminContext(redis, tts, usage, metrics, platforms=started))
+
+
+def configured_platforms(settings: BotSettings) -> list[str]:
+    """The adapters ``start_adapters`` will start: those whose token is set."""
+    tokens = {"telegram": settings.telegram_bot_token, "discord": settings.discord_bot_token}
+    return [name for name, token in tokens.items() if token is not None]
 
 
 # Each started adapter reports whether it is connected (for /readyz).

@@ -1,6 +1,7 @@
 """The admin endpoint of ``saybot run``: health, readiness, usage, metrics and a dashboard.
 
 - ``app``: the FastAPI factory ``create_admin_app`` and ``serve_admin`` (used by ``run()``).
+- ``context``: what the endpoint reads, and ``AdminLifecycle``: starting, running, stopping.
 - ``auth``: ``ADMIN_TOKEN`` as bearer header or HttpOnly session cookie; loopback-only
   without a token.
 - ``status``: readiness of Redis, the TTS service and each configured platform.
@@ -8,13 +9,15 @@
 - ``dashboard``: the server-rendered page with SVG charts; ``static/``: its CSS and icon.
 """
 
-from bots.admin.app import AdminContext, create_admin_app, serve_admin
+from bots.admin.app import create_admin_app, serve_admin
 from bots.admin.auth import AdminAuth, AdminBindRefused, check_admin_bind
+from bots.admin.context import AdminContext, AdminLifecycle
 
 __all__ = [
     "AdminAuth",
     "AdminBindRefused",
     "AdminContext",
+    "AdminLifecycle",
     "check_admin_bind",
     "create_admin_app",
     "serve_admin",

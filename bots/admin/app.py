@@ -1,7 +1,8 @@
 """The admin app factory: ``create_admin_app(context, settings)``, served by ``serve_admin``.
 
-    GET  /healthz        alive (no auth, checks nothing)
-    GET  /readyz         Redis, TTS service, each configured platform; 503 + reason if one is down
+    GET  /healthz        alive (no auth, checks nothing), from the moment ``run()`` begins
+    GET  /readyz         Redis, TTS service, each configured platform; 503 + reason if one is
+                         down, or while ``run()`` is still starting (or stopping) its parts
     GET  /usage          ?from=YYYY-MM-DD&to=YYYY-MM-DD&top=N: counters from storage.usage
     GET  /metrics        Prometheus text format of the process's own registry
     GET  /admin          the dashboard (a session cookie; without one, a redirect to the login)
@@ -19,8 +20,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Annotated
 from urllib.parse import parse_qs
@@ -38,15 +38,13 @@ from bots.admin.auth import (
     AdminUnauthorized,
     check_admin_bind,
 )
+from bots.admin.context import AdminContext, AdminLifecycle
 from bots.admin.dashboard import DashboardData, render_dashboard, render_login
 from bots.admin.reports import DEFAULT_DAYS, InvalidRange, day_range, usage_json
-from bots.admin.status import PROBE_TIMEOUT_S, check_readiness
+from bots.admin.status import Readiness, check_readiness
 from bots.asgi_server import serve_app
-from bots.metrics import ProcessMetrics
 from bots.settings import BotSettings
-from bots.tts_client import TTSClient
-from storage.metrics import REDIS_ERRORS
-from storage.redis import RedisHandle
+from storage.metrics import REDIS_ERRORS, StorageMetrics
 from storage.usage import UsageReader, UsageSummary, UserUsage
 
 log = logging.getLogger(__name__)
@@ -66,20 +64,16 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-@dataclass(frozen=True)
-class AdminContext:
-    """What the admin endpoint reads (and never changes)."""
-
-    redis: RedisHandle
-    tts: TTSClient
-    usage: UsageReader
-    metrics: ProcessMetrics
-    platforms: Mapping[str, Callable[[], bool]]  # name → connected?, as start_adapters returns
-    probe_timeout_s: float = PROBE_TIMEOUT_S
-
-
 class StorageUnreadable(Exception):
     """The usage counters could not be read."""
+
+
+class NotRunning(Exception):
+    """``run()`` is still starting its parts, or already stopping them; ``phase`` says which."""
+
+    def __init__(self, phase: str) -> None:
+        super().__init__(f"saybot is {phase}")
+        self.phase = phase
 
 
 def error_json(status: int, code: str, message: str, **headers: str) -> JSONResponse:
@@ -109,31 +103,58 @@ def _load_static() -> dict[str, bytes]:
 
 
 async def read_usage(
-    reader: UsageReader, from_day: dt.date, to_day: dt.date, top: int
+    reader: UsageReader,
+    from_day: dt.date,
+    to_day: dt.date,
+    top: int,
+    metrics: StorageMetrics | None = None,
 ) -> tuple[UsageSummary, list[UserUsage]]:
-    """The summary and top users, or ``StorageUnreadable`` (bounded in time)."""
+    """The summary and top users, or ``StorageUnreadable`` (bounded in time).
+
+    A failed read counts in ``metrics`` (``saybot_redis_errors``) like any storage call's.
+    """
     try:
         async with asyncio.timeout(USAGE_READ_TIMEOUT_S):
             return await asyncio.gather(
                 reader.summary(from_day, to_day), reader.top_users(from_day, to_day, top)
             )
     except (*REDIS_ERRORS, TimeoutError) as exc:
+        if metrics is not None:
+            metrics.redis_failed("usage read", exc)
         raise StorageUnreadable(f"storage did not answer ({type(exc).__name__})") from exc
 
 
 async def _usage_or_error(
-    reader: UsageReader, from_day: dt.date, to_day: dt.date
+    context: AdminContext, from_day: dt.date, to_day: dt.date
 ) -> tuple[tuple[UsageSummary, list[UserUsage]] | None, str | None]:
     try:
-        return await read_usage(reader, from_day, to_day, DASHBOARD_TOP_USERS), None
+        read = await read_usage(
+            context.usage, from_day, to_day, DASHBOARD_TOP_USERS, context.metrics.storage
+        )
     except StorageUnreadable as exc:
         return None, f"Usage is unavailable: {exc}."
+    return read, None
+
+
+async def _readiness(context: AdminContext) -> Readiness:
+    return await check_readiness(
+        context.redis,
+        context.tts,
+        context.platforms,
+        context.probe_timeout_s,
+        context.metrics.storage,
+    )
 
 
 def create_admin_app(
-    context: AdminContext, settings: BotSettings, *, auth: AdminAuth | None = None
+    context: AdminContext | AdminLifecycle,
+    settings: BotSettings,
+    *,
+    auth: AdminAuth | None = None,
 ) -> FastAPI:
-    """The admin app over ``context``; ``auth`` defaults to ``settings.admin_token``."""
+    """The admin app over ``context`` (or a lifecycle that gets its context once ``run()``
+    has started every part); ``auth`` defaults to ``settings.admin_token``."""
+    lifecycle = context if isinstance(context, AdminLifecycle) else AdminLifecycle.running(context)
     auth = auth or AdminAuth(settings.admin_token)
     static = _load_static()
     # No /docs or /openapi.json: they would be unauthenticated pages about this endpoint.
@@ -161,10 +182,9 @@ def create_admin_app(
 
     @app.get("/readyz", dependencies=require_admin)
     async def readyz() -> JSONResponse:
-        """Every component's state; 503 with the reason when one is down."""
-        readiness = await check_readiness(
-            context.redis, context.tts, context.platforms, context.probe_timeout_s
-        )
+        """Every component's state; 503 with the reason when one is down (or still starting)."""
+        running = lifecycle.context
+        readiness = lifecycle.not_running() if running is None else await _readiness(running)
         return JSONResponse(readiness.as_json(), status_code=200 if readiness.ready else 503)
 
     @app.get("/usage", dependencies=require_admin)
@@ -178,13 +198,17 @@ def create_admin_app(
             start, end = day_range(from_day, to_day)
         except InvalidRange as exc:
             return error_json(422, "invalid_parameters", str(exc))
-        summary, users = await read_usage(context.usage, start, end, top)
+        running = lifecycle.context
+        if running is None:
+            raise NotRunning(lifecycle.phase)
+        summary, users = await read_usage(running.usage, start, end, top, running.metrics.storage)
         return JSONResponse(usage_json(summary, users))
 
     @app.get("/metrics", dependencies=require_admin)
     async def metrics() -> Response:
         """The Prometheus text exposition of this process."""
-        return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        registry = lifecycle.metrics.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/admin", response_class=HTMLResponse)
     async def dashboard(
@@ -197,12 +221,17 @@ def create_admin_app(
             return RedirectResponse("/admin/login", status_code=303)
         days = min(max(days, 1), MAX_DASHBOARD_DAYS)
         start, end = day_range(None, None, days)
-        readiness, (read, usage_error) = await asyncio.gather(
-            check_readiness(context.redis, context.tts, context.platforms, context.probe_timeout_s),
-            _usage_or_error(context.usage, start, end),
-        )
+        running = lifecycle.context
+        read: tuple[UsageSummary, list[UserUsage]] | None = None
+        usage_error: str | None = f"Usage is unavailable: saybot is {lifecycle.phase}."
+        if running is None:
+            readiness = lifecycle.not_running()
+        else:
+            readiness, (read, usage_error) = await asyncio.gather(
+                _readiness(running), _usage_or_error(running, start, end)
+            )
         summary, users = read if read is not None else (None, [])
-        observer = context.metrics.observer
+        observer = lifecycle.metrics.observer
         page = render_dashboard(
             DashboardData(
                 readiness=readiness,
@@ -277,6 +306,10 @@ def _install_handlers(app: FastAPI) -> None:
     async def on_storage(_: Request, exc: StorageUnreadable) -> JSONResponse:
         return error_json(503, "storage_unavailable", str(exc), **{"Retry-After": "5"})
 
+    @app.exception_handler(NotRunning)
+    async def on_not_running(_: Request, exc: NotRunning) -> JSONResponse:
+        return error_json(503, exc.phase, f"{exc}; try again shortly", **{"Retry-After": "2"})
+
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         messages = []
@@ -295,7 +328,9 @@ def _install_handlers(app: FastAPI) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serve_admin(context: AdminContext, settings: BotSettings) -> AsyncIterator[str]:
+async def serve_admin(
+    context: AdminContext | AdminLifecycle, settings: BotSettings
+) -> AsyncIterator[str]:
     """Serve the admin app on ``ADMIN_HOST:ADMIN_PORT`` in this loop; yields its base URL."""
     check_admin_bind(settings)
     app = create_admin_app(context, settings)

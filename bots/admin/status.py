@@ -2,7 +2,11 @@
 
 Every component listed is required: the process is ready only when Redis answers PING,
 the TTS service answers its ``/readyz``, and every configured chat platform is connected.
-A platform whose token is unset is not listed.
+A platform whose token is unset is not listed. While ``run()`` is still starting its parts
+(or already stopping them) nothing is probed: the phase is the reason.
+
+Reasons are fixed sentences chosen here, never text from elsewhere: whatever sits between
+saybot and its TTS service (a proxy's HTML error page, say) is logged, not served.
 """
 
 from __future__ import annotations
@@ -15,14 +19,24 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bots.errors import SayError
+from bots.errors import SayError, TTSBusy, TTSTimeout, TTSUnavailable
 from bots.tts_client import TTSClient
+from storage.metrics import StorageMetrics
 from storage.redis import RedisHandle
 from tts_service.schema import EngineInfo
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 3.0  # /readyz must answer a load balancer quickly, even when a part hangs
+RUNNING, STARTING, STOPPING = "running", "starting", "stopping"
+
+# The one sentence /readyz shows per TTS error code; the detail goes to the log only.
+TTS_REASONS = {
+    TTSBusy.code: "the TTS service is busy or still loading its engine",
+    TTSTimeout.code: "the TTS service did not answer in time",
+    TTSUnavailable.code: "the TTS service is unreachable or failing",
+}
+TTS_OTHER_REASON = "the TTS service refused the readiness check"
 
 
 @dataclass(frozen=True)
@@ -42,16 +56,25 @@ class ComponentStatus:
 @dataclass(frozen=True)
 class Readiness:
     components: list[ComponentStatus]
+    phase: str = RUNNING  # STARTING or STOPPING: never ready, whatever the components say
+
+    @classmethod
+    def not_running(cls, phase: str, pending: list[str]) -> Readiness:
+        """Readiness without probing: ``run()`` is starting (``pending`` parts) or stopping."""
+        return cls([ComponentStatus(name, False, phase) for name in pending], phase)
 
     @property
     def ready(self) -> bool:
-        return all(component.ok for component in self.components)
+        return self.phase == RUNNING and all(component.ok for component in self.components)
 
     @property
     def reason(self) -> str | None:
-        """One line naming each component that is down and why."""
-        down = [f"{c.name}: {c.reason or 'down'}" for c in self.components if not c.ok]
-        return "; ".join(down) or None
+        """One line naming each component that is down and why (or the phase, first)."""
+        down = [c for c in self.components if not c.ok]
+        if self.phase != RUNNING:
+            waiting = ", ".join(c.name for c in down)
+            return f"{self.phase}: waiting for {waiting}" if waiting else self.phase
+        return "; ".join(f"{c.name}: {c.reason or 'down'}" for c in down) or None
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"status": "ready" if self.ready else "not_ready"}
@@ -68,6 +91,10 @@ async def redis_status(redis: RedisHandle) -> ComponentStatus:
     return ComponentStatus("redis", False, "not answering PING", detail)
 
 
+def tts_reason(code: str) -> str:
+    return TTS_REASONS.get(code, TTS_OTHER_REASON)
+
+
 async def tts_status(tts: TTSClient, timeout_s: float = PROBE_TIMEOUT_S) -> ComponentStatus:
     """The service's own ``/readyz`` (engine loaded), with its engine's identity."""
     try:
@@ -76,7 +103,9 @@ async def tts_status(tts: TTSClient, timeout_s: float = PROBE_TIMEOUT_S) -> Comp
     except TimeoutError:
         return ComponentStatus("tts", False, f"no answer within {timeout_s:g} s")
     except SayError as exc:
-        return ComponentStatus("tts", False, exc.message)
+        # exc.message may quote the answer's body (any upstream text); the code is ours.
+        log.warning("the TTS service is not ready: %s (%s)", exc.code, exc.message)
+        return ComponentStatus("tts", False, tts_reason(exc.code), {"code": exc.code})
     except (ValidationError, ValueError, AttributeError):
         return ComponentStatus("tts", False, "its /readyz answer is not what saybot expects")
     info = engine.model_dump(include={"name", "model_version", "sample_rate", "can_clone_voice"})
@@ -92,11 +121,23 @@ def platform_status(name: str, connected: Callable[[], bool]) -> ComponentStatus
     return ComponentStatus(name, ok, None if ok else "not connected")
 
 
+def count_redis_probe(metrics: StorageMetrics | None, redis: ComponentStatus) -> None:
+    """The admin's own PING counts in ``saybot_redis_errors`` (and the breaker) like any
+    storage call: a failed probe is a failed Redis command."""
+    if metrics is None:
+        return
+    if redis.ok:
+        metrics.redis_succeeded()
+    else:
+        metrics.redis_failed("readiness ping", ConnectionError(redis.reason or "no PONG"))
+
+
 async def check_readiness(
     redis: RedisHandle,
     tts: TTSClient,
     platforms: Mapping[str, Callable[[], bool]],
     timeout_s: float = PROBE_TIMEOUT_S,
+    metrics: StorageMetrics | None = None,
 ) -> Readiness:
     """Redis and the TTS service probed concurrently; platforms asked in-process."""
     redis_check = asyncio.wait_for(redis_status(redis), timeout_s)
@@ -112,5 +153,6 @@ async def check_readiness(
             components.append(
                 ComponentStatus(name, False, f"check failed ({type(result).__name__})")
             )
+    count_redis_probe(metrics, components[0])
     components += [platform_status(name, status) for name, status in sorted(platforms.items())]
     return Readiness(components)

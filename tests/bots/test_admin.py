@@ -8,8 +8,10 @@ through ``prometheus_client``'s own parser; and the whole wiring through ``run()
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
+import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,11 +24,16 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from bots.admin import (
     AdminAuth,
     AdminBindRefused,
     AdminContext,
+    AdminLifecycle,
     check_admin_bind,
     create_admin_app,
 )
@@ -35,15 +42,16 @@ from bots.asgi_server import serve_app
 from bots.errors import InvalidInput
 from bots.metrics import ProcessMetrics, quantile
 from bots.run import run
-from bots.say import SayFlow, SayRequest
+from bots.say import SayFlow, SayRequest, VoiceSource
 from bots.tts_client import TTSClient
 from storage.redis import RedisHandle, open_redis
 from storage.settings import StorageSettings
-from storage.usage import UsageRecorder, utc_today
+from storage.usage import UsageReader, UsageRecorder, utc_today
 from tests.bots.harness import FAST_RETRY, Service, bot_settings, running_service
 from tests.redis_fixtures import free_port
 from tests.standins.telegram_api import TOKEN, TelegramStandin
 from tests.tts_helpers import API_TOKEN
+from tests.tts_service.audio_samples import clip
 from tts_service.engines.piper import PiperEngine
 
 ADMIN_TOKEN = "admin-test-token-0123456789abcdef"
@@ -79,8 +87,6 @@ async def admin_server(
     metrics: ProcessMetrics | None = None,
 ) -> AsyncIterator[Admin]:
     """``create_admin_app`` served on a free loopback port, as ``serve_admin`` does."""
-    from storage.usage import UsageReader
-
     state = {"telegram": True} if connected is None else connected
 
     def status(name: str) -> Callable[[], bool]:
@@ -324,6 +330,19 @@ async def test_login_sets_an_httponly_session_cookie_without_the_token(admin: Ad
         assert (await browser.get("/admin")).status_code == 303
 
 
+async def test_the_session_cookie_is_secure_behind_an_https_proxy(admin: Admin) -> None:
+    """uvicorn trusts X-Forwarded-Proto from loopback (its default ``forwarded_allow_ips``),
+    where a TLS-terminating proxy on the same box connects from."""
+    async with admin.anonymous() as browser:
+        plain = await browser.post("/admin/login", data={"token": ADMIN_TOKEN})
+        proxied = await browser.post(
+            "/admin/login", data={"token": ADMIN_TOKEN}, headers={"X-Forwarded-Proto": "https"}
+        )
+    assert plain.status_code == proxied.status_code == 303
+    assert "secure" not in plain.headers["set-cookie"].lower()
+    assert "; Secure" in proxied.headers["set-cookie"]
+
+
 def test_sessions_expire_and_end_when_the_token_changes() -> None:
     now = [1_000_000.0]
     auth = AdminAuth(SecretStr(ADMIN_TOKEN), session_ttl_s=60, clock=lambda: now[0])
@@ -418,6 +437,128 @@ async def test_readyz_is_503_when_the_tts_service_is_unreachable(
     assert body["components"]["redis"]["ok"] is True
 
 
+UPSTREAM_MARKER = "proxy-error-page-XYZZY-4711"  # text of whatever answers for the service
+
+
+def failing_tts_service(status: int, body: str, media_type: str) -> Starlette:
+    """A stand-in for what may answer at TTS_SERVICE_URL: a proxy's error page, say."""
+
+    async def readyz(_: Request) -> Response:
+        return Response(body, status_code=status, media_type=media_type)
+
+    return Starlette(routes=[Route("/readyz", readyz)])
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "media_type", "code", "reason"),
+    [
+        (
+            502,
+            f"<html><body><h1>502 Bad Gateway</h1><p>{UPSTREAM_MARKER}</p></body></html>",
+            "text/html",
+            "tts_unavailable",
+            "the TTS service is unreachable or failing",
+        ),
+        (
+            503,
+            f"<html><body><h1>503</h1><p>{UPSTREAM_MARKER}</p></body></html>",
+            "text/html",
+            "tts_busy",
+            "the TTS service is busy or still loading its engine",
+        ),
+        (
+            500,
+            f'{{"error": {{"code": "{UPSTREAM_MARKER}", "message": "{UPSTREAM_MARKER}"}}}}',
+            "application/json",
+            "tts_unavailable",
+            "the TTS service is unreachable or failing",
+        ),
+    ],
+    ids=["502-html", "503-html", "500-json-error"],
+)
+async def test_readyz_never_serves_the_tts_services_own_words(
+    redis_handle: RedisHandle,
+    storage: StorageSettings,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    body: str,
+    media_type: str,
+    code: str,
+    reason: str,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    upstream = failing_tts_service(status, body, media_type)
+    async with serve_app(upstream, "127.0.0.1", 0) as upstream_url:
+        client = TTSClient(upstream_url, API_TOKEN, retry=FAST_RETRY)
+        try:
+            async with admin_server(redis_handle, client, storage) as admin:
+                response = await admin.http.get("/readyz")
+                page = await admin.http.get("/admin")
+        finally:
+            await client.aclose()
+    assert response.status_code == 503
+    assert response.json()["reason"] == f"tts: {reason}"
+    assert response.json()["components"]["tts"] == {"ok": False, "code": code, "reason": reason}
+    assert UPSTREAM_MARKER not in response.text
+    assert page.status_code == 200 and reason in page.text
+    assert UPSTREAM_MARKER not in page.text
+    assert UPSTREAM_MARKER in caplog.text, "the detail is logged instead"
+
+
+async def test_readyz_says_starting_until_run_has_started_every_part_then_stopping(
+    redis_handle: RedisHandle, tts: TTSClient, storage: StorageSettings
+) -> None:
+    metrics = ProcessMetrics.create()
+    lifecycle = AdminLifecycle(metrics, ["redis", "tts", "telegram"])
+    app = create_admin_app(lifecycle, bot_settings(admin_token=SecretStr(ADMIN_TOKEN)))
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with (
+        serve_app(app, "127.0.0.1", 0) as url,
+        httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as http,
+    ):
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        starting = await http.get("/readyz")
+        assert starting.status_code == 503
+        assert starting.json() == {
+            "status": "not_ready",
+            "reason": "starting: waiting for redis, tts, telegram",
+            "components": {
+                name: {"ok": False, "reason": "starting"} for name in ("redis", "tts", "telegram")
+            },
+        }
+        lifecycle.part_started("redis")
+        assert (await http.get("/readyz")).json()["reason"] == "starting: waiting for tts, telegram"
+        usage = await http.get("/usage")
+        assert usage.status_code == 503 and usage.headers["Retry-After"] == "2"
+        assert usage.json()["error"]["code"] == "starting"
+        assert (await http.get("/metrics")).status_code == 200, "Prometheus may scrape at once"
+        page = await http.get("/admin")
+        assert page.status_code == 200 and "Usage is unavailable: saybot is starting" in page.text
+        assert 'data-component="tts"' in page.text
+
+        context = AdminContext(
+            redis_handle,
+            tts,
+            UsageReader(redis_handle.client, storage),
+            metrics,
+            platforms={"telegram": lambda: True},
+        )
+        lifecycle.started(context)
+        running = await http.get("/readyz")
+        assert running.status_code == 200, running.text
+        assert set(running.json()["components"]) == {"redis", "tts", "telegram"}
+        assert (await http.get("/usage")).status_code == 200
+
+        lifecycle.stopping()
+        stopping = await http.get("/readyz")
+        assert stopping.status_code == 503
+        assert stopping.json() == {"status": "not_ready", "reason": "stopping", "components": {}}
+        assert (await http.get("/usage")).json()["error"]["code"] == "stopping"
+        assert (await http.get("/healthz")).status_code == 200
+    with pytest.raises(ValueError, match="ProcessMetrics"):
+        AdminLifecycle(ProcessMetrics.create(), []).started(context)
+
+
 async def wait_for_status(admin: Admin, status: int, timeout_s: float = 15.0) -> httpx.Response:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
@@ -441,11 +582,19 @@ async def test_readyz_follows_the_embedded_valkey_down_and_back(
     try:
         assert handle.is_embedded
         async with admin_server(handle, tts, settings) as admin:
+
+            async def redis_errors() -> float:
+                return sample(
+                    samples((await admin.http.get("/metrics")).text), "saybot_redis_errors_total"
+                )
+
             up = await admin.http.get("/readyz")
             assert up.status_code == 200, up.text
             assert up.json()["components"]["redis"] == {"ok": True, "embedded": True}
+            assert await redis_errors() == 0
 
             server = handle._server  # the valkey-server child, stopped as an outage would
+            assert server is not None
             await asyncio.to_thread(server.stop)
             down = await wait_for_status(admin, 503)
             assert down.status_code == 503, down.text
@@ -455,9 +604,17 @@ async def test_readyz_follows_the_embedded_valkey_down_and_back(
                 "embedded": True,
                 "reason": "not answering PING",
             }
+            # The admin's own failed PINGs and reads count as Redis errors too.
+            failed_pings = await redis_errors()
+            assert failed_pings >= 1
+            assert (await admin.http.get("/readyz")).status_code == 503
+            assert await redis_errors() == failed_pings + 1
             usage = await admin.http.get("/usage")
             assert usage.status_code == 503
             assert usage.json()["error"]["code"] == "storage_unavailable"
+            assert await redis_errors() == failed_pings + 2
+            down_metrics = samples((await admin.http.get("/metrics")).text)
+            assert sample(down_metrics, "saybot_redis_up") == 0
             page = await admin.http.get("/admin")  # the dashboard still shows what it can
             assert page.status_code == 200 and "Usage is unavailable" in page.text
             assert 'data-component="redis"' in page.text and "not answering PING" in page.text
@@ -466,6 +623,7 @@ async def test_readyz_follows_the_embedded_valkey_down_and_back(
             back = await wait_for_status(admin, 200)
             assert back.status_code == 200, back.text
             assert (await admin.http.get("/usage")).status_code == 200
+            assert sample(samples((await admin.http.get("/metrics")).text), "saybot_redis_up") == 1
     finally:
         await handle.aclose()
 
@@ -480,10 +638,15 @@ async def test_metrics_count_the_flow_and_parse(
     flow = SayFlow.over_redis(
         redis_client, storage, tts, metrics=metrics.storage, observer=metrics.observer
     )
+    sent_clip = clip("wav")  # the user's saved voice: it must never come back either
+    voice_id = await flow.save_voice("telegram", "1001", sent_clip)
+    stored_clip = await flow.voices.get_clip(voice_id)
+    assert stored_clip is not None
     request = SayRequest(platform="telegram", user_id="1001", chat_id="1001", text=MESSAGE)
     first = await flow.say(request)
     second = await flow.say(request)
     assert (first.from_cache, second.from_cache) == (False, True)
+    assert first.voice is VoiceSource.BUILT_IN and first.note == "voice cloning is off right now"
     with pytest.raises(InvalidInput):
         await flow.say(SayRequest(platform="discord", user_id="7", chat_id="7", text=" "))
     metrics.observer.tts_called(0.5, "tts_busy")  # what a refused synthesis reports
@@ -508,15 +671,31 @@ async def test_metrics_count_the_flow_and_parse(
     assert sample(parsed, "saybot_redis_up") == 1
     assert any(name == "process_cpu_seconds_total" for name, _ in parsed)
 
-    # Nothing secret, and nothing users said, in any admin response.
-    bodies = [response.text]
+    # Nothing secret, nothing users said and none of their voice in any admin response.
+    answers = [response]
     for path in ("/readyz", "/usage", "/admin"):
         answer = await admin.http.get(path)
         assert answer.status_code == 200, (path, answer.text)
-        bodies.append(answer.text)
-    for body in bodies:
+        answers.append(answer)
+    voice_traces = [*clip_traces(sent_clip), *clip_traces(stored_clip)]
+    for answer in answers:
+        body = answer.text
         assert MESSAGE not in body and "purple password" not in body
         assert ADMIN_TOKEN not in body and API_TOKEN not in body
+        assert not [trace for trace in voice_traces if trace in answer.content], answer.url
+
+
+def clip_traces(data: bytes) -> list[bytes]:
+    """Pieces any copy of ``data`` in a response would contain: raw, base64 and hex.
+
+    A 48-byte run from the middle at an offset divisible by 3 encodes to the same base64 text
+    inside the whole clip's encoding, so a served clip (or any part of it around its middle)
+    shows up here whichever of the three ways it was written.
+    """
+    middle = len(data) // 2 // 3 * 3
+    run = data[middle : middle + 48]
+    assert len(run) == 48, "a clip long enough to tell apart from chance"
+    return [run, base64.b64encode(run), base64.urlsafe_b64encode(run), run.hex().encode()]
 
 
 def test_percentiles_are_interpolated_inside_histogram_buckets() -> None:

@@ -3,9 +3,13 @@
 Debian's ``chromium`` (``scripts/install-system-deps.sh``, run by ``make test``) is started
 with a fresh profile; the test logs in through the page's own form (so the HttpOnly cookie
 flow is exercised by a browser), then checks the DOM, that the stylesheet applied, that
-nothing was requested from anywhere but the admin server, and that the console stayed free
-of errors (exceptions, ``console.error``, CSP violations, failed loads). Screenshots of a
-phone-sized and a desktop-sized window land in ``artifacts/``.
+nothing was requested from anywhere but the admin server, that the console stayed free
+of errors (exceptions, ``console.error``, CSP violations, failed loads), that the cookie
+the browser keeps is HttpOnly and holds no token, and that no page it was served did.
+Screenshots of a phone-sized and a desktop-sized window land in ``artifacts/``.
+
+Without a working Chromium the test skips, saying why, unless ``SAYBOT_REQUIRE_BROWSER=1``
+(set by ``.ci/run``): then it fails, so CI cannot pass without having run it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
+import subprocess
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import pytest
@@ -38,7 +44,9 @@ tts = admin_tests.tts
 storage = admin_tests.storage
 redis_handle = admin_tests.redis_handle
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+REQUIRE_BROWSER = "SAYBOT_REQUIRE_BROWSER"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -57,8 +65,33 @@ PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
 DESKTOP = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
 
 
-def chromium_path() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+def chromium_candidates() -> list[str]:
+    """Debian's own binary first; Ubuntu's ``chromium-browser`` is often a snap stub."""
+    found = ["/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")]
+    return list(dict.fromkeys(path for path in found if path))
+
+
+def working_chromium(candidates: Iterable[str]) -> str | None:
+    """The first candidate that runs and says it is Chromium; a stub that exists but only
+    explains how to install the real thing (or a broken install) is passed over."""
+    for path in candidates:
+        try:
+            done = subprocess.run(
+                [path, "--version"], capture_output=True, text=True, timeout=60, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0 and "Chromium" in done.stdout:
+            return path
+    return None
+
+
+def missing_browser(reason: str, environ: Mapping[str, str]) -> NoReturn:
+    """Skip, saying why; fail instead where the browser is required (CI)."""
+    if environ.get(REQUIRE_BROWSER, "") not in ("", "0"):
+        pytest.fail(f"{reason}, and {REQUIRE_BROWSER}=1 requires the browser test to run")
+    print(f"SKIPPED: {reason}")
+    pytest.skip(reason)
 
 
 class DevTools:
@@ -67,6 +100,7 @@ class DevTools:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.events: list[dict[str, Any]] = []
+        self.served: dict[str, str] = {}  # see keep_bodies
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self._reader = asyncio.create_task(self._read())
@@ -114,6 +148,7 @@ class DevTools:
         else:
             await self.evaluate(action)
         await self.wait_event("Page.loadEventFired", mark)
+        await self.keep_bodies()
 
     def console_errors(self) -> list[str]:
         errors = []
@@ -134,6 +169,26 @@ class DevTools:
             for event in self.events
             if event.get("method") == "Network.requestWillBeSent"
         ]
+
+    async def keep_bodies(self) -> None:
+        """Copy into ``served`` (URL → text) the body of each response received so far,
+        as the server sent it, not the live DOM. Chromium drops a page's bodies when the
+        next navigation commits, so ``load`` calls this after every page."""
+        for event in self.events:
+            if event.get("method") != "Network.responseReceived":
+                continue
+            params = event["params"]
+            key = f"{params['response']['url']} #{params['requestId']}"
+            if key in self.served:
+                continue
+            try:
+                body = await self.call("Network.getResponseBody", requestId=params["requestId"])
+            except RuntimeError:  # none kept (an empty or failed response)
+                continue
+            text = body["body"]
+            if body.get("base64Encoded"):
+                text = base64.b64decode(text).decode("utf-8", "replace")
+            self.served[key] = text
 
     async def screenshot(self, path: Path) -> None:
         shot = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
@@ -247,11 +302,13 @@ DOM_FACTS = """(() => {
 async def test_dashboard_renders_in_headless_chromium(
     redis_handle: RedisHandle, tts: TTSClient, storage: StorageSettings, redis_client: Redis
 ) -> None:
-    executable = chromium_path()
+    executable = await asyncio.to_thread(working_chromium, chromium_candidates())
     if executable is None:
-        reason = "chromium is not installed (scripts/install-system-deps.sh installs it as root)"
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
+        missing_browser(
+            "no working chromium (scripts/install-system-deps.sh installs it as root or with "
+            "password-less sudo)",
+            os.environ,
+        )
     await seed_usage(redis_client, storage)
     connected = {"telegram": True, "discord": False}
     async with (
@@ -278,6 +335,9 @@ async def test_dashboard_renders_in_headless_chromium(
         await browser.screenshot(ARTIFACTS / "admin-dashboard-desktop.png")
         html = await browser.evaluate("document.documentElement.outerHTML")
         await asyncio.to_thread((ARTIFACTS / "admin-dashboard.html").write_text, html)
+        cookies = (await browser.call("Network.getCookies", urls=[admin.url]))["cookies"]
+        await browser.keep_bodies()
+        served = browser.served
         print(f"screenshots: {ARTIFACTS}/admin-dashboard-phone.png, admin-dashboard-desktop.png")
 
         assert facts["path"] == "/admin" and facts["title"] == "saybot admin"
@@ -306,4 +366,48 @@ async def test_dashboard_renders_in_headless_chromium(
             if not url.startswith((admin.url, "about:", "data:"))
         ]
         assert off_box == [], "everything comes from the admin server"
-    assert ADMIN_TOKEN not in html
+
+    # The session as the browser keeps it: one HttpOnly, SameSite=Strict cookie, no token.
+    assert [cookie["name"] for cookie in cookies] == ["saybot_admin"]
+    session = cookies[0]
+    assert session["httpOnly"] is True and session["sameSite"] == "Strict"
+    assert re.fullmatch(r"\d+\.[0-9a-f]{64}", session["value"]), "expiry.mac"
+    # What the server sent, byte for byte: the login form, the dashboard, the stylesheet.
+    pages = [body for url, body in served.items() if re.match(rf"{admin.url}/admin[? ]", url)]
+    assert len(pages) == 2, served.keys()  # after the login's redirect, and navigated to
+    assert all('id="chart-requests"' in page for page in pages)
+    assert any('name="token"' in body for body in served.values()), "the login form"
+    assert any(".seg.hits" in body for body in served.values()), "the stylesheet"
+    leaked = [url for url, body in served.items() if ADMIN_TOKEN in body]
+    assert leaked == [], "no response carries the token"
+
+
+def test_a_chromium_that_does_not_run_is_no_browser(tmp_path: Path) -> None:
+    stub = tmp_path / "chromium-browser"  # what Ubuntu's snap transition package installs
+    stub.write_text(
+        "#!/bin/sh\necho \"Command '/usr/bin/chromium-browser' requires the chromium snap "
+        'to be installed."\nexit 1\n'
+    )
+    silent = tmp_path / "chromium-silent"  # runs, but is not Chromium
+    silent.write_text("#!/bin/sh\nexit 0\n")
+    real = tmp_path / "chromium"
+    real.write_text("#!/bin/sh\necho 'Chromium 120.0.6099.224 built on Debian'\n")
+    for script in (stub, silent, real):
+        script.chmod(0o755)
+    missing = str(tmp_path / "absent")
+    assert working_chromium([missing, str(stub), str(silent)]) is None
+    assert working_chromium([missing, str(stub), str(silent), str(real)]) == str(real)
+
+
+def test_a_required_browser_fails_instead_of_skipping() -> None:
+    with pytest.raises(pytest.fail.Exception, match=REQUIRE_BROWSER):
+        missing_browser("no working chromium", {REQUIRE_BROWSER: "1"})
+    for environ in ({}, {REQUIRE_BROWSER: ""}, {REQUIRE_BROWSER: "0"}):
+        with pytest.raises(pytest.skip.Exception, match="no working chromium"):
+            missing_browser("no working chromium", environ)
+
+
+def test_ci_requires_the_browser_test_to_run() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(rf"^export {REQUIRE_BROWSER}=1$", ci, re.MULTILINE)
+    assert ci.index(f"export {REQUIRE_BROWSER}=1") < ci.index("make test")

@@ -1,24 +1,39 @@
 """``saybot run`` as the README starts it: one real process, embedded Valkey, local Piper.
 
 The Telegram stand-in plays the Bot API; the process is stopped with SIGTERM
-and must finish the request in flight, then exit cleanly.
+and must finish the request in flight, then exit cleanly. In-process, ``run()``
+serves ``/healthz`` while it still waits for a TTS service that is not ready.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from pydantic import SecretStr
+from starlette.responses import JSONResponse
 
+from bots.run import run
+from storage.settings import StorageSettings
+from tests.bots.harness import ASGIApp, Scope, bot_settings
+from tests.redis_fixtures import free_port
+from tests.servers import serve_in_thread
 from tests.standins.telegram_api import TOKEN, TelegramStandin
+from tests.tts_helpers import make_settings
+from tts_service.api import create_app
+from tts_service.engines.piper import PiperEngine
 
 USER = 777
 ROOT = Path(__file__).parents[2]
+ADMIN_TOKEN = "run-test-admin-token-0123456789"
 
 
 @pytest.fixture
@@ -89,3 +104,102 @@ async def test_run_serves_telegram_and_stops_cleanly(tg: TelegramStandin, tmp_pa
     assert TOKEN not in output and TOKEN.split(":")[1] not in output  # secrets never logged
     assert "embedded Valkey" in output
     assert (tmp_path / "saybot.rdb").exists()  # the embedded server saved its data on the way out
+
+
+class HeldReadyz:
+    """ASGI wrapper of the real TTS service: ``/readyz`` answers 503 until ``release()``,
+    as a service still loading its engine does; ``refused`` counts the probes turned away."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.held = True
+        self.refused = 0
+
+    def release(self) -> None:
+        self.held = False
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/readyz" and self.held:
+            self.refused += 1
+            body = {"error": {"code": "not_ready", "message": "the engine is loading"}}
+            await JSONResponse(body, status_code=503)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def until(
+    check: Callable[[], Awaitable[bool]], task: asyncio.Task[None], timeout_s: float = 30.0
+) -> None:
+    """Poll ``check`` until it holds; fail at once if ``run()`` ended."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        if task.done():
+            task.result()
+            raise AssertionError("run() returned before it was stopped")
+        with contextlib.suppress(httpx.TransportError):
+            if await check():
+                return
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_healthz_answers_while_run_waits_for_the_tts_service(
+    tg: TelegramStandin, piper_engine: PiperEngine, storage_settings: StorageSettings
+) -> None:
+    service = HeldReadyz(create_app(piper_engine, make_settings()))
+    port = free_port()
+    with serve_in_thread(service) as tts_url:
+        settings = bot_settings(
+            tts_service_url=tts_url,
+            telegram_bot_token=SecretStr(TOKEN),
+            telegram_api_base_url=tg.base_url,
+            telegram_file_base_url=tg.base_file_url,
+            admin_port=port,
+            admin_token=SecretStr(ADMIN_TOKEN),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(settings, storage_settings, stop))
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        try:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10
+            ) as http:
+
+                async def alive() -> bool:
+                    return bool((await http.get("/healthz")).json() == {"status": "ok"})
+
+                async def waiting_for_tts() -> bool:
+                    return service.refused >= 2  # run() is past Redis, polling the service
+
+                await until(alive, task)
+                await until(waiting_for_tts, task)
+                starting = await http.get("/readyz")
+                assert starting.status_code == 503, starting.text
+                assert starting.json() == {
+                    "status": "not_ready",
+                    "reason": "starting: waiting for tts, telegram",
+                    "components": {
+                        "tts": {"ok": False, "reason": "starting"},
+                        "telegram": {"ok": False, "reason": "starting"},
+                    },
+                }
+                assert await alive()
+                usage = await http.get("/usage")
+                assert usage.status_code == 503 and usage.json()["error"]["code"] == "starting"
+                assert not task.done()
+
+                service.release()
+                ready: list[httpx.Response] = []
+
+                async def running() -> bool:
+                    ready.append(await http.get("/readyz"))
+                    return ready[-1].status_code == 200
+
+                await until(running, task)
+                components = ready[-1].json()["components"]
+                assert components["redis"] == {"ok": True, "embedded": False}
+                assert components["tts"]["engine"]["name"] == "piper"
+                assert components["telegram"] == {"ok": True}
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
