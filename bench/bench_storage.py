@@ -5,6 +5,8 @@
 2. Cache-key derivation rate vs. a bare sha256 of the same text.
 3. The single-flight test: 100 identical requests over 2 OS processes; wall time from
    "go" vs. the one synthesis it had to wait for, and how many syntheses ran.
+4. A cache put of an answer made with a reference voice (indexed under the voice, checked
+   against its forget tombstone: two round trips) vs. one in the built-in voice (one ``SET``).
 
     .venv/bin/python -m bench.bench_storage [--rounds 3000]
 """
@@ -61,6 +63,41 @@ async def bench_hit(url: str, rounds: int, value_bytes: int) -> None:
     print(
         f"  ratio cache/raw: p50 {hit_p50 / raw_p50:.3f}×   total {sum(cached_s) / sum(raw_s):.3f}×"
         "   (target ≤ 1.3×)"
+    )
+
+
+async def bench_put(url: str, rounds: int, value_bytes: int) -> None:
+    settings = make_settings(url)
+    client = make_client(url, settings)
+    voice_id = hashlib.sha256(b"a reference clip").hexdigest()
+    try:
+        cache = AudioCache(client, settings)
+        audio = os.urandom(value_bytes)
+        built_in = CachedAudio(audio, AudioFormat.OGG_OPUS, 3.2, "piper", time.time())
+        voiced = CachedAudio(audio, AudioFormat.OGG_OPUS, 3.2, "piper", time.time(), voice_id)
+        plain_s: list[float] = []
+        voiced_s: list[float] = []
+        for n in range(rounds // 5 + rounds):  # the first fifth warms up
+            plain_key = cache_key(TTSParams(text=f"{TEXT} {n}"), None, "piper", "1")
+            voiced_key = cache_key(TTSParams(text=f"{TEXT} {n}"), voice_id, "piper", "1")
+            started = time.perf_counter()
+            assert await cache.put(plain_key, built_in)
+            plain = time.perf_counter() - started
+            started = time.perf_counter()
+            assert await cache.put(voiced_key, voiced)
+            took = time.perf_counter() - started
+            if n >= rounds // 5:
+                plain_s.append(plain)
+                voiced_s.append(took)
+        await client.flushall()
+    finally:
+        await client.aclose()
+    plain_p50, voiced_p50 = statistics.median(plain_s), statistics.median(voiced_s)
+    print(f"cache put, {value_bytes // 1000} KB value, {rounds} rounds interleaved")
+    print(f"  built-in voice   p50 {plain_p50 * 1e6:7.1f} µs")
+    print(
+        f"  reference voice  p50 {voiced_p50 * 1e6:7.1f} µs   {voiced_p50 / plain_p50:.2f}×"
+        "   (index + tombstone check; paid once per synthesis)"
     )
 
 
@@ -124,6 +161,7 @@ def main() -> None:
         url = f"redis://127.0.0.1:{server.port}"
         try:
             asyncio.run(bench_hit(url, args.rounds, args.value_bytes))
+            asyncio.run(bench_put(url, args.rounds // 3, args.value_bytes))
             bench_keys()
             asyncio.run(bench_single_flight(url))
         finally:

@@ -7,6 +7,7 @@ that the platform adapter turns into one sentence.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 # Clips are normalised once, at this rate, by the bot: the voice id (their fingerprint) is then
 # the same whichever container or rate the user's phone recorded in.
 REFERENCE_SAMPLE_RATE = 24_000
+CANCELLED = "cancelled"  # the outcome (and usage error code) of a request cancelled mid-way
 
 
 class VoiceSource(StrEnum):
@@ -215,16 +217,26 @@ class SayFlow:
     async def say(self, request: SayRequest) -> SayResult:
         started = time.perf_counter()
         self.observer.request_started(request.platform)
+        outcome = "bug"
         try:
             with storage_errors_as_say_errors():
                 result = await self._say(request)
-        except Exception as exc:
-            code = exc.code if isinstance(exc, SayError) else "bug"
-            self.observer.request_finished(request.platform, code, time.perf_counter() - started)
-            await self.usage.record(request.platform, request.user_id, "error", error_code=code)
+            outcome = "hit" if result.from_cache else "miss"
+        except asyncio.CancelledError:
+            # The chat interaction gave up or the bot is stopping; the shielded synthesis
+            # still lands in the cache, but this request ends here and is counted as such.
+            outcome = CANCELLED
             raise
-        outcome = "hit" if result.from_cache else "miss"
-        self.observer.request_finished(request.platform, outcome, time.perf_counter() - started)
+        except SayError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            # Whatever ended the request (cancellation included), the in-flight gauge drops.
+            self.observer.request_finished(request.platform, outcome, time.perf_counter() - started)
+            if outcome not in ("hit", "miss"):
+                await self.usage.record(
+                    request.platform, request.user_id, "error", error_code=outcome
+                )
         log.info(
             "say platform=%s user=%s cached=%s audio=%.1fs took=%.2fs",
             request.platform,
@@ -294,7 +306,10 @@ class SayFlow:
         if request.reference_clip is not None:
             if not can_clone:
                 raise VoiceCloningUnavailable("this service's engine cannot clone voices")
-            return await prepare_voice(request.reference_clip), VoiceSource.ATTACHED, None
+            voice = await prepare_voice(request.reference_clip)
+            # Not the clip: only its id, so "forget my voice" finds the audio cached with it.
+            await self.voices.note_attached(request.platform, request.user_id, voice.voice_id)
+            return voice, VoiceSource.ATTACHED, None
         if not request.use_saved_voice:
             return None, VoiceSource.BUILT_IN, None
         voice_id = await self.voices.default_voice(request.platform, request.user_id)
@@ -302,11 +317,16 @@ class SayFlow:
             return None, VoiceSource.BUILT_IN, None
         if not can_clone:
             return None, VoiceSource.BUILT_IN, "voice cloning is off right now"
-        clip = await self.voices.get_clip(voice_id)
-        if clip is None:
+        found = await self.voices.lookup_clip(voice_id, request.platform, request.user_id)
+        if found.clip is not None:
+            return PreparedVoice(voice_id=voice_id, clip=found.clip), VoiceSource.SAVED, None
+        if found.unavailable:
+            # Storage blinked after the pointer was read: the voice is fine, keep the pointer.
+            return None, VoiceSource.BUILT_IN, "your saved voice could not be loaded just now"
+        # If storage fails now, the next request finds the dangling pointer and tries again.
+        with contextlib.suppress(StorageUnavailable):
             await self.voices.clear_default(request.platform, request.user_id)
-            return None, VoiceSource.BUILT_IN, "your saved voice had expired"
-        return PreparedVoice(voice_id=voice_id, clip=clip), VoiceSource.SAVED, None
+        return None, VoiceSource.BUILT_IN, "your saved voice had expired"
 
     async def save_voice(self, platform: str, user_id: str, clip: bytes) -> str:
         """Make ``clip`` the user's default voice; returns its id."""

@@ -6,7 +6,9 @@ name and model version, and the output format — so equivalent requests share o
 and a new engine or model version can never be answered with stale audio.
 
 Value: one string, ``<JSON header>\\n<audio bytes>``, so a hit is a single ``GET``. Hits
-refresh nothing; eviction of cold entries is Redis's job (see ``storage.redis``).
+refresh nothing; eviction of cold entries is Redis's job (see ``storage.redis``). An answer
+made with a reference voice is indexed under it (``voice:{<id>}:audio``) so "forget my
+voice" finds it, and is not stored while that voice's forget tombstone is up.
 
 Single-flight (``get_or_create``): concurrent misses of one key coalesce in-process on
 one task, and across processes on a Redis lock (``SET NX PX`` with a random token,
@@ -72,13 +74,17 @@ ErrorRebuilder = Callable[[str, str, str], BaseException]
 
 
 def _canonical_number(name: str, value: object) -> str:
+    """The parameter as its declared type would print it: ``exaggeration=1`` is ``1.000``
+    like ``1.0``, and ``seed=7.0`` is ``7`` like ``7`` (``model_copy`` skips validation)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"parameter {name} is {type(value).__name__}, not a number")
-    if isinstance(value, int):
-        return str(value)
     if not math.isfinite(value):
         raise ValueError(f"parameter {name} is {value}")
-    text = f"{value:.{PARAM_DECIMALS}f}"
+    if TTSParams.model_fields[name].annotation is int:
+        if value != int(value):
+            raise ValueError(f"parameter {name} is a whole number, not {value}")
+        return str(int(value))
+    text = f"{float(value):.{PARAM_DECIMALS}f}"
     return text.removeprefix("-") if float(text) == 0 else text  # -0.000 is 0.000
 
 
@@ -162,6 +168,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Index an answer under its voice unless the voice was just forgotten (both keys: {voice_id}).
+_INDEX_UNLESS_FORGOTTEN_LUA = """
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
 
 
 class _Retry:
@@ -224,6 +239,7 @@ class AudioCache:
         self._inflight: dict[str, asyncio.Task[tuple[CachedAudio, bool]]] = {}
         self._renew = redis.register_script(_RENEW_LUA)
         self._release = redis.register_script(_RELEASE_LUA)
+        self._index = redis.register_script(_INDEX_UNLESS_FORGOTTEN_LUA)
 
     # --- plain cache ---------------------------------------------------------------------------
 
@@ -237,7 +253,11 @@ class AudioCache:
         return entry
 
     async def put(self, key: str, entry: CachedAudio) -> bool:
-        """Store with the configured TTL and index it under its voice; False if not stored."""
+        """Store with the configured TTL and index it under its voice; False if not stored.
+
+        Not stored either when the voice was forgotten moments ago (its tombstone is up):
+        a synthesis that began before "forget my voice" must not bring its audio back.
+        """
         if entry.voice_id is not None:
             keys.check_voice_id(entry.voice_id)
         value = encode_entry(entry)
@@ -247,21 +267,41 @@ class AudioCache:
             return False
         if not self.metrics.redis_allowed():
             return False
-        ttl_s = self._settings.cache_ttl_s
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.set(key, value, ex=ttl_s)
-        if entry.voice_id is not None:
-            # "Forget my voice" must find every answer made with it.
-            index = keys.voice_audio(entry.voice_id)
-            pipe.sadd(index, key)
-            pipe.expire(index, ttl_s)
         try:
-            await pipe.execute()
+            if entry.voice_id is None:
+                await self._redis.set(key, value, ex=self._settings.cache_ttl_s)
+            elif not await self._put_voiced(key, value, entry.voice_id):
+                self.metrics.redis_succeeded()
+                self.metrics.cache_voice_forgotten += 1
+                log.info("not caching %s: its voice was just forgotten", key)
+                return False
         except REDIS_ERRORS as exc:
             self.metrics.redis_failed("cache put", exc)
             return False
         self.metrics.redis_succeeded()
         self.metrics.cache_stores += 1
+        return True
+
+    async def _put_voiced(self, key: str, value: bytes, voice_id: str) -> bool:
+        """Index, store, re-check the tombstone; False (nothing kept) if the voice was forgotten.
+
+        The audio key and the voice's keys live in different cluster slots, so no single
+        command covers both. The index is written first, atomically with the tombstone check
+        (one slot); a forget that lands after it finds the key in the index and deletes the
+        answer, and one that lands between it and the SET is caught by the second check.
+        """
+        ttl_s = self._settings.cache_ttl_s
+        tombstone = keys.voice_forgotten(voice_id)
+        indexed = await self._index(keys=[keys.voice_audio(voice_id), tombstone], args=[key, ttl_s])
+        if not indexed:
+            return False
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(key, value, ex=ttl_s)
+        pipe.exists(tombstone)
+        _, forgotten = await pipe.execute()
+        if forgotten:
+            await self._redis.delete(key)
+            return False
         return True
 
     async def _fetch(self, key: str) -> CachedAudio | None:

@@ -11,7 +11,10 @@ keys in different cluster slots: keys that one Lua script touches together share
     saybot:v1:voice:{<voice_id>}:clip             reference clip bytes (idle TTL)
     saybot:v1:voice:{<voice_id>}:owners           set of "platform:user_id" (idle TTL)
     saybot:v1:voice:{<voice_id>}:audio            set of audio keys made with the voice
-    saybot:v1:user:<platform>:<user_id>:voices    set of voice ids the user saved
+    saybot:v1:voice:{<voice_id>}:forgotten        tombstone: the voice was just forgotten (EX)
+    saybot:v1:user:<platform>:<user_id>:voices    set of voice ids the user saved (idle TTL)
+    saybot:v1:user:<platform>:<user_id>:attached  set of voice ids the user sent for one request
+                                                  without saving them (idle TTL; ids only)
     saybot:v1:user:<platform>:<user_id>:default   the user's default voice id
     saybot:v1:usage:day:<YYYY-MM-DD>              hash of per-day totals and per-platform counts
     saybot:v1:usage:users:<YYYY-MM-DD>            hash of per-user counts for the day
@@ -32,6 +35,9 @@ LOCK_WAIT_TIMEOUT_S = 240.0  # above the bots' 180 s TTS read timeout: a cold GP
 OUTCOME_TTL_MS = 30_000  # waiters poll every ≤ 100 ms; 30 s covers a waiter on a stalled loop
 VOICE_MAX_BYTES = 2 * 1024 * 1024  # a minute of 24 kHz mono FLAC is ~1.5 MB
 VOICE_IDLE_TTL_S = 90 * 86_400  # a clip unused for a season is dropped (and its user's pointer)
+# A synthesis that started before "forget my voice" must not re-cache its answer when it ends:
+# above the 240 s single-flight wait, itself above the bots' 180 s TTS read timeout.
+VOICE_FORGOTTEN_TTL_S = 300
 USAGE_RETENTION_DAYS = 90  # a quarter of history for the admin dashboard
 
 _VOICE_ID = re.compile(r"[0-9a-f]{16,128}")
@@ -89,8 +95,16 @@ def voice_audio(voice_id: str) -> str:
     return f"{PREFIX}voice:{{{voice_id}}}:audio"
 
 
+def voice_forgotten(voice_id: str) -> str:
+    return f"{PREFIX}voice:{{{voice_id}}}:forgotten"
+
+
 def user_voices(platform: str, user_id: str) -> str:
     return f"{PREFIX}user:{platform}:{user_id}:voices"
+
+
+def user_attached(platform: str, user_id: str) -> str:
+    return f"{PREFIX}user:{platform}:{user_id}:attached"
 
 
 def user_default(platform: str, user_id: str) -> str:

@@ -35,6 +35,7 @@ class StorageMetrics:
     cache_stores: int = 0
     cache_too_large: int = 0  # answers not cached: over cache_max_entry_bytes
     cache_corrupt: int = 0  # values that did not decode (treated as misses)
+    cache_voice_forgotten: int = 0  # answers not cached: their voice was forgotten meanwhile
     singleflight_leads: int = 0  # syntheses this process ran while holding a key's lock
     singleflight_joins: int = 0  # callers answered by a synthesis someone else ran
     singleflight_timeouts: int = 0

@@ -113,10 +113,19 @@ class RedisHandle:
 
     async def ping(self) -> bool:
         """Health probe: True when the server answers PING in time; never raises."""
+        return await self.problem() is None
+
+    async def problem(self) -> str | None:
+        """Why the server does not answer PING (e.g. a wrong password), or None if it does.
+
+        Never raises. Server replies and connection errors carry no credentials, so the
+        answer can be logged as it is.
+        """
         try:
-            return bool(await asyncio.wait_for(self.client.ping(), self._ping_timeout_s))
-        except REDIS_ERRORS:  # wait_for's TimeoutError included
-            return False
+            await asyncio.wait_for(self.client.ping(), self._ping_timeout_s)
+        except REDIS_ERRORS as exc:  # wait_for's TimeoutError included
+            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return None
 
     async def aclose(self) -> None:
         """Close the client, then stop the embedded server (it writes a final snapshot)."""
@@ -156,12 +165,14 @@ async def open_redis(settings: StorageSettings) -> RedisHandle:
     if settings.redis_url is not None:
         url = settings.redis_url.get_secret_value()
         handle = RedisHandle(make_client(url, settings), url_for_logs=mask_url(url))
-        if await handle.ping():
+        problem = await handle.problem()
+        if problem is None:
             log.info("storage: Redis at %s", handle.url_for_logs)
         else:
             log.warning(
-                "storage: Redis at %s is not answering; running degraded until it does",
+                "storage: Redis at %s is not answering (%s); running degraded until it does",
                 handle.url_for_logs,
+                problem,
             )
         return handle
     return await asyncio.to_thread(_start_embedded, settings)

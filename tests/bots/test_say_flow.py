@@ -1,27 +1,122 @@
-"""The platform-agnostic flow over real Valkey and the real Piper service."""
+"""The platform-agnostic flow over real Valkey and the real Piper service.
+
+Voice paths need an engine that accepts reference clips: ``CloningPiper`` is the engine
+protocol with ``can_clone_voice`` on, so the real service decodes every clip it is sent,
+and Piper speaks (in its own voice).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
 
 from bots.errors import InvalidInput, RateLimited, StorageProblem, TTSUnavailable
-from bots.say import SayRequest, VoiceSource
+from bots.say import SayFlow, SayRequest, VoiceSource, prepare_voice
+from bots.tts_client import TTSClient
+from storage import keys
 from storage.redis import make_client
 from storage.settings import StorageSettings
-from tests.bots.harness import Service, running_service, say_flow
-from tests.redis_fixtures import make_settings, start_valkey
+from storage.usage import UsageReader, utc_today
+from tests.bots.harness import FAST_RETRY, Service, running_service, say_flow
+from tests.redis_fixtures import make_settings, restricted_client, start_valkey
+from tests.tts_helpers import API_TOKEN
 from tests.tts_service.audio_samples import clip
+from tts_service.engines.base import FloatAudio, ReferenceClip
 from tts_service.engines.piper import PiperEngine
+from tts_service.schema import EngineInfo, TTSParams
+
+# Every key the flow touches except the voices' own: a client limited to these fails (NOPERM)
+# exactly when it reads a clip, after the user's default pointer was read fine.
+NOT_VOICE_KEYS = [
+    "saybot:v1:user:*",
+    "saybot:v1:rate:*",
+    "saybot:v1:usage:*",
+    "saybot:v1:audio:*",
+    "saybot:v1:sf:*",
+]
+
+
+class CloningPiper:
+    """Piper behind a cloning engine's face; ``gate``, when given, holds every synthesis
+    until it is set, so a test can act while one is in progress."""
+
+    def __init__(self, piper: PiperEngine, gate: threading.Event | None = None) -> None:
+        self._piper = piper
+        self._info = piper.info.model_copy(
+            update={"name": "cloning-piper", "can_clone_voice": True}
+        )
+        self.gate = gate
+        self.entered = threading.Event()
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._piper.is_loaded
+
+    def load(self) -> None:
+        self._piper.load()
+
+    def synthesize(
+        self, text: str, params: TTSParams, reference: ReferenceClip | None
+    ) -> FloatAudio:
+        self.entered.set()
+        if self.gate is not None and not self.gate.wait(timeout=30):
+            raise RuntimeError("the test never opened the gate")
+        return self._piper.synthesize(text, params, None)
+
+
+class CountingObserver:
+    """A ``FlowObserver`` keeping what the Prometheus one would export."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.finished: list[str] = []
+
+    def request_started(self, platform: str) -> None:
+        self.in_flight += 1
+
+    def request_finished(self, platform: str, outcome: str, seconds: float) -> None:
+        self.in_flight -= 1
+        self.finished.append(outcome)
+
+    def tts_called(self, seconds: float, error_code: str | None) -> None:
+        pass
+
+
+@contextlib.asynccontextmanager
+async def observed_flow(
+    redis: Redis, storage: StorageSettings, tts_url: str, observer: CountingObserver
+) -> AsyncIterator[SayFlow]:
+    client = TTSClient(tts_url, API_TOKEN, read_timeout_s=60, retry=FAST_RETRY)
+    try:
+        yield SayFlow.over_redis(redis, storage, client, observer=observer)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(scope="module")
 def service(piper_engine: PiperEngine) -> Iterator[Service]:
     with running_service(piper_engine, max_in_flight=8) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def cloning_service(piper_engine: PiperEngine) -> Iterator[Service]:
+    with running_service(CloningPiper(piper_engine)) as running:
+        yield running
+
+
+@pytest.fixture
+def open_settings(storage_settings: StorageSettings) -> StorageSettings:
+    return storage_settings.model_copy(update={"ratelimit_enabled": False})
 
 
 def request(text: str = "Flow test.", user: str = "1", **params: float) -> SayRequest:
@@ -85,3 +180,119 @@ async def test_saving_a_voice_with_redis_down_says_so(service: Service) -> None:
             assert result.audio and not result.from_cache
     finally:
         await redis.aclose()
+
+
+async def test_a_storage_blip_while_loading_a_saved_voice_falls_back_and_keeps_it(
+    redis_client: Redis, open_settings: StorageSettings, cloning_service: Service
+) -> None:
+    """The pointer reads fine, the clip read fails: the built-in voice speaks, the user is
+    not told their voice expired, and the pointer is still there for the next request."""
+    async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
+        voice_id = await flow.save_voice("test", "1", clip("wav"))
+    async with (
+        restricted_client(redis_client, open_settings, NOT_VOICE_KEYS, ["+@all"]) as blinking,
+        say_flow(blinking, open_settings, cloning_service.url) as flow,
+    ):
+        result = await flow.say(request("Where did my voice go?"))
+        assert flow.voices.metrics.redis_errors >= 1, "the clip read really failed"
+    assert result.voice is VoiceSource.BUILT_IN and result.audio
+    assert result.note is not None and "expired" not in result.note
+    assert await redis_client.get(keys.user_default("test", "1")) == voice_id.encode()
+    async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
+        assert (await flow.say(request("There it is."))).voice is VoiceSource.SAVED
+
+
+async def test_an_expired_voice_whose_pointer_cannot_be_cleared_still_gets_a_reply(
+    redis_client: Redis, open_settings: StorageSettings, cloning_service: Service
+) -> None:
+    async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
+        voice_id = await flow.save_voice("test", "1", clip("wav"))
+    await redis_client.delete(keys.voice_clip(voice_id))  # expired
+    async with (
+        restricted_client(redis_client, open_settings, ["*"], ["+@all", "-del"]) as no_del,
+        say_flow(no_del, open_settings, cloning_service.url) as flow,
+    ):
+        result = await flow.say(request("Is anyone keeping my voice?"))
+    assert (result.voice, result.note) == (VoiceSource.BUILT_IN, "your saved voice had expired")
+    assert await redis_client.exists(keys.user_default("test", "1")) == 1, "DEL was refused"
+    async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
+        again = await flow.say(request("Is anyone keeping my voice?", user="1"))
+    assert again.note == "your saved voice had expired"
+    assert await redis_client.exists(keys.user_default("test", "1")) == 0, "cleared this time"
+
+
+async def test_using_a_saved_voice_keeps_the_users_list_of_voices_alive(
+    redis_client: Redis, open_settings: StorageSettings, cloning_service: Service
+) -> None:
+    async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
+        voice_id = await flow.save_voice("test", "1", clip("wav"))
+        for key in (keys.user_voices("test", "1"), keys.voice_clip(voice_id)):
+            await redis_client.expire(key, 5)
+        assert (await flow.say(request("Still mine."))).voice is VoiceSource.SAVED
+    idle_ttl_s = open_settings.voice_idle_ttl_s
+    for key in (keys.user_voices("test", "1"), keys.voice_clip(voice_id)):
+        assert await redis_client.ttl(key) > idle_ttl_s - 60, key
+    listed = await flow.voices.list_for_user("test", "1")
+    assert [(v.voice_id, v.saved) for v in listed] == [(voice_id, True)]
+
+
+async def test_forget_deletes_audio_made_with_a_clip_sent_for_one_request(
+    redis_client: Redis, open_settings: StorageSettings, cloning_service: Service
+) -> None:
+    sent = clip("wav", seconds=2.0)
+    voice_id = (await prepare_voice(sent)).voice_id
+    once = SayRequest(
+        platform="test", user_id="5", chat_id="5", text="Once, in my voice.", reference_clip=sent
+    )
+    async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
+        spoken = await flow.say(once)
+        assert spoken.voice is VoiceSource.ATTACHED and not spoken.from_cache
+        cached = list(await redis_client.smembers(keys.voice_audio(voice_id)))
+        assert len(cached) == 1 and await redis_client.exists(*cached) == 1
+        assert await redis_client.exists(keys.voice_clip(voice_id)) == 0, "the clip is not kept"
+        listed = await flow.voices.list_for_user("test", "5")
+        assert [(v.voice_id, v.saved, v.size_bytes, v.is_default) for v in listed] == [
+            (voice_id, False, 0, False)
+        ]
+        assert listed[0].expires_in_s > open_settings.voice_idle_ttl_s - 60
+
+        report = await flow.forget_voice("test", "5")
+
+        assert report.attached_voices_forgotten == [voice_id]
+        assert report.cache_entries_deleted == 1 and report.anything_removed
+        assert await redis_client.exists(*cached, keys.voice_audio(voice_id)) == 0
+        assert await flow.voices.list_for_user("test", "5") == []
+        before = cloning_service.counter.tts_requests
+        assert not (await flow.say(once)).from_cache, "the forgotten answer is not served"
+        assert cloning_service.counter.tts_requests == before + 1
+
+
+async def test_a_cancelled_request_is_finished_and_counted(
+    redis_client: Redis, open_settings: StorageSettings, piper_engine: PiperEngine
+) -> None:
+    """Cancelled mid-synthesis: the in-flight count drops back, the request is counted as
+    cancelled, and the synthesis it started still lands in the cache for the next asker."""
+    engine = CloningPiper(piper_engine, gate=threading.Event())
+    observer = CountingObserver()
+    assert engine.gate is not None
+    with running_service(engine) as service:
+        try:
+            async with observed_flow(redis_client, open_settings, service.url, observer) as flow:
+                task = asyncio.create_task(flow.say(request("Cancel me mid-sentence.")))
+                assert await asyncio.to_thread(engine.entered.wait, 30), "never synthesised"
+                assert observer.in_flight == 1
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert (observer.in_flight, observer.finished) == (0, ["cancelled"])
+                today = utc_today()
+                usage = await UsageReader(redis_client, open_settings).summary(today, today)
+                assert usage.errors_by_code == {"cancelled": 1}
+                assert usage.errors_by_platform == {"test": {"cancelled": 1}}
+
+                engine.gate.set()
+                again = await flow.say(request("Cancel me mid-sentence."))
+                assert again.from_cache and service.counter.tts_requests == 1
+                assert (observer.in_flight, observer.finished) == (0, ["cancelled", "hit"])
+        finally:
+            engine.gate.set()  # before the service stops: it waits for its worker thread

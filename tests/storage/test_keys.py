@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from storage import keys
-from storage.cache import cache_key
+from storage.cache import PARAM_DECIMALS, cache_key
 from tts_service.schema import AudioFormat, TTSParams
 
 REF = "ab" * 32
@@ -32,8 +33,7 @@ def key_with(**changes: Any) -> str:
 def test_key_is_namespaced_and_versioned() -> None:
     key = key_with()
     assert key.startswith("saybot:v1:audio:")
-    digest = keys.digest_of(key)
-    assert len(digest) == 64 and int(digest, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{64}", keys.digest_of(key)), key
 
 
 @pytest.mark.parametrize(
@@ -77,12 +77,42 @@ def test_every_parameter_of_the_contract_is_covered() -> None:
         {"text": "hi\tthere"},
         {"exaggeration": 0.50},
         {"exaggeration": 0.5000001},
+        {"exaggeration": 0.5004},  # rounds to 0.500 at PARAM_DECIMALS = 3 …
+        {"exaggeration": 0.4996},  # … from either side
         {"reference_sha256": REF.upper()},
     ],
     ids=repr,
 )
 def test_equivalent_inputs_share_the_key(equivalent: dict[str, Any]) -> None:
     assert key_with(**equivalent) == key_with()
+
+
+def test_the_precision_is_fixed_at_three_decimals() -> None:
+    assert PARAM_DECIMALS == 3
+    assert key_with(exaggeration=0.5004) == key_with(exaggeration=0.4996)
+    assert key_with(exaggeration=0.5006) != key_with(exaggeration=0.5004)  # 0.501 vs 0.500
+
+
+@pytest.mark.parametrize(
+    ("as_int", "as_float"),
+    [({"exaggeration": 1}, {"exaggeration": 1.0}), ({"seed": 7}, {"seed": 7.0})],
+    ids=repr,
+)
+def test_an_int_and_the_equal_float_share_the_key(
+    as_int: dict[str, Any], as_float: dict[str, Any]
+) -> None:
+    """``model_copy`` does not validate, so an int can reach a float field (and vice versa)."""
+    assert key_with(**as_int) == key_with(**as_float)
+
+
+def test_an_integer_exaggeration_from_fields_is_the_float() -> None:
+    from_int = cache_key({"text": "hi there", "exaggeration": 1}, REF, "c", "1")
+    assert from_int == cache_key({"text": "hi there", "exaggeration": 1.0}, REF, "c", "1")
+
+
+def test_a_fractional_seed_is_refused() -> None:
+    with pytest.raises(ValueError, match="whole number"):
+        key_with(seed=7.5)
 
 
 def test_unicode_text_is_nfc_normalised() -> None:

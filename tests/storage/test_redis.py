@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 from redis import Redis as SyncRedis
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError
+from redis.retry import Retry
 
+from storage.cache import AudioCache, CachedAudio, cache_key
 from storage.errors import StorageUnavailable
+from storage.metrics import StorageMetrics
 from storage.redis import default_data_dir, mask_url, open_redis
 from storage.settings import StorageSettings
 from tests.redis_fixtures import free_port, make_settings, start_valkey
+from tts_service.schema import AudioFormat, TTSParams
 
 
 def embedded_settings(data_dir: Path) -> StorageSettings:
@@ -62,6 +69,44 @@ async def test_redis_url_is_honoured(tmp_path: Path) -> None:
             assert direct.get("saybot:v1:test:where") == b"here"
     finally:
         other.stop()
+
+
+async def test_a_password_in_redis_url_is_used_and_a_wrong_one_is_named_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    password, wrong = "correct-horse-battery", "not-the-password"
+    guarded = start_valkey(data_dir=tmp_path)
+    try:
+        with SyncRedis(host="127.0.0.1", port=guarded.port) as admin:
+            admin.config_set("requirepass", password)
+        no_retry = Retry(NoBackoff(), 0)  # redis-py's default retries a refusal for seconds
+        with (
+            pytest.raises(AuthenticationError),
+            SyncRedis(host="127.0.0.1", port=guarded.port, retry=no_retry) as anon,
+        ):
+            anon.ping()  # the server really asks for it
+        key = cache_key(TTSParams(text="behind a password"), None, "piper", "1")
+        made = CachedAudio(b"guarded", AudioFormat.OGG_OPUS, 1.0, "piper", time.time())
+
+        settings = make_settings(f"redis://:{password}@127.0.0.1:{guarded.port}")
+        async with await open_redis(settings) as handle:
+            assert await handle.problem() is None
+            assert await AudioCache(handle.client, settings).put(key, made)
+        with SyncRedis(host="127.0.0.1", port=guarded.port, password=password) as direct:
+            assert direct.exists(key) == 1
+
+        settings = make_settings(f"redis://:{wrong}@127.0.0.1:{guarded.port}")
+        with caplog.at_level(logging.WARNING, logger="storage"):
+            handle = await open_redis(settings)  # degraded, not raised
+            async with handle:
+                assert not await handle.ping()
+                metrics = StorageMetrics()
+                assert await AudioCache(handle.client, settings, metrics).get(key) is None
+                assert metrics.redis_errors == 1 and not metrics.redis_up
+        assert "AuthenticationError: invalid username-password pair" in caplog.text
+        assert wrong not in caplog.text and password not in caplog.text
+    finally:
+        guarded.stop()
 
 
 async def test_unreachable_redis_url_degrades_instead_of_raising(

@@ -63,6 +63,53 @@ async def test_summary_totals_days_platforms_errors_and_cost(
     assert only_day1.totals.requests == 3 and only_day1.errors_by_code == {}
 
 
+async def test_errors_by_code_per_platform_and_days_per_platform(
+    redis_client: Redis, settings: StorageSettings
+) -> None:
+    recorder = UsageRecorder(redis_client, settings)
+    await fill(recorder)
+    await recorder.record("telegram", "3", "error", error_code="tts_busy", day=DAY1)
+    summary = await UsageReader(redis_client, settings).summary(DAY1, DAY2)
+
+    assert summary.errors_by_platform == {
+        "discord": {"tts_busy": 2, "invalid_input": 1},
+        "telegram": {"tts_busy": 1},
+    }
+    assert list(summary.errors_by_platform["discord"]) == ["tts_busy", "invalid_input"]
+    assert summary.errors_by_code == {"tts_busy": 3, "invalid_input": 1}
+    assert list(summary.by_platform) == ["discord", "telegram"], "no platform made of a scope"
+    series = {
+        platform: [(day, c.requests, c.hits, c.misses, c.errors, c.audio_ms) for day, c in days]
+        for platform, days in summary.per_day_by_platform.items()
+    }
+    assert series == {
+        "discord": [(DAY1, 1, 1, 0, 0, 1000), (DAY2, 3, 0, 0, 3, 0)],
+        "telegram": [(DAY1, 3, 1, 1, 1, 5000), (DAY2, 1, 0, 1, 0, 100)],
+    }
+    for platform, days in summary.per_day_by_platform.items():
+        assert sum(c.requests for _, c in days) == summary.by_platform[platform].requests
+
+    only_day2 = await UsageReader(redis_client, settings).summary(DAY2, DAY2)
+    assert only_day2.errors_by_platform == {"discord": {"tts_busy": 2, "invalid_input": 1}}
+
+
+async def test_days_written_before_per_platform_errors_still_read(
+    redis_client: Redis, settings: StorageSettings
+) -> None:
+    """A bucket of the older layout (no per-platform error fields) reads as it always did."""
+    await redis_client.hset(
+        keys.usage_day(DAY1.isoformat()),
+        mapping={"requests": 2, "errors": 1, "error|tts_busy": 1, "platform|discord|requests": 2},
+    )
+    summary = await UsageReader(redis_client, settings).summary(DAY1, DAY2)
+    assert summary.errors_by_code == {"tts_busy": 1} and summary.errors_by_platform == {}
+    assert summary.by_platform["discord"].requests == 2
+    assert [(d, c.requests) for d, c in summary.per_day_by_platform["discord"]] == [
+        (DAY1, 2),
+        (DAY2, 0),
+    ]
+
+
 async def test_top_users(redis_client: Redis, settings: StorageSettings) -> None:
     await fill(UsageRecorder(redis_client, settings))
     reader = UsageReader(redis_client, settings)

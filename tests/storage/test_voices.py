@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -10,8 +12,11 @@ from redis.asyncio import Redis
 from storage import keys
 from storage.cache import AudioCache, CachedAudio, cache_key
 from storage.errors import VoiceTooLarge
+from storage.metrics import StorageMetrics
+from storage.redis import make_client
 from storage.settings import StorageSettings
-from storage.voices import VoiceStore
+from storage.voices import ClipLookup, VoiceStore
+from tests.redis_fixtures import make_settings, start_valkey
 from tts_service.schema import AudioFormat, TTSParams
 
 ALICE = ("telegram", "111")
@@ -163,3 +168,126 @@ async def test_forget_does_not_delete_a_voice_the_user_does_not_own(
     report = await store.forget(*ALICE)
     assert report.voices_deleted == [] and report.default_cleared
     assert await store.get_clip(VOICE_B) == b"bob's"
+
+
+async def test_use_with_the_user_restarts_the_idle_ttl_of_their_voice_list(
+    store: VoiceStore, redis_client: Redis
+) -> None:
+    await store.save(*ALICE, VOICE_A, b"clip-a")
+    await redis_client.expire(keys.user_voices(*ALICE), 5)
+    assert await store.lookup_clip(VOICE_A, *ALICE) == ClipLookup(clip=b"clip-a")
+    assert await redis_client.ttl(keys.user_voices(*ALICE)) > 900
+    assert [v.voice_id for v in await store.list_for_user(*ALICE)] == [VOICE_A]
+
+
+async def test_lookup_tells_an_expired_clip_from_a_dead_server(tmp_path: Path) -> None:
+    server = start_valkey(data_dir=tmp_path)
+    settings = make_settings(f"redis://127.0.0.1:{server.port}", redis_retries=0)
+    client = make_client(f"redis://127.0.0.1:{server.port}", settings)
+    store = VoiceStore(client, settings, StorageMetrics(cooldown_s=0.1))
+    try:
+        await store.save(*ALICE, VOICE_A, b"clip-a")
+        found = await store.lookup_clip(VOICE_A, *ALICE)
+        assert (found.clip, found.unavailable, found.expired) == (b"clip-a", False, False)
+        gone = await store.lookup_clip(VOICE_B, *ALICE)
+        assert (gone.clip, gone.unavailable, gone.expired) == (None, False, True)
+        server.terminate()
+        down = await store.lookup_clip(VOICE_A, *ALICE)
+        assert (down.clip, down.unavailable, down.expired) == (None, True, False)
+        skipped = await store.lookup_clip(VOICE_A)  # the breaker is open: not even tried
+        assert skipped.unavailable and store.metrics.redis_skipped >= 1
+    finally:
+        await client.aclose()
+        if server.is_running():
+            server.stop()
+
+
+async def test_a_voice_sent_once_is_listed_and_forgotten_with_its_audio_but_never_stored(
+    store: VoiceStore, redis_client: Redis, storage_settings: StorageSettings
+) -> None:
+    assert await store.note_attached(*ALICE, VOICE_A)
+    answers = [
+        await cache_answer(redis_client, storage_settings, f"sent {i}", VOICE_A) for i in range(2)
+    ]
+    assert await redis_client.exists(keys.voice_clip(VOICE_A), keys.voice_owners(VOICE_A)) == 0
+    assert 990 <= await redis_client.ttl(keys.user_attached(*ALICE)) <= 1000
+    listed = await store.list_for_user(*ALICE)
+    assert [(v.voice_id, v.size_bytes, v.is_default, v.saved) for v in listed] == [
+        (VOICE_A, 0, False, False)
+    ]
+    assert 990 <= listed[0].expires_in_s <= 1000
+
+    report = await store.forget(*ALICE)
+
+    assert report.attached_voices_forgotten == [VOICE_A] and report.voices_deleted == []
+    assert report.cache_entries_deleted == 2 and report.anything_removed
+    assert await redis_client.exists(*answers, keys.voice_audio(VOICE_A)) == 0
+    assert await redis_client.exists(keys.user_attached(*ALICE)) == 0
+    assert await store.list_for_user(*ALICE) == []
+
+
+async def test_a_saved_voice_also_sent_once_is_listed_once(store: VoiceStore) -> None:
+    await store.save(*ALICE, VOICE_A, b"clip-a")
+    await store.note_attached(*ALICE, VOICE_A)
+    await store.note_attached(*ALICE, VOICE_B)
+    listed = await store.list_for_user(*ALICE)
+    assert [(v.voice_id, v.saved) for v in listed] == [(VOICE_A, True), (VOICE_B, False)]
+    report = await store.forget(*ALICE)
+    assert (report.voices_deleted, report.attached_voices_forgotten) == ([VOICE_A], [VOICE_B])
+
+
+async def test_sending_a_voice_someone_saved_does_not_let_forget_delete_theirs(
+    store: VoiceStore, redis_client: Redis, storage_settings: StorageSettings
+) -> None:
+    await store.save(*BOB, VOICE_SHARED, b"bob's")
+    await store.note_attached(*ALICE, VOICE_SHARED)
+    bobs = await cache_answer(redis_client, storage_settings, "bob's words", VOICE_SHARED)
+    report = await store.forget(*ALICE)
+    assert report.attached_voices_forgotten == [VOICE_SHARED]
+    assert report.cache_entries_deleted == 0
+    assert await store.get_clip(VOICE_SHARED) == b"bob's"
+    assert await redis_client.exists(bobs) == 1
+    assert await redis_client.exists(keys.voice_forgotten(VOICE_SHARED)) == 0
+
+
+async def test_a_synthesis_finishing_after_forget_does_not_cache_its_audio(
+    store: VoiceStore, redis_client: Redis, storage_settings: StorageSettings
+) -> None:
+    """Forget lands while a synthesis with the voice runs; its answer must not come back."""
+    await store.save(*ALICE, VOICE_A, b"clip-a")
+    cache = AudioCache(redis_client, storage_settings)
+    k = cache_key(TTSParams(text="slow words"), VOICE_A, "chatterbox", "0.1.7")
+    running, finish = asyncio.Event(), asyncio.Event()
+
+    async def synthesize() -> CachedAudio:
+        running.set()
+        await finish.wait()
+        return CachedAudio(
+            b"made after forget", AudioFormat.OGG_OPUS, 1.0, "chatterbox", time.time(), VOICE_A
+        )
+
+    in_flight = asyncio.create_task(cache.get_or_create(k, synthesize))
+    await running.wait()
+    report = await store.forget(*ALICE)
+    assert report.voices_deleted == [VOICE_A]
+    tombstone_ttl_s = await redis_client.ttl(keys.voice_forgotten(VOICE_A))
+    assert keys.VOICE_FORGOTTEN_TTL_S - 5 <= tombstone_ttl_s <= keys.VOICE_FORGOTTEN_TTL_S
+    finish.set()
+
+    made, from_cache = await asyncio.wait_for(in_flight, 10)
+    assert made.audio == b"made after forget" and not from_cache, "the asker still gets it"
+    assert await redis_client.exists(k, keys.voice_audio(VOICE_A)) == 0
+    assert cache.metrics.cache_voice_forgotten == 1
+    # Other voices and the built-in voice cache as before.
+    assert await cache_answer(redis_client, storage_settings, "other", VOICE_B)
+    assert await cache_answer(redis_client, storage_settings, "built in", None)
+
+
+async def test_the_tombstone_outlives_the_longest_single_flight_wait(
+    redis_client: Redis, storage_settings: StorageSettings
+) -> None:
+    patient = storage_settings.model_copy(update={"singleflight_wait_timeout_s": 1000.0})
+    store = VoiceStore(redis_client, patient)
+    await store.note_attached(*ALICE, VOICE_A)
+    await store.forget(*ALICE)
+    assert 1050 <= await redis_client.ttl(keys.voice_forgotten(VOICE_A)) <= 1060
