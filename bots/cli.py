@@ -4,8 +4,11 @@
     saybot serve-tts [--host --port]                         the TTS web service (uvicorn)
     saybot run                                               the whole product
 
-Exit codes: 0 done, 1 synthesis or runtime failure, 2 bad usage or input.
-Heavy imports happen inside each command so ``--help`` is instant.
+Exit codes: 0 done; 1 synthesis or runtime failure (the engine failed to load,
+say); 2 bad usage, input or settings (a ``TTS_*`` variable that does not
+validate); 130 interrupted (Ctrl-C). Every failure is one line on stderr;
+``-v`` adds the traceback of unexpected ones. Heavy imports happen inside each
+command so ``--help`` is instant.
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
 from tts_service.schema import FILE_EXTENSIONS, PARAM_RANGES, AudioFormat
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 log = logging.getLogger("saybot")
 
@@ -97,8 +104,6 @@ def output_format(requested: str | None, output: Path) -> AudioFormat:
 
 
 def command_say(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from tts_service import synthesis
     from tts_service.engines import build_engine
     from tts_service.errors import InvalidRequest, PayloadTooLarge, TTSError
@@ -123,9 +128,18 @@ def command_say(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CLIError(f"cannot read the voice clip {args.voice}: {exc.strerror}") from exc
 
-    engine = build_engine(TTSSettings())
+    settings = TTSSettings()
     try:
+        engine = build_engine(settings)
         engine.load()
+    except TTSError as exc:
+        raise CLIError(exc.message, EXIT_FAILURE) from exc
+    except Exception as exc:  # missing weights, a broken install: the user's to fix, not a bug
+        log.debug("engine load failed", exc_info=True)
+        raise CLIError(
+            f"the {settings.engine} engine failed to load: {one_line(exc)}", EXIT_FAILURE
+        ) from exc
+    try:
         result = synthesis.synthesize(engine, params, reference)
     except (InvalidRequest, PayloadTooLarge) as exc:
         raise CLIError(exc.message) from exc
@@ -140,6 +154,30 @@ def command_say(args: argparse.Namespace) -> int:
         f"{result.engine.name}, {result.synthesis_s:.2f} s to synthesise)"
     )
     return EXIT_OK
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def settings_error(exc: ValidationError) -> str | None:
+    """One line naming the environment variable, if ``exc`` is about a settings class.
+
+    The input value is left out: it may be a token.
+    """
+    pending: list[type[BaseSettings]] = list(BaseSettings.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == exc.title:
+            break
+        pending.extend(cls.__subclasses__())
+    else:
+        return None
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    variable = f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+    return f"invalid setting {variable}: {first['msg']} (check the environment and .env)"
 
 
 def command_serve_tts(args: argparse.Namespace) -> int:
@@ -157,7 +195,9 @@ def command_serve_tts(args: argparse.Namespace) -> int:
     except UnsafeBind as exc:
         raise CLIError(str(exc)) from exc
     app = create_app(build_engine(settings), settings)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # Server.run, not uvicorn.run: after a graceful Ctrl-C shutdown it re-raises the
+    # signal, which main() turns into exit 130 (uvicorn.run swallows it and exits 0).
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
     return EXIT_OK
 
 
@@ -181,8 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"saybot: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ValidationError as exc:
+        message = settings_error(exc)
+        if message is None:
+            raise  # a model that is not settings failed: a bug, keep the traceback
+        print(f"saybot: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        return EXIT_OK
+        print("saybot: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

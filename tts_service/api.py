@@ -13,13 +13,13 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tts_service import synthesis
@@ -153,12 +153,17 @@ def _error_json(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
+# Declared on the router only so OpenAPI shows the scheme; ``BearerAuth`` enforces it.
 bearer_scheme = HTTPBearer(auto_error=False, description="TTS_API_TOKEN")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+PUBLIC_PATHS = frozenset({"/healthz"})  # the liveness probe; everything else needs the token
 
 
-class BearerToken:
-    """Dependency: the request carries ``TTS_API_TOKEN``, compared in constant time."""
+class TokenCheck:
+    """``TTS_API_TOKEN`` compared in constant time; with none configured, everyone passes.
+
+    No token is only allowed on loopback (``check_bind_allowed``).
+    """
 
     def __init__(self, settings: TTSSettings) -> None:
         token = settings.api_token
@@ -166,12 +171,46 @@ class BearerToken:
         if self.expected is None:
             log.warning("TTS_API_TOKEN is not set: the service accepts unauthenticated requests")
 
-    def __call__(self, credentials: Credentials) -> None:
+    def allows(self, authorization: bytes | None) -> bool:
+        """Whether an ``Authorization`` header value carries the bearer token."""
         if self.expected is None:
+            return True
+        scheme, _, given = (authorization or b"").partition(b" ")
+        if scheme.lower() != b"bearer":
+            given = b""
+        return hmac.compare_digest(given.strip(), self.expected)
+
+
+class BearerAuth:
+    """ASGI middleware: the token is checked before anything else runs.
+
+    As a FastAPI dependency it would run only after the body is parsed (so a bad
+    body got 422 instead of 401) and never on the docs; here it guards every path
+    but ``PUBLIC_PATHS``, ``/docs`` and ``/openapi.json`` included.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], check: TokenCheck) -> None:
+        self.app = app
+        self.check = check
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
             return
-        given = credentials.credentials.encode() if credentials else b""
-        if not hmac.compare_digest(given, self.expected):
-            raise Unauthorized("missing or wrong bearer token")
+        if self.check.allows(dict(scope["headers"]).get(b"authorization")):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # policy violation
+            return
+        response = error_response(Unauthorized("missing or wrong bearer token"))
+        response.headers["WWW-Authenticate"] = "Bearer"
+        await response(scope, receive, send)
 
 
 class EngineState:
@@ -218,6 +257,7 @@ def create_app(engine: TTSEngine, settings: TTSSettings) -> FastAPI:
     app.state.engine_state = state
     app.state.in_flight = limit
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BearerAuth, check=TokenCheck(settings))  # added last: runs first
     _install_error_handlers(app)
 
     @app.get("/healthz", tags=["health"])
@@ -225,7 +265,7 @@ def create_app(engine: TTSEngine, settings: TTSSettings) -> FastAPI:
         """Alive: the process answers. Checks no dependency."""
         return {"status": "ok"}
 
-    api = APIRouter(dependencies=[Depends(BearerToken(settings))])
+    api = APIRouter(dependencies=[Depends(bearer_scheme)])  # documents the scheme in OpenAPI
 
     @api.get("/readyz", tags=["health"])
     async def readyz() -> dict[str, Any]:

@@ -26,7 +26,11 @@ OPUS_COMPRESSION_LEVEL = 0.9  # ≈ 33 kbps: clear speech at a tenth of WAV's si
 MP3_SAMPLE_RATE = 44_100
 TARGET_RMS_DBFS = -20.0  # a comfortable speech level; peaks are kept below PEAK_CEILING
 PEAK_CEILING = 10 ** (-1.0 / 20)  # -1 dBFS leaves room for the lossy encoders' overshoot
-SILENCE_DBFS = -45.0  # frames quieter than this count as silence when trimming
+# Trimming is relative to the clip's loudest frame, so a quietly recorded voice is
+# trimmed like a loud one (loudness is normalised only after trimming); frames below
+# the absolute floor are silence whatever the clip: digital zeros, dither, faint hiss.
+SILENCE_BELOW_PEAK_DB = 35.0
+SILENCE_FLOOR_DBFS = -60.0
 MIN_REFERENCE_S = 1.0
 MAX_REFERENCE_S = 60.0
 
@@ -163,21 +167,28 @@ def _decode_with_av(data: bytes) -> tuple[FloatAudio, int]:
 
 
 def trim_silence(samples: FloatAudio, sample_rate: int) -> FloatAudio:
-    """Drop leading and trailing frames quieter than ``SILENCE_DBFS``."""
+    """Drop leading and trailing 20 ms frames that count as silence; all of them if all are.
+
+    A frame is silence when it is ``SILENCE_BELOW_PEAK_DB`` below the clip's loudest
+    frame or under ``SILENCE_FLOOR_DBFS``.
+    """
     frame = max(1, sample_rate // 50)  # 20 ms
     count = samples.size // frame
     if count == 0:
         return samples[:0]
     frames = samples[: count * frame].reshape(count, frame)
     rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
-    loud = np.nonzero(rms > 10 ** (SILENCE_DBFS / 20))[0]
+    threshold = max(
+        float(rms.max()) * 10 ** (-SILENCE_BELOW_PEAK_DB / 20), 10 ** (SILENCE_FLOOR_DBFS / 20)
+    )
+    loud = np.nonzero(rms > threshold)[0]
     if loud.size == 0:
         return samples[:0]
     return samples[loud[0] * frame : (loud[-1] + 1) * frame]
 
 
 def fingerprint(samples: FloatAudio) -> str:
-    """sha256 of normalised samples: one id per voice whatever container it came in."""
+    """sha256 of normalised samples: one id per recording across lossless containers."""
     return hashlib.sha256(np.ascontiguousarray(samples, dtype="<f4").tobytes()).hexdigest()
 
 

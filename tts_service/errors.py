@@ -3,7 +3,8 @@
 TTSError                      500  a bug; never expected
 ├── InvalidRequest            400  bad input the schema could not catch
 │   ├── ReferenceAudioError   400  the reference clip cannot be used (undecodable, too short…)
-│   └── VoiceCloningUnavailable 400  the engine has no voice cloning (Piper)
+│   ├── VoiceCloningUnavailable 400  the engine has no voice cloning (Piper)
+│   └── NothingToSay          422  the text has nothing speakable ("...", "-"): no audio at all
 ├── Unauthorized              401  missing or wrong bearer token
 ├── PayloadTooLarge           413  body or reference clip over the limit
 ├── ServiceBusy               503  the bounded in-flight limit is reached (Retry-After)
@@ -36,6 +37,13 @@ class ReferenceAudioError(InvalidRequest):
 
 class VoiceCloningUnavailable(InvalidRequest):
     code = "voice_cloning_unavailable"
+
+
+class NothingToSay(InvalidRequest):
+    """Valid text the engine turns into no sound at all; an empty file would look like success."""
+
+    status_code = 422
+    code = "nothing_to_say"
 
 
 class Unauthorized(TTSError):

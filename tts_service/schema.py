@@ -87,10 +87,14 @@ def _checked_text(text: str) -> str:
 
 
 def _range_field(name: str) -> Any:
+    # Strict: lax mode would read true as 1, 2.0 as seed 2 and "0.5" as a number, so a
+    # client's type bug would pass as a different request. Floats still take JSON integers.
     bounds = PARAM_RANGES[name]
     if name == "seed":
-        return Field(default=0, ge=0, description="0 = unseeded; any other value is repeatable")
-    return Field(default=bounds.default, ge=bounds.minimum, le=bounds.maximum)
+        return Field(
+            default=0, ge=0, strict=True, description="0 = unseeded; any other value is repeatable"
+        )
+    return Field(default=bounds.default, ge=bounds.minimum, le=bounds.maximum, strict=True)
 
 
 SpokenText = Annotated[str, AfterValidator(_checked_text)]

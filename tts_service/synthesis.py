@@ -2,7 +2,8 @@
 
 normalised text → sentence chunks (≤ the engine's ``max_chunk_chars``) → one
 engine call per chunk, in order → joined with a short pause → loudness
-normalised → encoded in exactly the requested format.
+normalised → encoded in exactly the requested format. Text that yields no
+audio at all (only punctuation, say) is ``NothingToSay``, never an empty file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from tts_service import audio
 from tts_service.engines.base import FloatAudio, ReferenceClip, TTSEngine
-from tts_service.errors import VoiceCloningUnavailable
+from tts_service.errors import NothingToSay, VoiceCloningUnavailable
 from tts_service.schema import CONTENT_TYPES, AudioFormat, EngineInfo, TTSParams
 from tts_service.text import split_into_chunks
 
@@ -37,7 +38,11 @@ class SynthesisResult:
 def synthesize_samples(
     engine: TTSEngine, params: TTSParams, reference: ReferenceClip | None
 ) -> FloatAudio:
-    """Speak ``params.text`` of any length, chunk by chunk, as one float32 signal."""
+    """Speak ``params.text`` of any length, chunk by chunk, as one float32 signal.
+
+    Raises ``NothingToSay`` when no chunk gives any audio: which text is speakable
+    is the engine's call (Piper reads "!!!" as "exclamation" but "..." as nothing).
+    """
     info = engine.info
     pause = audio.silence(CHUNK_PAUSE_S, info.sample_rate)
     parts: list[FloatAudio] = []
@@ -48,7 +53,9 @@ def synthesize_samples(
                 parts.append(pause)
             parts.append(samples.astype(np.float32, copy=False))
     if not parts:
-        return np.zeros(0, dtype=np.float32)
+        raise NothingToSay(
+            "the text has nothing to say aloud; give some words, not only punctuation"
+        )
     return audio.normalize_loudness(np.concatenate(parts))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import time
 
 import httpx
 import numpy as np
@@ -13,6 +14,7 @@ import soundfile as sf
 
 from tests.servers import serve_in_thread
 from tests.tts_helpers import API_TOKEN, make_settings, wait_ready
+from tests.tts_service.engine_wrappers import FailingEngine, GatedEngine
 from tts_service.api import UnsafeBind, check_bind_allowed, create_app
 from tts_service.engines.piper import PiperEngine
 
@@ -41,19 +43,36 @@ def test_healthz_needs_no_token(service_url: str) -> None:
     assert response.json() == {"status": "ok"}
 
 
-@pytest.mark.parametrize("path", ["/readyz", "/v1/engine"])
-@pytest.mark.parametrize("auth", [None, "Bearer wrong-token", "Basic dXNlcjpwYXNz", API_TOKEN])
+@pytest.mark.parametrize(
+    "path", ["/readyz", "/v1/engine", "/openapi.json", "/docs", "/redoc", "/v1/nothing-here"]
+)
+@pytest.mark.parametrize(
+    "auth",
+    [None, "Bearer wrong-token", f"Bearer {API_TOKEN}x", f"Basic {API_TOKEN}", API_TOKEN],
+)
 def test_everything_else_needs_the_bearer_token(service_url: str, path: str, auth: str) -> None:
     headers = {"Authorization": auth} if auth else {}
     response = httpx.get(f"{service_url}{path}", headers=headers)
     assert response.status_code == 401
     assert error_of(response)["code"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
-def test_tts_needs_the_bearer_token(service_url: str) -> None:
-    response = httpx.post(f"{service_url}/v1/tts", json=HELLO)
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"json": HELLO},
+        {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+        {"json": {"seed": "not a number"}},
+    ],
+    ids=["valid", "broken-json", "invalid"],
+)
+def test_tts_needs_the_bearer_token(service_url: str, body: dict[str, object]) -> None:
+    # The token is checked before the body is read: a stranger learns nothing from 422s.
+    response = httpx.post(f"{service_url}/v1/tts", **body)  # type: ignore[arg-type]
     assert response.status_code == 401
     assert error_of(response)["code"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_ready_and_engine_info(client: httpx.Client) -> None:
@@ -67,9 +86,22 @@ def test_ready_and_engine_info(client: httpx.Client) -> None:
     assert "joe-medium" in info["model_version"]
 
 
-def test_openapi_docs_are_served(service_url: str) -> None:
-    schema = httpx.get(f"{service_url}/openapi.json").json()
-    assert "/v1/tts" in schema["paths"]
+def test_openapi_docs_are_served(client: httpx.Client) -> None:
+    schema = client.get("/openapi.json")
+    assert schema.status_code == 200
+    assert "/v1/tts" in schema.json()["paths"]
+    for page in ("/docs", "/redoc"):
+        response = client.get(page)
+        assert response.status_code == 200
+        assert "text/html" in response.headers["content-type"]
+
+
+def test_without_a_token_configured_loopback_needs_none(piper_engine: PiperEngine) -> None:
+    with serve_in_thread(create_app(piper_engine, make_settings(api_token=None))) as url:
+        for path in ("/readyz", "/v1/engine", "/openapi.json", "/docs"):
+            assert httpx.get(f"{url}{path}").status_code == 200, path
+        spoken = httpx.post(f"{url}/v1/tts", json=HELLO, timeout=60)
+        assert spoken.status_code == 200
 
 
 def test_unknown_path_gets_the_error_body(client: httpx.Client) -> None:
@@ -160,6 +192,12 @@ def test_long_text_is_spoken_whole(client: httpx.Client) -> None:
         ("cfg_weight", 1.5, "cfg_weight must be a number from 0 to 1"),
         ("seed", -1, "seed must be a whole number ≥ 0"),
         ("seed", 1.5, "seed must be a whole number ≥ 0"),
+        ("seed", 2.0, "seed must be a whole number ≥ 0"),
+        ("seed", True, "seed must be a whole number ≥ 0"),
+        ("seed", "7", "seed must be a whole number ≥ 0"),
+        ("temperature", "0.5", "temperature must be a number from 0.05 to 5"),
+        ("exaggeration", True, "exaggeration must be a number from 0.25 to 2"),
+        ("cfg_weight", None, "cfg_weight must be a number from 0 to 1"),
         ("format", "flac", "format must be one of: ogg_opus, wav, mp3"),
         ("text", "   ", "text is empty"),
         ("text", "x" * 1001, "the limit is 1000"),
@@ -176,6 +214,20 @@ def test_bad_values_name_the_field_and_range(
     error = error_of(response)
     assert error["code"] == "invalid_parameters"
     assert expected in error["message"]
+
+
+def test_numbers_may_be_json_integers(client: httpx.Client) -> None:
+    whole = {**HELLO, "temperature": 1, "exaggeration": 1, "cfg_weight": 0, "seed": 3}
+    assert client.post("/v1/tts", json=whole).status_code == 200
+
+
+@pytest.mark.parametrize("text", ["...", "-", "?", "( )", "… — …"])
+def test_text_with_nothing_to_say_is_refused(client: httpx.Client, text: str) -> None:
+    response = client.post("/v1/tts", json={"text": text})
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "nothing_to_say"
+    assert error["message"].count(".") <= 1 and "nothing to say" in error["message"]
 
 
 def test_missing_text_and_broken_json(client: httpx.Client) -> None:
@@ -263,12 +315,47 @@ async def test_cancelled_requests_do_not_break_the_service(piper_engine: PiperEn
 
 
 def test_not_ready_until_the_engine_loads() -> None:
-    engine = PiperEngine(onnx_threads=1)
-    app = create_app(engine, make_settings())
-    assert not engine.is_loaded
-    with serve_in_thread(app) as url:
+    engine = GatedEngine(PiperEngine(onnx_threads=1))
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    with serve_in_thread(create_app(engine, make_settings())) as url:
+        try:
+            assert engine.load_started.wait(timeout=10)
+            for response in (
+                httpx.get(f"{url}/readyz", headers=headers),
+                httpx.post(f"{url}/v1/tts", json=HELLO, headers=headers),
+            ):
+                assert response.status_code == 503
+                assert error_of(response)["code"] == "engine_not_ready"
+                assert "still loading" in error_of(response)["message"]
+                assert response.headers["Retry-After"] == "5"
+            assert httpx.get(f"{url}/healthz").status_code == 200  # alive while loading
+        finally:
+            engine.gate.set()
         wait_ready(url)
-        assert engine.is_loaded
+        spoken = httpx.post(f"{url}/v1/tts", json=HELLO, headers=headers, timeout=60)
+        assert spoken.status_code == 200
+        assert float(spoken.headers["X-Audio-Duration"]) > 0.5
+
+
+def test_an_engine_that_failed_to_load_says_so() -> None:
+    engine = FailingEngine()
+    engine.gate.set()
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    with serve_in_thread(create_app(engine, make_settings())) as url:
+        for _ in range(200):  # the load fails in a worker thread, soon after startup
+            response = httpx.get(f"{url}/readyz", headers=headers)
+            if "failed" in error_of(response)["message"]:
+                break
+            time.sleep(0.05)
+        spoken = httpx.post(f"{url}/v1/tts", json=HELLO, headers=headers)
+        for answer in (response, spoken):
+            assert answer.status_code == 503
+            assert error_of(answer) == {
+                "code": "engine_not_ready",
+                "message": "the engine failed to load: FileNotFoundError",
+            }
+            assert answer.headers["Retry-After"] == "30"
+        assert httpx.get(f"{url}/healthz").status_code == 200
 
 
 def test_no_token_means_loopback_only() -> None:

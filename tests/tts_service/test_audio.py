@@ -50,15 +50,51 @@ def test_silence_around_speech_is_trimmed() -> None:
     assert reference.samples.size / 16_000 == pytest.approx(2.0, abs=0.05)
 
 
-def test_the_same_voice_in_two_containers_has_one_fingerprint() -> None:
-    samples = tone(2.0, 16_000)
-    wav = audio.prepare_reference(encode_sf(samples, 16_000, "WAV", "FLOAT"), 16_000)
-    flac = audio.prepare_reference(encode_sf(samples, 16_000, "WAV", "FLOAT"), 16_000)
+def test_the_same_voice_in_two_lossless_containers_has_one_fingerprint() -> None:
+    # One 16-bit recording, stored as WAV and as FLAC. (Written from int16: libsndfile's
+    # float → 16-bit conversion rounds differently per container, which would make two
+    # recordings, not one.)
+    samples = np.round(tone(2.0, 16_000) * 32_767).astype(np.int16)
+    wav_data = encode_sf(samples, 16_000, "WAV", "PCM_16")
+    flac_data = encode_sf(samples, 16_000, "FLAC", "PCM_16")
+    assert sf.info(io.BytesIO(flac_data)).format == "FLAC"
+    assert flac_data != wav_data
+    wav = audio.prepare_reference(wav_data, 16_000)
+    flac = audio.prepare_reference(flac_data, 16_000)
     other = audio.prepare_reference(
-        encode_sf(tone(2.0, 16_000, 330.0), 16_000, "WAV", "FLOAT"), 16_000
+        encode_sf(tone(2.0, 16_000, 330.0), 16_000, "FLAC", "PCM_16"), 16_000
     )
     assert wav.sha256 == flac.sha256
     assert wav.sha256 != other.sha256
+
+
+def syllables(seconds: float, rate: int, peak_dbfs: float) -> np.ndarray:
+    """Speech-like: a voiced tone in 4 Hz syllable bursts, scaled to the given peak."""
+    t = np.arange(round(seconds * rate)) / rate
+    envelope = 0.15 + 0.85 * np.abs(np.sin(np.pi * 4 * t))
+    samples = tone(seconds, rate) * envelope
+    return (samples * 10 ** (peak_dbfs / 20) / np.max(np.abs(samples))).astype(np.float32)
+
+
+def test_a_quiet_recording_is_a_voice_not_silence() -> None:
+    # -40 dBFS peaks: a phone held far away. Most frames are under -45 dBFS, so an
+    # absolute threshold cuts the voice short (or calls it silence); it must be kept
+    # whole, its padding trimmed, and levelled.
+    quiet = syllables(2.0, 16_000, peak_dbfs=-40.0)
+    hiss = np.random.default_rng(1).normal(0, 10 ** (-75 / 20), 16_000).astype(np.float32)
+    padded = np.concatenate([hiss, quiet, hiss])
+    reference = audio.prepare_reference(encode_sf(padded, 16_000, "WAV", "PCM_16"), 16_000)
+    assert reference.samples.size / 16_000 == pytest.approx(2.0, abs=0.05)
+    rms_dbfs = 20 * np.log10(np.sqrt(np.mean(reference.samples**2)))
+    assert rms_dbfs == pytest.approx(audio.TARGET_RMS_DBFS, abs=1.0)
+
+
+def test_noise_before_loud_speech_is_still_trimmed() -> None:
+    loud = syllables(2.0, 16_000, peak_dbfs=-3.0)
+    hiss = np.random.default_rng(2).normal(0, 10 ** (-50 / 20), 24_000).astype(np.float32)
+    padded = np.concatenate([hiss, loud, hiss])
+    reference = audio.prepare_reference(encode_sf(padded, 16_000, "WAV", "PCM_16"), 16_000)
+    assert reference.samples.size / 16_000 == pytest.approx(2.0, abs=0.05)
 
 
 @pytest.mark.parametrize(
@@ -70,8 +106,17 @@ def test_the_same_voice_in_two_containers_has_one_fingerprint() -> None:
         (encode_sf(tone(61.0), 16_000, "WAV", "PCM_16"), "needs between 1 and 60 seconds"),
         (encode_sf(tone(200.0, 8_000), 8_000, "WAV", "PCM_U8"), "needs between 1 and 60 seconds"),
         (encode_sf(np.zeros(48_000, np.float32), 16_000, "WAV", "PCM_16"), "silent"),
+        (
+            encode_sf(
+                np.random.default_rng(3).normal(0, 10 ** (-70 / 20), 48_000).astype(np.float32),
+                16_000,
+                "WAV",
+                "PCM_16",
+            ),
+            "silent",
+        ),
     ],
-    ids=["empty", "garbage", "too-short", "too-long", "far-too-long", "silence"],
+    ids=["empty", "garbage", "too-short", "too-long", "far-too-long", "silence", "faint-hiss"],
 )
 def test_unusable_clips_are_refused_with_a_reason(data: bytes, message: str) -> None:
     with pytest.raises(ReferenceAudioError, match=message):

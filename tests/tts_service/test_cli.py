@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import soundfile as sf
 
 from tests.tts_service.audio_samples import clip
 
 
-def saybot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def cli_env(**overrides: str) -> dict[str, str]:
+    """The user's environment minus any TTS_* of the developer's, plus ``overrides``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_")}
     env["TTS_ONNX_THREADS"] = "1"
+    return env | {"PYTHONPATH": str(Path(__file__).parents[2])} | overrides
+
+
+def saybot(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bots.cli", *args],
         cwd=cwd,
-        env=env | {"PYTHONPATH": str(Path(__file__).parents[2])},
+        env=cli_env(**env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -53,6 +62,8 @@ def test_seeded_output_is_identical_across_processes(tmp_path: Path) -> None:
             "exaggeration must be a number from 0.25 to 2",
         ),
         (["say", "   ", "-o", "x.ogg"], "text is empty"),
+        (["say", "...", "-o", "x.ogg"], "the text has nothing to say aloud"),
+        (["say", "hi", "-o", "x.ogg", "--seed", "2.0"], "invalid int value"),
         (["say", "hi", "-o", "x.mp3", "--format", "wav"], "does not match the file name x.mp3"),
         (["say", "hi", "-o", "x.ogg", "--voice", "missing.wav"], "cannot read the voice clip"),
         (
@@ -69,6 +80,73 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], messag
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "x.ogg").exists()
+
+
+@pytest.mark.parametrize("command", [["say", "hi", "-o", "x.ogg"], ["serve-tts"]])
+def test_a_bad_setting_exits_2_naming_the_variable(tmp_path: Path, command: list[str]) -> None:
+    result = saybot(*command, cwd=tmp_path, TTS_MAX_IN_FLIGHT="many-secret-ish")
+    assert result.returncode == 2
+    assert result.stderr.startswith("saybot: error: invalid setting TTS_MAX_IN_FLIGHT:")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "many-secret-ish" not in result.stderr  # values are never echoed: could be a token
+    assert not (tmp_path / "x.ogg").exists()
+
+
+def test_an_engine_that_cannot_load_exits_1_with_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "checkpoint"
+    empty.mkdir()
+    result = saybot(
+        "say",
+        "hi",
+        "-o",
+        "x.ogg",
+        cwd=tmp_path,
+        TTS_ENGINE="chatterbox",
+        TTS_CHATTERBOX_CHECKPOINT_DIR=str(empty),
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "saybot: error: the chatterbox engine failed to load: FileNotFoundError:"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.ogg").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_ctrl_c_stops_the_service_with_exit_130(tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bots.cli", "serve-tts", "--port", str(port)],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.communicate()
+            assert time.monotonic() < deadline, "serve-tts never answered"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.rstrip().endswith("saybot: interrupted")
 
 
 @pytest.mark.parametrize("command", [[], ["say"], ["serve-tts"], ["run"]])

@@ -23,8 +23,9 @@ FloatAudio = npt.NDArray[np.float32]
 class ReferenceClip:
     """A decoded, trimmed reference voice: mono float32 at ``sample_rate``.
 
-    ``sha256`` is over the normalised samples, so the same voice sent as OGG or
-    WAV is one voice to the conditionals cache and to the audio cache.
+    ``sha256`` is over the normalised samples, so the same recording in lossless
+    containers (WAV, FLAC) is one voice to the conditionals cache and to the audio
+    cache. Lossy codecs (OGG, MP3, AAC) change the samples, so a re-encode is a new voice.
     """
 
     samples: FloatAudio
