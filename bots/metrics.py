@@ -69,6 +69,7 @@ _STORAGE_HELP = {
     "cache_stores": "Answers written to the audio cache",
     "cache_too_large": "Answers not cached: over cache_max_entry_bytes",
     "cache_corrupt": "Cached values that did not decode (treated as misses)",
+    "cache_voice_forgotten": "Answers not cached: their voice was forgotten while they ran",
     "singleflight_leads": "Syntheses this process ran while holding a key's lock",
     "singleflight_joins": "Requests answered by a synthesis another caller ran",
     "singleflight_timeouts": "Requests that gave up waiting for another caller's synthesis",

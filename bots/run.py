@@ -133,6 +133,7 @@ async def start_parts(
     flow = SayFlow.over_redis(
         redis.client, storage_settings, tts, metrics=metrics.storage, observer=metrics.observer
     )
+    stack.push_async_callback(flow.drain)  # runs after the adapters stop, before the clients
     started = await start_adapters(stack, settings, flow)
     if not started:
         log.warning("no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN: only the TTS service is running")

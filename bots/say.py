@@ -50,6 +50,8 @@ from tts_service.errors import PayloadTooLarge, ReferenceAudioError
 from tts_service.schema import PARAM_RANGES, AudioFormat, TTSParams, describe_validation_error
 
 log = logging.getLogger(__name__)
+# A stop waits this long for syntheses whose chat requests already ended.
+DRAIN_TIMEOUT_S = 30.0
 
 # Clips are normalised once, at this rate, by the bot: the voice id (their fingerprint) is then
 # the same whichever container or rate the user's phone recorded in.
@@ -213,6 +215,11 @@ class SayFlow:
             usage=UsageRecorder(redis, settings, metrics),
             observer=observer,
         )
+
+    async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        """At shutdown, after the adapters stopped: background syntheses end before the
+        Redis and TTS clients close under them."""
+        await self.cache.drain(timeout_s)
 
     async def say(self, request: SayRequest) -> SayResult:
         started = time.perf_counter()

@@ -350,6 +350,19 @@ class AudioCache:
             self.metrics.singleflight_joins += 1
         return made, not created
 
+    async def drain(self, timeout_s: float) -> None:
+        """Before closing Redis: let syntheses whose callers left land (bounded), cancel
+        the rest. Their locks are released, or expire on their own."""
+        tasks = set(self._inflight.values())
+        if not tasks:
+            return
+        _, unfinished = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            log.warning("cache: gave up on %d synthesis(es) at shutdown", len(unfinished))
+            await asyncio.wait(unfinished)
+
     def _task_done(self, key: str, task: asyncio.Task[tuple[CachedAudio, bool]]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]

@@ -51,6 +51,15 @@ def counts_json(counts: UsageCounts, price_per_gpu_second: float) -> dict[str, A
     }
 
 
+def per_day_json(
+    series: list[tuple[dt.date, UsageCounts]], price_per_gpu_second: float
+) -> list[dict[str, Any]]:
+    return [
+        {"day": day.isoformat(), **counts_json(counts, price_per_gpu_second)}
+        for day, counts in series
+    ]
+
+
 def usage_json(summary: UsageSummary, top_users: list[UserUsage]) -> dict[str, Any]:
     """The body of ``GET /usage``."""
     price = summary.price_per_gpu_second
@@ -61,12 +70,14 @@ def usage_json(summary: UsageSummary, top_users: list[UserUsage]) -> dict[str, A
         "price_per_gpu_second": price,
         "totals": counts_json(summary.totals, price),
         "errors_by_code": summary.errors_by_code,
-        "per_day": [
-            {"day": day.isoformat(), **counts_json(counts, price)}
-            for day, counts in summary.per_day
-        ],
+        "per_day": per_day_json(summary.per_day, price),
         "by_platform": {
-            platform: counts_json(counts, price) for platform, counts in summary.by_platform.items()
+            platform: {
+                **counts_json(counts, price),
+                "errors_by_code": summary.errors_by_platform.get(platform, {}),
+                "per_day": per_day_json(summary.per_day_by_platform.get(platform, []), price),
+            }
+            for platform, counts in summary.by_platform.items()
         },
         "top_users": [
             {"platform": user.platform, "user_id": user.user_id, **counts_json(user.counts, price)}

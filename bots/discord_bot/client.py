@@ -10,6 +10,7 @@ from typing import Any
 import discord
 
 from bots.discord_bot.commands import SayTree
+from bots.discord_bot.replies import GAVE_UP, reply_privately
 from bots.say import SayFlow
 from bots.settings import BotSettings
 
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 
 # In-flight commands may take a cold GPU's tens of seconds; a stop waits this long for them.
 DRAIN_TIMEOUT_S = 60.0
+# How long cancelled commands and the "please try again" replies may take once it is over.
+GIVE_UP_TIMEOUT_S = 5.0
 
 
 def minimal_intents() -> discord.Intents:
@@ -45,7 +48,9 @@ class SayBot(discord.Client):
         self.flow = flow
         self.tree = SayTree(self)
         self.accepting = True  # False while stopping: new commands are turned away
-        self.in_flight: set[asyncio.Task[Any]] = set()
+        # The task handling each command, with its interaction: stopping waits for them
+        # and tells the users of any it had to give up on.
+        self.in_flight: dict[asyncio.Task[Any], discord.Interaction[Any]] = {}
         self.gateway_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
@@ -107,7 +112,11 @@ def _report_gateway_end(task: asyncio.Task[None]) -> None:
 
 
 async def stop_discord(client: SayBot, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
-    """Turn new commands away, let the running ones answer (bounded), then disconnect."""
+    """Turn new commands away, let the running ones answer (bounded), then disconnect.
+
+    Commands still running at the deadline are cancelled and their users told, so every
+    accepted command gets exactly one answer even when stopping cannot wait for it.
+    """
     client.accepting = False
     loop = asyncio.get_running_loop()
     deadline = loop.time() + drain_timeout_s
@@ -117,13 +126,33 @@ async def stop_discord(client: SayBot, drain_timeout_s: float = DRAIN_TIMEOUT_S)
         # Commands turned away meanwhile join the set too; wait for them as well.
         await asyncio.wait(set(client.in_flight), timeout=deadline - loop.time())
     if client.in_flight:
-        log.warning("discord: %d command(s) did not finish in time", len(client.in_flight))
+        await _give_up_on(dict(client.in_flight))
     await client.close()
     task = client.gateway_task
     if task is not None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             # close() ends connect(); its own errors were reported when it ended.
             await asyncio.wait_for(task, timeout=10)
+
+
+async def _give_up_on(unfinished: dict[asyncio.Task[Any], discord.Interaction[Any]]) -> None:
+    """Cancel commands that outlived the drain and tell each user, privately, to retry."""
+    log.warning("discord: %d command(s) did not finish in time", len(unfinished))
+    for task in unfinished:
+        task.cancel()
+    await asyncio.wait(unfinished, timeout=GIVE_UP_TIMEOUT_S)
+    async with asyncio.timeout(GIVE_UP_TIMEOUT_S):
+        await asyncio.gather(
+            *(_tell_gave_up(interaction) for interaction in unfinished.values()),
+            return_exceptions=True,
+        )
+
+
+async def _tell_gave_up(interaction: discord.Interaction[Any]) -> None:
+    try:
+        await reply_privately(interaction, GAVE_UP)
+    except Exception:
+        log.warning("discord: could not tell user %s the bot stopped", interaction.user.id)
 
 
 def is_connected(client: SayBot) -> bool:

@@ -21,6 +21,7 @@ from bots.discord_bot.replies import (
     TURNED_AWAY,
     answer,
     reply_with_error,
+    retrieve_outcome,
     send_result,
     think,
     think_while,
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     Interaction = discord.Interaction[SayBot]
 
 PLATFORM = "discord"
+# How long a check may hold up the acknowledgement (Discord's deadline is 3 s).
+EARLY_CHECK_S = 1.0
 
 _EXAGGERATION = PARAM_RANGES["exaggeration"]
 _TEMPERATURE = PARAM_RANGES["temperature"]
@@ -69,8 +72,9 @@ class SayTree(app_commands.CommandTree["SayBot"]):
         """Runs first in the task that handles the command, so stopping can wait for it."""
         task = asyncio.current_task()
         if task is not None:
-            interaction.client.in_flight.add(task)
-            task.add_done_callback(interaction.client.in_flight.discard)
+            in_flight = interaction.client.in_flight
+            in_flight[task] = interaction
+            task.add_done_callback(lambda done: in_flight.pop(done, None))
         if not interaction.client.accepting:
             await interaction.response.send_message(TURNED_AWAY, ephemeral=True)
             return False
@@ -121,8 +125,25 @@ async def say(
     parse_params(request)  # bad text or options: answered at once, before "thinking…"
     if voice is not None:
         check_clip(voice, bot.settings)  # too big or not audio: refused without downloading
+        await refuse_cloning_early(bot)
     result = await think_while(interaction, speak(bot, request, voice), private=False)
     await send_result(interaction, result, voice_message=bot.settings.discord_voice_messages)
+
+
+async def refuse_cloning_early(bot: SayBot) -> None:
+    """Refuse a clip the engine cannot use privately, before a public "thinking…".
+
+    Only when the answer is quick (the engine info is usually known already): a cold
+    service must not make the command miss Discord's 3 s acknowledgement deadline, and
+    ``speak`` checks again after deferring.
+    """
+    check = asyncio.ensure_future(bot.flow.can_clone())
+    done, _ = await asyncio.wait({check}, timeout=EARLY_CHECK_S)
+    if not done:
+        check.add_done_callback(retrieve_outcome)
+        return
+    if not check.result():
+        raise VoiceCloningUnavailable("the engine cannot clone voices")
 
 
 async def speak(bot: SayBot, request: SayRequest, voice: discord.Attachment | None) -> SayResult:

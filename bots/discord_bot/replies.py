@@ -44,6 +44,7 @@ DISCORD_WORDING: dict[type[SayError], str] = {
 }
 OUTDATED = "That command has just changed — please try again in a minute."
 TURNED_AWAY = "I'm restarting — please try again in a moment."
+GAVE_UP = "I had to restart before I could finish that — please try again in a moment."
 # What a public "thinking…" message shows for the instant before it is deleted.
 ANSWERED_PRIVATELY = "I couldn't do that — the reason was sent only to you."
 
@@ -82,12 +83,13 @@ async def think_while(interaction: Interaction, work: Awaitable[T], *, private: 
         await think(interaction, private=private)
     except BaseException:
         task.cancel()
-        task.add_done_callback(_retrieve)  # it may have failed already: no "never retrieved"
+        task.add_done_callback(retrieve_outcome)  # it may have failed already: no "never retrieved"
         raise
     return await task
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
+def retrieve_outcome(task: asyncio.Future[Any]) -> None:
+    """Done-callback for work nobody awaits any more: no "exception never retrieved"."""
     if not task.cancelled():
         task.exception()
 

@@ -227,8 +227,24 @@ async def test_usage_reports_exact_numbers(
             {"day": last.isoformat(), **counts(4, 1, 1, 2, 5.25, 0.5, 0.001)},
         ],
         "by_platform": {
-            "discord": counts(3, 0, 1, 2, 3.25, 0.5, 0.001),
-            "telegram": counts(4, 2, 1, 1, 6.0, 1.5, 0.003),
+            "discord": {
+                **counts(3, 0, 1, 2, 3.25, 0.5, 0.001),
+                "errors_by_code": {"invalid_input": 1, "tts_busy": 1},
+                "per_day": [
+                    {"day": first.isoformat(), **counts(1, 0, 0, 1, 0.0, 0.0, 0.0)},
+                    {"day": middle.isoformat(), **counts(0, 0, 0, 0, 0.0, 0.0, 0.0)},
+                    {"day": last.isoformat(), **counts(2, 0, 1, 1, 3.25, 0.5, 0.001)},
+                ],
+            },
+            "telegram": {
+                **counts(4, 2, 1, 1, 6.0, 1.5, 0.003),
+                "errors_by_code": {"tts_busy": 1},
+                "per_day": [
+                    {"day": first.isoformat(), **counts(2, 1, 1, 0, 4.0, 1.5, 0.003)},
+                    {"day": middle.isoformat(), **counts(0, 0, 0, 0, 0.0, 0.0, 0.0)},
+                    {"day": last.isoformat(), **counts(2, 1, 0, 1, 2.0, 0.0, 0.0)},
+                ],
+            },
         },
         "top_users": [
             {"platform": "telegram", "user_id": "1001", **counts(3, 2, 1, 0, 6.0, 1.5, 0.003)},

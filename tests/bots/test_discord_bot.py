@@ -29,15 +29,16 @@ from bots.discord_bot.client import (
     start_discord,
     stop_discord,
 )
-from bots.discord_bot.replies import ANSWERED_PRIVATELY, TURNED_AWAY
+from bots.discord_bot.replies import ANSWERED_PRIVATELY, GAVE_UP, TURNED_AWAY
 from bots.discord_bot.voice_message import voice_metadata
 from bots.run import start_adapters
-from bots.say import SayFlow
+from bots.say import SayFlow, SayRequest
 from bots.settings import BotSettings
 from storage.redis import make_client
 from storage.settings import StorageSettings
-from tests.bots.harness import Service, bot_settings, running_service, say_flow
+from tests.bots.harness import CountingApp, Service, bot_settings, running_service, say_flow
 from tests.redis_fixtures import make_settings, start_valkey
+from tests.servers import serve_in_thread
 from tests.standins.discord_api import (
     FLAG_EPHEMERAL,
     FLAG_IS_VOICE_MESSAGE,
@@ -48,8 +49,13 @@ from tests.standins.discord_api import (
     UploadedFile,
     discord_pointed_at,
 )
+from tests.standins.telegram_api import TOKEN as TELEGRAM_TOKEN
+from tests.standins.telegram_api import TelegramStandin
+from tests.tts_helpers import make_settings as tts_settings
+from tests.tts_helpers import wait_ready
 from tests.tts_service.audio_samples import clip
 from tts_service import audio
+from tts_service.api import create_app
 from tts_service.engines.piper import PiperEngine
 from tts_service.schema import AudioFormat
 
@@ -366,13 +372,44 @@ async def test_bad_say_is_refused_privately_before_deferring(
     assert bot.service.counter.tts_requests == before
 
 
-async def test_cloning_with_piper_says_it_needs_the_gpu_engine(bot: Bot) -> None:
+async def test_cloning_with_piper_is_refused_privately_before_deferring(bot: Bot) -> None:
     voice = AttachmentSpec("me.ogg", "audio/ogg", clip("ogg_opus"))
     outcome = await bot.command(
         "say", [{"name": "text", "value": "Hi"}], attachments={"voice": voice}
     )
+    assert [c.path.rsplit("/", 1)[-1] for c in outcome.calls] == ["callback"]
+    assert outcome.callback.json["type"] == CALLBACK_MESSAGE
     assert "Voice cloning needs the GPU engine" in outcome.private_text()
     assert sum(bot.standin.cdn_downloads.values()) == 0  # refused before downloading anything
+
+
+class SlowEngineInfo:
+    """ASGI wrapper: the service answers ``GET /v1/engine`` late, as a cold GPU would."""
+
+    def __init__(self, app: Any, delay_s: float) -> None:
+        self.app = app
+        self.delay_s = delay_s
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/engine":
+            await asyncio.sleep(self.delay_s)
+        await self.app(scope, receive, send)
+
+
+async def test_cloning_refused_after_deferring_when_the_engine_answers_slowly(
+    redis_client: Redis, open_storage: StorageSettings, piper_engine: PiperEngine
+) -> None:
+    """A slow engine lookup must not hold up Discord's 3 s acknowledgement: defer first."""
+    counter = CountingApp(SlowEngineInfo(create_app(piper_engine, tts_settings()), 1.5))
+    with serve_in_thread(counter) as url:
+        wait_ready(url)
+        async with running_bot(redis_client, open_storage, Service(url, counter)) as bot:
+            voice = AttachmentSpec("me.ogg", "audio/ogg", clip("ogg_opus"))
+            outcome = await bot.command(
+                "say", [{"name": "text", "value": "Hi"}], attachments={"voice": voice}
+            )
+    assert "Voice cloning needs the GPU engine" in outcome.private_text()
+    assert sum(bot.standin.cdn_downloads.values()) == 0
     # After a public deferral: resolve it, answer privately, delete the public line.
     steps = [(c.method, c.path.rsplit("/", 1)[-1], c.status) for c in outcome.calls]
     token = outcome.callback.path.split("/")[-2]
@@ -382,6 +419,7 @@ async def test_cloning_with_piper_says_it_needs_the_gpu_engine(bot: Bot) -> None
         ("POST", token, 200),
         ("DELETE", "@original", 204),
     ]
+    assert outcome.callback.json == {"type": CALLBACK_DEFERRED}
     assert outcome.calls[1].json["content"] == ANSWERED_PRIVATELY
     assert outcome.calls[2].json["flags"] == FLAG_EPHEMERAL
 
@@ -443,7 +481,7 @@ async def test_set_use_forget_and_default_a_voice(bot: Bot) -> None:
     assert again.private_text() == "There was nothing of yours to delete."
     back = await bot.command("voice", subcommand="default")
     assert back.private_text() == "Back to the built-in voice."
-    assert bot.standin.messages  # every answer above went through the stand-in
+    assert await bot.flow.voices.list_for_user("discord", str(USER)) == []
 
 
 # --- limits and faults -----------------------------------------------------------------------
@@ -544,6 +582,23 @@ async def test_stop_finishes_commands_in_flight_and_turns_new_ones_away(bot: Bot
     assert turned_away.private_text() == TURNED_AWAY
 
 
+async def test_stop_tells_users_of_commands_it_cannot_wait_for(bot: Bot) -> None:
+    slow = await bot.standin.send_slash_command(
+        "say", [{"name": "text", "value": "A long answer. " * 60}], user_id=USER
+    )
+    await bot.standin.wait_for("/callback", timeout=10)  # deferred: synthesis is running
+    await asyncio.wait_for(stop_discord(bot.client, drain_timeout_s=0.1), 30)
+    assert bot.client.is_closed() and not bot.client.in_flight
+    gave_up = Outcome(bot.standin.calls(slow["token"]), bot.standin.interaction_messages(slow))
+    assert gave_up.private_text() == GAVE_UP
+    assert not [f for c in gave_up.calls for f in c.files]  # no audio after giving up
+    # The synthesis itself outlives the command (others may share it): it still lands.
+    before = bot.service.counter.tts_requests
+    await bot.flow.drain()
+    again = await bot.flow.say(SayRequest("discord", str(USER), "1", "A long answer. " * 60))
+    assert again.from_cache and bot.service.counter.tts_requests == before
+
+
 async def test_saybot_run_starts_discord_when_its_token_is_set(
     redis_client: Redis, open_storage: StorageSettings, service: Service
 ) -> None:
@@ -565,3 +620,41 @@ async def test_saybot_run_starts_discord_when_its_token_is_set(
             reply = await standin.wait_for("/callback", timeout=5)
             assert reply.json["data"]["flags"] == FLAG_EPHEMERAL
         assert not started["discord"]()
+
+
+async def test_saybot_run_serves_discord_and_telegram_in_one_loop(
+    redis_client: Redis, open_storage: StorageSettings, service: Service
+) -> None:
+    async with (
+        DiscordStandin() as standin,
+        discord_pointed_at(standin),
+        TelegramStandin() as tg,
+        say_flow(redis_client, open_storage, service.url) as flow,
+    ):
+        async with contextlib.AsyncExitStack() as stack:
+            settings = bot_settings(
+                discord_bot_token=SecretStr(standin.token),
+                telegram_bot_token=SecretStr(TELEGRAM_TOKEN),
+                telegram_api_base_url=tg.base_url,
+                telegram_file_base_url=tg.base_file_url,
+            )
+            started = await start_adapters(stack, settings, flow)
+            assert sorted(started) == ["discord", "telegram"]
+            async with asyncio.timeout(10):  # discord.py waits 2 s for guilds to stream in
+                while True:
+                    if all(connected() for connected in started.values()):
+                        break
+                    await asyncio.sleep(0.05)
+            before = service.counter.tts_requests
+            tg.send_command(USER, USER, "say", "Both platforms, one cache.")
+            voice = await tg.wait_for("sendVoice", timeout=30)
+            payload = await standin.send_slash_command(
+                "say", [{"name": "text", "value": "Both platforms,   one cache."}], user_id=USER
+            )
+            edit = await standin.wait_for(
+                lambda c: c.method == "PATCH" and payload["token"] in c.path and bool(c.files),
+                timeout=30,
+            )
+            assert edit.files[0].data == voice.files["voice"]  # one synthesis served both
+            assert service.counter.tts_requests == before + 1
+        assert not any(connected() for connected in started.values())
