@@ -1,18 +1,26 @@
 """Telegram end to end through the Bot API stand-in, against baselines from the same run.
 
 1. Cached ``/say`` (the whole saybot path: PTB → SayFlow → Valkey hit → sendVoice)
-   vs. a bare PTB bot on the same stand-in that answers every command with a
-   fixed voice note. Latency = update queued at the stand-in → sendVoice received.
+   vs. a bare PTB bot that answers every command with a fixed voice note.
+   Latency = update queued at the stand-in → sendVoice received.
 2. Cache-miss ``/say`` (adds the HTTP call to the Piper service) vs. Piper
    called directly on the same texts (synthesis + encoding, no HTTP, no bot).
 
-    .venv/bin/python -m bench.bench_telegram [--requests 200]
+A diagnostic row runs saybot's adapter over a flow that answers with a prepared
+result without touching Redis: the adapter's own cost, apart from the shared flow's
+cache hit (which every platform pays alike).
+
+All rows run in alternating rounds, each bot on a fresh stand-in (its call
+log grows with use), so drift in the machine's load weighs on both sides alike.
+
+    .venv/bin/python -m bench.bench_telegram [--requests 200] [--misses 20] [--rounds 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import statistics
 import time
@@ -21,6 +29,7 @@ from collections.abc import Callable
 from telegram import Update
 from telegram.ext import Application, CommandHandler, ContextTypes
 
+from bots.say import SayFlow, SayRequest, SayResult
 from bots.telegram_bot.app import stop_telegram
 from storage.redis import make_client
 from tests.bots.harness import running_service, say_flow, telegram_app
@@ -32,6 +41,7 @@ from tts_service.schema import TTSParams
 
 USER = 4242
 CACHED_TEXT = "A cached sentence for the benchmark."
+WARM_UP = 5
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -51,24 +61,45 @@ async def time_replies(tg: TelegramStandin, texts: list[str]) -> list[float]:
     return latencies
 
 
-async def bare_bot_latencies(tg: TelegramStandin, voice: bytes, n: int) -> list[float]:
-    """The baseline: PTB with one handler that replies a fixed voice note."""
+async def saybot_round(flow: SayFlow, texts: list[str]) -> tuple[list[float], bytes]:
+    """saybot on a fresh stand-in: warm-up requests (the first fills the cache), then texts."""
+    async with TelegramStandin() as tg, telegram_app(tg, flow):
+        await time_replies(tg, [CACHED_TEXT] * WARM_UP)
+        latencies = await time_replies(tg, texts)
+        return latencies, tg.calls("sendVoice")[0].files["voice"]
+
+
+async def bare_round(voice: bytes, n: int) -> list[float]:
+    """The baseline on a fresh stand-in: PTB with one handler that replies a fixed voice note."""
 
     async def reply(update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.effective_message is not None
         await update.effective_message.reply_voice(voice, duration=2, do_quote=True)
 
-    app = Application.builder().token(TOKEN).base_url(tg.base_url).base_file_url(tg.base_file_url)
-    application = app.concurrent_updates(64).build()
-    application.add_handler(CommandHandler("say", reply))
-    await application.initialize()
-    await application.start()
-    assert application.updater is not None
-    await application.updater.start_polling(timeout=1)
-    try:
-        return await time_replies(tg, [CACHED_TEXT] * n)
-    finally:
-        await stop_telegram(application)
+    async with TelegramStandin() as tg:
+        builder = Application.builder().token(TOKEN).base_url(tg.base_url)
+        application = builder.base_file_url(tg.base_file_url).concurrent_updates(64).build()
+        application.add_handler(CommandHandler("say", reply))
+        await application.initialize()
+        await application.start()
+        assert application.updater is not None
+        await application.updater.start_polling(timeout=1)
+        try:
+            await time_replies(tg, [CACHED_TEXT] * WARM_UP)
+            return await time_replies(tg, [CACHED_TEXT] * n)
+        finally:
+            await stop_telegram(application)
+
+
+class AnsweredFlow(SayFlow):
+    """Diagnostic: ``say`` returns one prepared result; nothing else of the flow runs."""
+
+    def __init__(self, flow: SayFlow, result: SayResult) -> None:
+        super().__init__(flow.tts, flow.cache, flow.voices, flow.limiter, flow.usage)
+        self.result = result
+
+    async def say(self, request: SayRequest) -> SayResult:
+        return self.result
 
 
 def report(name: str, ours: list[float], base: list[float], base_name: str, target: str) -> None:
@@ -83,7 +114,7 @@ def report(name: str, ours: list[float], base: list[float], base_name: str, targ
     )
 
 
-async def main(requests: int, misses: int) -> None:
+async def main(requests: int, misses: int, rounds: int) -> None:
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     engine = PiperEngine(onnx_threads=1)
     engine.load()
@@ -91,31 +122,47 @@ async def main(requests: int, misses: int) -> None:
     url = f"redis://127.0.0.1:{server.port}"
     storage = make_settings(url, ratelimit_enabled=False)
     redis = make_client(url, storage)
+    cached: list[float] = []
+    adapter: list[float] = []
+    bare: list[float] = []
+    missed: list[float] = []
+    direct: list[float] = []
+    per_round = max(1, requests // rounds)
+    misses_per_round = max(1, misses // rounds)
     try:
         with running_service(engine) as service:
-            async with TelegramStandin() as tg, say_flow(redis, storage, service.url) as flow:
-                async with telegram_app(tg, flow):
-                    await time_replies(tg, [CACHED_TEXT] * 5)  # warm-up, fills the cache
-                    cached = await time_replies(tg, [CACHED_TEXT] * requests)
-                    miss_texts = [
-                        f"Benchmark sentence number {n}, never cached." for n in range(misses)
+            async with say_flow(redis, storage, service.url) as flow:
+                request = SayRequest("telegram", str(USER), str(USER), CACHED_TEXT)
+                answered = AnsweredFlow(flow, await flow.say(request))
+                for number in range(rounds):
+                    ours, voice = await saybot_round(flow, [CACHED_TEXT] * per_round)
+                    cached += ours
+                    adapter += (await saybot_round(answered, [CACHED_TEXT] * per_round))[0]
+                    bare += await bare_round(voice, per_round)
+                    texts = [
+                        f"Benchmark sentence number {number * misses_per_round + n}, never cached."
+                        for n in range(misses_per_round)
                     ]
-                    missed = await time_replies(tg, miss_texts)
-                    voice = tg.calls("sendVoice")[-1].files["voice"]
-                bare = await bare_bot_latencies(tg, voice, requests)
-        direct = await asyncio.to_thread(piper_direct, engine, miss_texts)
+                    missed += (await saybot_round(flow, texts))[0]
+                    direct += await asyncio.to_thread(piper_direct, engine, texts)
     finally:
         await redis.aclose()
         server.stop()
 
-    print(f"Telegram through the Bot API stand-in, {requests} sequential requests")
+    print(
+        f"Telegram through the Bot API stand-in: {len(cached)} sequential requests per row, "
+        f"in {rounds} alternating rounds"
+    )
     report("saybot cached /say", cached, bare, "bare PTB fixed voice", "target ≤ 1.5×")
-    print(f"Cache misses, {misses} distinct texts")
+    report("adapter, flow answered", adapter, bare, "bare PTB fixed voice", "diagnostic")
+    print(f"Cache misses, {len(missed)} distinct texts")
     report("saybot miss /say", missed, direct, "Piper direct", "the bot + HTTP overhead")
 
 
 def piper_direct(engine: PiperEngine, texts: list[str]) -> list[float]:
-    return [timed(lambda t=t: synthesis.synthesize(engine, TTSParams(text=t))) for t in texts]
+    return [
+        timed(functools.partial(synthesis.synthesize, engine, TTSParams(text=t))) for t in texts
+    ]
 
 
 def timed(work: Callable[[], object]) -> float:
@@ -128,8 +175,9 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--misses", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.misses))
+    asyncio.run(main(args.requests, args.misses, args.rounds))
 
 
 if __name__ == "__main__":

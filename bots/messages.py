@@ -34,8 +34,11 @@ def _seconds(value: float | None) -> str:
     return f"{max(1, math.ceil(value or 1))} s"
 
 
-def error_text(error: BaseException, overrides: Mapping[type[SayError], str] = {}) -> str:
-    """The one sentence a user sees for ``error``; unexpected errors are logged, not shown."""
+def error_text(
+    error: BaseException, overrides: Mapping[type[SayError], str] = {}, *, context: str = ""
+) -> str:
+    """The one sentence a user sees for ``error``; unexpected errors are logged (once, here,
+    with ``context``: which message or command), not shown."""
     for kind, text in overrides.items():
         if isinstance(error, kind):
             return text
@@ -67,7 +70,9 @@ def error_text(error: BaseException, overrides: Mapping[type[SayError], str] = {
             return "The voice engine is unavailable right now — please try again later."
         case SayError():
             return f"I couldn't do that: {error.message}."
-    log.error("unexpected error reached a user", exc_info=error)
+    log.error(
+        "unexpected error reached a user%s", f" ({context})" if context else "", exc_info=error
+    )
     return UNEXPECTED
 
 

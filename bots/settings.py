@@ -34,6 +34,9 @@ class BotSettings(BaseSettings):
     # A cold Chatterbox container needs tens of seconds before its first word.
     tts_read_timeout_s: float = Field(default=180.0, gt=0)
     tts_max_attempts: int = Field(default=3, ge=1, le=10)
+    # The engine's name and version are part of every cache key: re-ask this often, so a
+    # redeployed service is noticed even by a bot that only ever hits the cache.
+    tts_engine_info_max_age_s: float = Field(default=300.0, gt=0)
 
     # --- what users may send -----------------------------------------------------------------
     max_voice_clip_bytes: int = Field(default=MAX_REFERENCE_BYTES, gt=0)
@@ -43,6 +46,8 @@ class BotSettings(BaseSettings):
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = TELEGRAM_PUBLIC_API
     telegram_file_base_url: str = TELEGRAM_PUBLIC_FILES
+    # A self-hosted Bot API server started with `--local` answers getFile with absolute paths.
+    telegram_local_mode: bool = False
     telegram_webhook_url: str | None = None
     telegram_webhook_listen: str = "127.0.0.1"
     telegram_webhook_port: int = 8443

@@ -3,9 +3,11 @@
 Timeouts are sized for a cold GPU (loading Chatterbox takes tens of seconds).
 Redirects are followed because Modal answers requests that outlive its
 web-endpoint limit with a 303 to a URL to poll. Retries are bounded, jittered
-and only for failures where trying again can help: connection errors, 429 and
-503 (honouring ``Retry-After``). Never 4xx, and never a read timeout: the
-service may still be synthesising, and a retry would pay for the GPU twice.
+and only for failures where trying again can help: 429 and 503 (honouring
+``Retry-After``) and errors before the request went out (connect errors and
+timeouts, no free pooled connection). Never 4xx, and never once the request may
+have reached the service (a read timeout, a connection dropped mid-answer): it
+may still be synthesising, and a retry would pay for the GPU twice.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import base64
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +26,7 @@ from bots.errors import (
     InvalidInput,
     SayError,
     TTSBusy,
+    TTSFailure,
     TTSTimeout,
     TTSUnavailable,
     VoiceClipRejected,
@@ -41,6 +45,11 @@ from tts_service.schema import (
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 503})
+# Failures before a byte of the request left: retrying them cannot cause a second synthesis.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# While the service cannot say which engine it runs, keep the stale answer this long at most
+# between tries, so cache hits go on being served without each one waiting for the retries.
+ENGINE_INFO_RETRY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,7 @@ class TTSClient:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 180.0,
         retry: RetryPolicy | None = None,
+        engine_info_max_age_s: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
@@ -89,16 +99,35 @@ class TTSClient:
         )
         self._retry = retry or RetryPolicy()
         self._engine_info: EngineInfo | None = None
+        self._engine_info_expires = 0.0  # time.monotonic() after which it is asked again
+        self._engine_info_max_age_s = engine_info_max_age_s
+        self._engine_info_lock = asyncio.Lock()  # many requests, one question
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def engine_info(self, *, refresh: bool = False) -> EngineInfo:
-        """The engine's identity (part of every cache key); asked once, then remembered."""
-        if self._engine_info is None or refresh:
-            response = await self._request("GET", "/v1/engine")
-            self._engine_info = EngineInfo.model_validate_json(response.content)
-        return self._engine_info
+        """The engine's identity (part of every cache key), remembered for
+        ``engine_info_max_age_s``: a redeployed service is noticed even by a bot that only
+        serves cache hits. If the service cannot be asked, the stale answer is kept."""
+        async with self._engine_info_lock:
+            known = self._engine_info
+            if known is not None and not refresh and time.monotonic() < self._engine_info_expires:
+                return known
+            try:
+                response = await self._request("GET", "/v1/engine")
+            except TTSFailure as exc:
+                if known is None or refresh:
+                    raise
+                log.warning("keeping the TTS engine's last known identity: %s", exc.message)
+                self._engine_info_expires = time.monotonic() + min(
+                    ENGINE_INFO_RETRY_S, self._engine_info_max_age_s
+                )
+                return known
+            info = EngineInfo.model_validate_json(response.content)
+            self._engine_info = info
+            self._engine_info_expires = time.monotonic() + self._engine_info_max_age_s
+            return info
 
     async def ready(self) -> dict[str, Any]:
         """The service's /readyz body; raises ``TTSFailure`` when it is not ready."""
@@ -135,17 +164,21 @@ class TTSClient:
             last_attempt = attempt == attempts - 1
             try:
                 response = await self._http.request(method, path, json=json)
-            except httpx.TimeoutException as exc:
-                if isinstance(exc, httpx.ConnectTimeout) and not last_attempt:
-                    await asyncio.sleep(self._retry.delay(attempt, None))
-                    continue
-                raise TTSTimeout("the TTS service did not answer in time") from exc
-            except httpx.TransportError as exc:
+            except NOT_SENT as exc:
                 if not last_attempt:
                     await asyncio.sleep(self._retry.delay(attempt, None))
                     continue
+                if isinstance(exc, httpx.TimeoutException):
+                    raise TTSTimeout("the TTS service did not answer in time") from exc
                 raise TTSUnavailable(
                     f"the TTS service is unreachable ({type(exc).__name__})"
+                ) from exc
+            except httpx.TimeoutException as exc:  # sent: it may still be working on it
+                raise TTSTimeout("the TTS service did not answer in time") from exc
+            except httpx.TransportError as exc:  # sent, then the connection broke
+                raise TTSUnavailable(
+                    f"the connection to the TTS service broke before it answered "
+                    f"({type(exc).__name__}); not resent, as it may have done the work"
                 ) from exc
             if response.is_success:
                 return response

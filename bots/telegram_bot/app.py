@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 # Synthesis takes seconds: handle many updates at once instead of PTB's one-by-one default.
 CONCURRENT_UPDATES = 64
 
+# PTB's handlers take edited messages too by default: an edit would be answered a second time.
+NEW_MESSAGES = filters.UpdateType.MESSAGE  # what CommandHandler takes (MESSAGES) minus the edits
+NOT_EDITS = ~filters.UpdateType.EDITED  # what MessageHandler takes (everything) minus the edits
+
 
 def build_application(settings: BotSettings, flow: SayFlow) -> Application:  # type: ignore[type-arg]
     """The configured PTB application; start it with ``start_telegram``."""
@@ -27,17 +31,22 @@ def build_application(settings: BotSettings, flow: SayFlow) -> Application:  # t
         .token(settings.telegram_bot_token.get_secret_value())
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
+        .local_mode(settings.telegram_local_mode)  # a `--local` Bot API server: absolute paths
         .concurrent_updates(CONCURRENT_UPDATES)
         .get_updates_read_timeout(settings.telegram_poll_timeout_s + 10)
         .build()
     )
     application.bot_data["deps"] = handlers.Deps(flow=flow, settings=settings)
-    application.add_handler(CommandHandler(["start", "help"], handlers.on_start))
-    application.add_handler(CommandHandler(["say", "voice"], handlers.on_command))
     application.add_handler(
-        MessageHandler((filters.VOICE | filters.AUDIO) & filters.CAPTION, handlers.on_command)
+        CommandHandler(["start", "help"], handlers.on_start, filters=NEW_MESSAGES)
     )
-    application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, handlers.on_plain_text))
+    application.add_handler(
+        CommandHandler(["say", "voice"], handlers.on_command, filters=NEW_MESSAGES)
+    )
+    clip_with_caption = (filters.VOICE | filters.AUDIO) & filters.CAPTION
+    application.add_handler(MessageHandler(clip_with_caption & NOT_EDITS, handlers.on_command))
+    plain_text = filters.TEXT & ~filters.COMMAND
+    application.add_handler(MessageHandler(plain_text & NOT_EDITS, handlers.on_plain_text))
     application.add_error_handler(handlers.on_error)
     return application
 

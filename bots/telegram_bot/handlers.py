@@ -12,9 +12,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from telegram import Audio, Message, Update, Voice
+from telegram import Audio, Message, MessageEntity, Update, Voice
 from telegram.constants import ChatAction, ChatType
-from telegram.error import TelegramError
+from telegram.error import TelegramError, TimedOut
 from telegram.ext import ContextTypes
 
 from bots.errors import (
@@ -98,10 +98,10 @@ async def on_plain_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
         return
     text = message.text
     if message.chat.type != ChatType.PRIVATE:
-        mention = f"@{context.bot.username}"
-        if mention.lower() not in text.lower():
+        mentions = _mentions_of_us(message, context.bot.username)
+        if not mentions:
             return
-        text = _without(text, mention)
+        text = _without(text, mentions)
     elif not deps_of(context).settings.telegram_speak_private_messages:
         return
     await _handle(message, context, lambda: _speak(message, context, text, {}, None))
@@ -124,10 +124,27 @@ async def _handle(
     try:
         await work()
     except Exception as exc:
-        if not isinstance(exc, SayError):
-            log.exception("error while handling message %s", message.message_id)
-        with contextlib.suppress(TelegramError):
-            await message.reply_text(error_text(exc, TELEGRAM_WORDING), do_quote=True)
+        where = f"telegram message {message.message_id} in chat {message.chat_id}"
+        text = error_text(exc, TELEGRAM_WORDING, context=where)  # logs the unexpected, once
+        try:
+            await message.reply_text(text, do_quote=True)
+        except TelegramError as send_error:
+            log.warning("could not send the error reply to %s: %r", where, send_error)
+
+
+async def _send_reply(message: Message, send: Awaitable[Message]) -> None:
+    """Send the one reply. A timeout is ambiguous (Telegram may have taken the upload and
+    only the answer was lost), so it is logged, not followed by an error reply that could
+    make a second one."""
+    try:
+        await send
+    except TimedOut:
+        log.warning(
+            "the reply to telegram message %s in chat %s timed out; it may have arrived, "
+            "so no error reply follows",
+            message.message_id,
+            message.chat_id,
+        )
 
 
 async def _say_from_command(
@@ -166,12 +183,15 @@ async def _speak(
             reference_clip=clip,
         )
         result = await deps.flow.say(request)
-        await message.reply_voice(
-            voice=result.audio,
-            duration=max(1, round(result.duration_s)),
-            caption=caption(result),
-            filename="say.ogg",
-            do_quote=True,
+        await _send_reply(
+            message,
+            message.reply_voice(
+                voice=result.audio,
+                duration=max(1, round(result.duration_s)),
+                caption=caption(result),
+                filename="say.ogg",
+                do_quote=True,
+            ),
         )
 
 
@@ -183,11 +203,11 @@ async def _voice_command(
     action = command.rest.strip().lower()
     if action == "forget":
         report = await deps.flow.forget_voice(PLATFORM, user_id)
-        await message.reply_text(forget_text(report), do_quote=True)
+        await _send_reply(message, message.reply_text(forget_text(report), do_quote=True))
         return
     if action == "default":
         await deps.flow.use_built_in_voice(PLATFORM, user_id)
-        await message.reply_text("Back to the built-in voice.", do_quote=True)
+        await _send_reply(message, message.reply_text("Back to the built-in voice.", do_quote=True))
         return
     if action:
         raise InvalidInput("use /voice (replying to a voice note), /voice default or /voice forget")
@@ -204,7 +224,8 @@ async def _voice_command(
         if await deps.flow.can_clone()
         else (" (voice cloning is off right now, so I'll use it once it's back)")
     )
-    await message.reply_text(f"Saved: /say now speaks in this voice{note}.", do_quote=True)
+    saved = f"Saved: /say now speaks in this voice{note}."
+    await _send_reply(message, message.reply_text(saved, do_quote=True))
 
 
 CommandWork = Callable[[Message, Command, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
@@ -222,9 +243,22 @@ def _addressed_to_us(command: Command, context: ContextTypes.DEFAULT_TYPE) -> bo
     return command.bot is None or command.bot.lower() == (context.bot.username or "").lower()
 
 
-def _without(text: str, mention: str) -> str:
-    start = text.lower().find(mention.lower())
-    return (text[:start] + text[start + len(mention) :]).strip()
+def _mentions_of_us(message: Message, username: str | None) -> list[MessageEntity]:
+    """The message's @mentions of this bot, by its entities: ``@saybot`` is not ``@saybot_2``."""
+    if not username:
+        return []
+    ours = f"@{username}".lower()
+    found = message.parse_entities([MessageEntity.MENTION])
+    return [entity for entity, text in found.items() if text.lower() == ours]
+
+
+def _without(text: str, entities: list[MessageEntity]) -> str:
+    """``text`` minus those entities (their offsets count UTF-16 code units)."""
+    utf16 = text.encode("utf-16-le")
+    for entity in sorted(entities, key=lambda e: e.offset, reverse=True):
+        start, end = entity.offset * 2, (entity.offset + entity.length) * 2
+        utf16 = utf16[:start] + utf16[end:]
+    return utf16.decode("utf-16-le").strip()
 
 
 async def _download(
@@ -265,16 +299,21 @@ async def recording_voice(
     """
 
     async def repeat() -> None:
-        await asyncio.sleep(settings.telegram_chat_action_delay_s)
         while True:
             with contextlib.suppress(TelegramError):
                 await context.bot.send_chat_action(chat_id, ChatAction.RECORD_VOICE)
             await asyncio.sleep(settings.telegram_chat_action_interval_s)
 
-    task = asyncio.create_task(repeat())
+    tasks: list[asyncio.Task[None]] = []
+    # A timer, not a sleeping task: a cache hit cancels it without a task or a loop turn.
+    timer = asyncio.get_running_loop().call_later(
+        settings.telegram_chat_action_delay_s, lambda: tasks.append(asyncio.create_task(repeat()))
+    )
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        timer.cancel()
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

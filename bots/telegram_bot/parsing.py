@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -9,7 +10,11 @@ from bots.errors import InvalidInput
 from tts_service.schema import PARAM_RANGES
 
 _COMMAND = re.compile(r"^/(?P<name>[A-Za-z0-9_]+)(?:@(?P<bot>[A-Za-z0-9_]+))?(?:\s+|$)")
-_OPTION = re.compile(r"^(?P<key>[A-Za-z_]+)=(?P<value>\S*)$")
+# One leading ``key=value`` token and the whitespace after it.
+_LEADING_OPTION = re.compile(r"(?P<key>[A-Za-z_]+)=(?P<value>\S*)(?:\s+|$)")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
+# How close a key must be to a real option to count as a misspelling of it (difflib ratio).
+_MISSPELLING_CUTOFF = 0.9  # "temprature" is one; "speed" is not "seed"
 
 
 @dataclass(frozen=True)
@@ -32,23 +37,40 @@ def allowed_options() -> str:
 
 
 def parse_options(rest: str) -> tuple[dict[str, float | int], str]:
-    """Leading ``key=value`` tokens become options; everything after them is the text.
+    """Leading option tokens become options; everything after them is the text, as written.
 
-    Only leading tokens count, so ``/say I like a=b`` speaks "I like a=b".
+    A leading ``key=value`` is an option when the key is one (any case), looks like a
+    misspelling of one, or has a number for its value (``speed=2``): those get the list of
+    options when wrong. Anything else ends the options, so ``/say Warning=loud noises`` and
+    ``/say I like a=b`` are spoken as written, line breaks included.
     """
     options: dict[str, float | int] = {}
-    words = rest.split()
-    consumed = 0
-    for word in words:
-        match = _OPTION.match(word)
-        if match is None:
-            break
+    text = rest.strip()
+    while (match := _LEADING_OPTION.match(text)) is not None:
         key, value = match["key"].lower(), match["value"]
-        if key not in PARAM_RANGES:
-            raise InvalidInput(f"unknown option {key}=; the options are {allowed_options()}")
-        options[key] = _number(key, value)
-        consumed += 1
-    return options, " ".join(words[consumed:])
+        if key in PARAM_RANGES:
+            options[key] = _number(key, value)
+        elif _looks_like_an_option(key, value):
+            raise InvalidInput(
+                f"unknown option {key}={_did_you_mean(key)}; the options are {allowed_options()}"
+            )
+        else:
+            break
+        text = text[match.end() :]
+    return options, text
+
+
+def _looks_like_an_option(key: str, value: str) -> bool:
+    return bool(_close_options(key)) or _NUMBER.fullmatch(value) is not None
+
+
+def _close_options(key: str) -> list[str]:
+    return difflib.get_close_matches(key, PARAM_RANGES, n=1, cutoff=_MISSPELLING_CUTOFF)
+
+
+def _did_you_mean(key: str) -> str:
+    close = _close_options(key)
+    return f" (did you mean {close[0]}=?)" if close else ""
 
 
 def _number(key: str, value: str) -> float | int:

@@ -6,13 +6,23 @@ a cache hit never reached it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    MutableMapping,
+)
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from telegram import Update
+from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bots.say import SayFlow
 from bots.settings import BotSettings
@@ -29,6 +39,9 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
 FAST_RETRY = RetryPolicy(max_attempts=2, backoff_base_s=0.01, max_wait_s=2)
+# PTB runs an update through its handler groups in order, one after the other: a handler in a
+# group after saybot's own runs once saybot is done with the update.
+AFTER_SAYBOT_GROUP = 1_000
 
 
 class CountingApp:
@@ -79,11 +92,41 @@ async def say_flow(redis: Redis, storage: StorageSettings, tts_url: str) -> Asyn
         await client.aclose()
 
 
+class HandledUpdates:
+    """Ids of the updates saybot has finished with, and a way to wait for more."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self._changed = asyncio.Condition()
+
+    async def add(self, update_id: int) -> None:
+        async with self._changed:
+            self.ids.add(update_id)
+            self._changed.notify_all()
+
+    async def wait_for(self, update_ids: Callable[[], Iterable[int]]) -> None:
+        """Until every id ``update_ids()`` names (asked again on each change) is handled."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.ids.issuperset(update_ids()))
+
+
+@dataclass
+class RunningTelegram:
+    settings: BotSettings
+    application: Application  # type: ignore[type-arg]
+    handled: HandledUpdates
+    """Filled only when started with ``track_updates``."""
+
+
 @contextlib.asynccontextmanager
 async def telegram_app(
-    tg: TelegramStandin, flow: SayFlow, **overrides: Any
-) -> AsyncIterator[BotSettings]:
-    """saybot's real PTB application, polling the stand-in, until the block ends."""
+    tg: TelegramStandin, flow: SayFlow, *, track_updates: bool = False, **overrides: Any
+) -> AsyncIterator[RunningTelegram]:
+    """saybot's real PTB application, polling the stand-in, until the block ends.
+
+    ``track_updates`` records every update saybot has finished handling, so a test can wait
+    until nothing is left in flight instead of sleeping (off for benchmarks: it costs a bit).
+    """
     settings = bot_settings(
         telegram_bot_token=SecretStr(TOKEN),
         telegram_api_base_url=tg.base_url,
@@ -91,8 +134,15 @@ async def telegram_app(
         **overrides,
     )
     application = build_application(settings, flow)
+    handled = HandledUpdates()
+    if track_updates:
+
+        async def finished(update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
+            await handled.add(update.update_id)
+
+        application.add_handler(TypeHandler(Update, finished), group=AFTER_SAYBOT_GROUP)
     await start_telegram(application, settings)
     try:
-        yield settings
+        yield RunningTelegram(settings, application, handled)
     finally:
         await stop_telegram(application)

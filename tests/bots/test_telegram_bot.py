@@ -9,28 +9,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
 import soundfile as sf
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from telegram.error import NetworkError
 
+from bots.messages import UNEXPECTED
 from bots.say import SayFlow
 from bots.settings import BotSettings
+from bots.telegram_bot.app import build_application
 from storage.redis import make_client
 from storage.settings import StorageSettings
-from tests.bots.harness import Service, running_service, say_flow, telegram_app
+from tests.bots.harness import (
+    HandledUpdates,
+    Service,
+    bot_settings,
+    running_service,
+    say_flow,
+    telegram_app,
+)
 from tests.redis_fixtures import free_port, make_settings, start_valkey
-from tests.standins.telegram_api import BOT_USERNAME, Call, TelegramStandin
+from tests.standins.telegram_api import BOT_USERNAME, TOKEN, Call, TelegramStandin
 from tests.tts_service.audio_samples import clip
 from tts_service.engines.piper import PiperEngine
 
 USER = 1001
+PTB_READ_TIMEOUT_S = 5  # HTTPXRequest's default read timeout
 
 
 @pytest.fixture(autouse=True)
@@ -44,12 +57,29 @@ def service(piper_engine: PiperEngine) -> Iterator[Service]:
         yield running
 
 
+SENDS = frozenset({"sendVoice", "sendMessage", "sendAudio", "sendDocument"})
+
+
+def answers(call: Call, message: dict[str, Any]) -> bool:
+    """Whether ``call`` sends something to ``message``'s chat as a reply to it."""
+    params = call.params
+    target = (params.get("reply_parameters") or {}).get("message_id") or params.get(
+        "reply_to_message_id"
+    )
+    return (
+        call.method in SENDS
+        and params.get("chat_id") == message["chat"]["id"]
+        and target == message["message_id"]
+    )
+
+
 @dataclass
 class Bot:
     tg: TelegramStandin
     flow: SayFlow
     service: Service
     settings: BotSettings
+    handled: HandledUpdates
 
     async def reply_to(
         self,
@@ -57,42 +87,53 @@ class Bot:
         method: str,
         timeout: float = 30,  # noqa: ASYNC109 - one bound per awaited reply reads best here
     ) -> Call:
-        """The bot's reply (``method``) quoting ``message``; fails if another kind came first."""
-        chat_id, message_id = message["chat"]["id"], message["message_id"]
+        """The bot's one reply to ``message``, which must be a ``method``.
 
-        def answers(call: Call) -> bool:
-            params = call.params
-            target = (params.get("reply_parameters") or {}).get("message_id") or params.get(
-                "reply_to_message_id"
-            )
-            return params.get("chat_id") == chat_id and target == message_id
-
-        reply = await asyncio.wait_for(self._first_reply(answers), timeout)
+        Waits until every update queued so far (edits included) has been through all of
+        saybot's handlers, so any stray second reply has been sent, then fails unless exactly
+        one reply answered ``message``.
+        """
+        async with asyncio.timeout(timeout):
+            await self.settled()
+        replies = self.replies_to(message)
+        assert len(replies) == 1, f"expected one reply, got {[c.params for c in replies]}"
+        reply = replies[0]
         assert reply.method == method, f"expected {method}, got {reply.method}: {reply.params}"
-        return reply
+        return await self.tg.wait_for(method, lambda c: c.seq == reply.seq, timeout)
 
-    async def _first_reply(self, answers: Any) -> Call:
-        while True:
-            for call in self.tg.calls():
-                sent = call.method in ("sendVoice", "sendMessage", "sendAudio", "sendDocument")
-                if sent and call.done and answers(call):
-                    return call
-            await asyncio.sleep(0.02)
+    async def no_reply_to(
+        self,
+        message: dict[str, Any],
+        timeout: float = 30,  # noqa: ASYNC109 - one bound per awaited reply reads best here
+    ) -> None:
+        """Once everything queued has been handled, nothing answered ``message``."""
+        async with asyncio.timeout(timeout):
+            await self.settled()
+        assert not self.replies_to(message), [c.params for c in self.replies_to(message)]
 
-    def replies(self) -> list[Call]:
-        return [c for c in self.tg.calls() if c.method in ("sendVoice", "sendMessage")]
+    async def settled(self) -> None:
+        """Every update the stand-in queued has been through all of saybot's handlers."""
+        await self.handled.wait_for(lambda: self.tg.issued_update_ids)
+
+    def replies_to(self, message: dict[str, Any]) -> list[Call]:
+        """Every send answering ``message``, finished or not."""
+        return [c for c in self.tg.calls() if answers(c, message)]
 
 
 @contextlib.asynccontextmanager
 async def running_bot(
-    redis: Redis, storage: StorageSettings, service: Service, **overrides: Any
+    redis: Redis,
+    storage: StorageSettings,
+    service: Service,
+    standin: TelegramStandin | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Bot]:
     async with (
-        TelegramStandin(privacy_mode=False) as tg,
+        standin or TelegramStandin(privacy_mode=False) as tg,
         say_flow(redis, storage, service.url) as flow,
-        telegram_app(tg, flow, **overrides) as settings,
+        telegram_app(tg, flow, track_updates=True, **overrides) as running,
     ):
-        yield Bot(tg, flow, service, settings)
+        yield Bot(tg, flow, service, running.settings, running.handled)
 
 
 @pytest.fixture
@@ -175,10 +216,51 @@ async def test_plain_text_in_groups_needs_a_mention(bot: Bot) -> None:
     ignored = bot.tg.send_text(group, USER, "nobody asked the bot", chat_type="group")
     mentioned = bot.tg.send_text(group, USER, f"@{BOT_USERNAME} hello group", chat_type="group")
     await bot.reply_to(mentioned, "sendVoice")
-    assert not any(
-        (c.params.get("reply_parameters") or {}).get("message_id") == ignored["message_id"]
-        for c in bot.replies()
+    await bot.no_reply_to(ignored)
+
+
+async def test_group_mentions_are_matched_by_entity_not_substring(bot: Bot) -> None:
+    group = -501
+    other_bot = bot.tg.send_text(
+        group, USER, f"@{BOT_USERNAME}_other please talk", chat_type="group"
     )
+    assert other_bot["entities"][0]["length"] == len(f"@{BOT_USERNAME}_other")
+    shouting = bot.tg.send_text(
+        group, USER, f"hey @{BOT_USERNAME.upper()} speak up", chat_type="group"
+    )
+    await bot.reply_to(shouting, "sendVoice")
+    await bot.no_reply_to(other_bot)
+
+
+async def test_edited_messages_are_not_answered_again(bot: Bot) -> None:
+    before = bot.service.counter.tts_requests
+    command = bot.tg.send_command(USER, USER, "say", "Said once.")
+    await bot.reply_to(command, "sendVoice")
+    bot.tg.edit_text(command, "/say Said once, then edited.")
+    text = bot.tg.send_text(USER, USER, "Plain text, said once.")
+    await bot.reply_to(text, "sendVoice")
+    bot.tg.edit_text(text, "Plain text, edited.")
+    await bot.reply_to(command, "sendVoice")  # exactly one each, with the edits handled
+    await bot.reply_to(text, "sendVoice")
+    assert bot.service.counter.tts_requests == before + 2
+
+
+async def test_private_plain_text_can_be_switched_off(
+    redis_client: Redis, open_storage: StorageSettings, service: Service
+) -> None:
+    async with running_bot(
+        redis_client, open_storage, service, telegram_speak_private_messages=False
+    ) as bot:
+        plain = bot.tg.send_text(USER, USER, "Not a command.")
+        await bot.no_reply_to(plain)
+        command = bot.tg.send_command(USER, USER, "say", "Still a command.")
+        await bot.reply_to(command, "sendVoice")
+
+
+async def test_text_that_only_looks_like_options_is_spoken(bot: Bot) -> None:
+    message = bot.tg.send_command(USER, USER, "say", "Warning=loud noises\nahead, E=mc2.")
+    reply = await bot.reply_to(message, "sendVoice")
+    assert decoded_voice(reply)[0].duration > 1
 
 
 async def test_commands_are_registered(bot: Bot) -> None:
@@ -200,6 +282,7 @@ async def test_commands_are_registered(bot: Bot) -> None:
         ("exaggeration=9 Hello", "exaggeration must be a number from 0.25 to 2"),
         ("seed=abc Hello", "seed must be a whole number ≥ 0"),
         ("speed=2 Hello", "unknown option speed=; the options are exaggeration="),
+        ("temprature=hot Hello", "unknown option temprature= (did you mean temperature=?)"),
     ],
 )
 async def test_bad_say_gets_a_clear_text_reply(bot: Bot, args: str, expected: str) -> None:
@@ -214,6 +297,36 @@ async def test_cloning_with_piper_says_it_needs_the_gpu_engine(bot: Bot) -> None
     reply = await bot.reply_to(message, "sendMessage")
     assert "Voice cloning needs the GPU engine" in reply.params["text"]
     assert bot.tg.download_count() == 0  # refused before downloading anything
+
+
+async def test_say_replying_to_a_voice_note_or_audio_clones_it(bot: Bot) -> None:
+    note = bot.tg.send_voice(USER, USER, clip("ogg_opus"), duration=3)
+    reply = await bot.reply_to(
+        bot.tg.send_command(USER, USER, "say", "In that voice.", reply_to=note), "sendMessage"
+    )
+    assert "Voice cloning needs the GPU engine" in reply.params["text"]
+    song = bot.tg.send_audio(USER, USER, clip("wav"), duration=3, file_name="me.wav")
+    reply = await bot.reply_to(
+        bot.tg.send_command(USER, USER, "say", "Like the song.", reply_to=song), "sendMessage"
+    )
+    assert "Voice cloning needs the GPU engine" in reply.params["text"]
+    captioned = bot.tg.send_audio(
+        USER, USER, clip("wav"), duration=3, file_name="me.wav", caption="/say Captioned."
+    )
+    reply = await bot.reply_to(captioned, "sendMessage")
+    assert "Voice cloning needs the GPU engine" in reply.params["text"]
+    assert bot.tg.download_count() == 0  # refused before downloading anything
+    await bot.no_reply_to(note)
+    await bot.no_reply_to(song)
+
+
+async def test_voice_saved_from_an_audio_file(bot: Bot) -> None:
+    song = bot.tg.send_audio(USER, USER, clip("wav"), duration=3, file_name="me.wav")
+    saved = await bot.reply_to(
+        bot.tg.send_command(USER, USER, "voice", reply_to=song), "sendMessage"
+    )
+    assert "Saved" in saved.params["text"]
+    assert bot.tg.download_count(song["audio"]["file_id"]) == 1
 
 
 async def test_oversized_clip_is_refused_without_downloading(bot: Bot) -> None:
@@ -316,6 +429,57 @@ async def test_redis_down_still_answers_uncached(service: Service) -> None:
         await redis.aclose()
         if server.is_running():
             server.stop()
+
+
+async def test_a_timed_out_voice_upload_gets_no_second_reply(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    # PTB gives up reading the answer after 5 s; Telegram may still have taken the voice note.
+    bot.tg.delay_next("sendVoice", PTB_READ_TIMEOUT_S + 1)
+    message = bot.tg.send_command(USER, USER, "say", "Slow upload.")
+    with caplog.at_level(logging.WARNING, logger="bots"):
+        reply = await bot.reply_to(message, "sendVoice")  # and no "something went wrong"
+    assert reply.status is None  # the bot hung up before the stand-in answered
+    assert "may have arrived, so no error reply follows" in caplog.text
+    again = await bot.reply_to(bot.tg.send_command(USER, USER, "say", "Fast."), "sendVoice")
+    assert again.ok
+
+
+async def test_unexpected_error_is_logged_once_with_context(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    note = bot.tg.send_voice(USER, USER, clip("ogg_opus"), duration=3)
+    bot.tg.fail_next("getFile", 500)  # PTB raises NetworkError: not one of saybot's errors
+    command = bot.tg.send_command(USER, USER, "voice", reply_to=note)
+    with caplog.at_level(logging.WARNING):
+        reply = await bot.reply_to(command, "sendMessage")
+    assert reply.params["text"] == UNEXPECTED
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+    assert f"telegram message {command['message_id']} in chat {USER}" in logged[0].getMessage()
+    assert logged[0].exc_info is not None and logged[0].exc_info[0] is NetworkError
+
+
+async def test_local_mode_reads_clips_from_the_bot_api_servers_disk(
+    redis_client: Redis, open_storage: StorageSettings, service: Service, tmp_path: Path
+) -> None:
+    local_api = TelegramStandin(privacy_mode=False, local_files_dir=tmp_path)
+    async with running_bot(
+        redis_client, open_storage, service, local_api, telegram_local_mode=True
+    ) as bot:
+        note = bot.tg.send_voice(USER, USER, clip("ogg_opus"), duration=3)
+        saved = await bot.reply_to(
+            bot.tg.send_command(USER, USER, "voice", reply_to=note), "sendMessage"
+        )
+        assert "Saved" in saved.params["text"]
+        assert bot.tg.getfile_count == 1 and bot.tg.download_count() == 0  # read from disk
+
+
+def test_local_mode_setting_reaches_the_bot() -> None:
+    settings = bot_settings(telegram_bot_token=SecretStr(TOKEN), telegram_local_mode=True)
+    assert build_application(settings, cast(SayFlow, None)).bot.local_mode is True
+    default = bot_settings(telegram_bot_token=SecretStr(TOKEN))
+    assert build_application(default, cast(SayFlow, None)).bot.local_mode is False
 
 
 async def test_webhook_mode_takes_updates_posted_by_telegram(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
+import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -28,19 +32,32 @@ from tts_service.engines.piper import PiperEngine
 from tts_service.schema import AudioFormat, TTSParams
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_base_s=0.01, max_wait_s=5)
+RETRY_AFTER_SLACK_S = 0.5  # a shared 2-core test machine; the wait itself is exact
 LONG_TEXT = ("A long sentence that keeps the engine busy for a while, on purpose. " * 14).strip()
 
 
+@dataclass
+class Exchange:
+    sent_at: float
+    answered_at: float | None = None
+    status: int | None = None
+
+
 class CountingTransport(httpx.AsyncBaseTransport):
-    """The real HTTP transport, counting the requests that went out."""
+    """The real HTTP transport, counting the requests that went out and timing their answers."""
 
     def __init__(self) -> None:
         self.inner = httpx.AsyncHTTPTransport()
         self.requests: list[str] = []
+        self.exchanges: list[Exchange] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(f"{request.method} {request.url.path}")
-        return await self.inner.handle_async_request(request)
+        exchange = Exchange(time.monotonic())
+        self.exchanges.append(exchange)
+        response = await self.inner.handle_async_request(request)
+        exchange.answered_at, exchange.status = time.monotonic(), response.status_code
+        return response
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -125,21 +142,32 @@ async def test_busy_service_is_retried_then_reported(service: str) -> None:
         await blocker.aclose()
 
 
-async def test_busy_service_retry_honours_retry_after(service: str) -> None:
-    transport = CountingTransport()
-    retry = RetryPolicy(max_attempts=5, backoff_base_s=0.01, max_wait_s=5)
-    client = TTSClient(service, API_TOKEN, retry=retry, transport=transport)
-    blocker = TTSClient(service, API_TOKEN)
-    try:
-        long_call = asyncio.create_task(blocker.synthesize(TTSParams(text=LONG_TEXT), None))
-        await asyncio.sleep(0.3)
-        result = await client.synthesize(TTSParams(text="hi"), None)
-        assert result.audio
-        assert len(transport.requests) >= 2  # refused at least once, then served
-        await long_call
-    finally:
-        await client.aclose()
-        await blocker.aclose()
+async def test_busy_service_retry_honours_retry_after(piper_engine: PiperEngine) -> None:
+    settings = make_settings(max_in_flight=1, busy_retry_after_s=1)
+    with serve_in_thread(create_app(piper_engine, settings)) as service:
+        wait_ready(service)
+        transport = CountingTransport()
+        # Enough attempts to outlast the blocker however loaded the machine is.
+        retry = RetryPolicy(max_attempts=60, backoff_base_s=0.01, max_wait_s=5)
+        client = TTSClient(service, API_TOKEN, retry=retry, transport=transport)
+        blocker = TTSClient(service, API_TOKEN)
+        blocking_text = LONG_TEXT[: len(LONG_TEXT) // 3]  # a few seconds: a few refusals
+        try:
+            long_call = asyncio.create_task(blocker.synthesize(TTSParams(text=blocking_text), None))
+            await asyncio.sleep(0.3)
+            result = await client.synthesize(TTSParams(text="hi"), None)
+            await long_call
+        finally:
+            await client.aclose()
+            await blocker.aclose()
+    assert result.audio
+    exchanges = transport.exchanges
+    assert [e.status for e in exchanges[:-1]] == [503] * (len(exchanges) - 1)
+    assert exchanges[-1].status == 200 and len(exchanges) >= 2  # refused, then served
+    for refused, retried in itertools.pairwise(exchanges):
+        assert refused.answered_at is not None
+        waited = retried.sent_at - refused.answered_at
+        assert 1.0 <= waited < 1.0 + RETRY_AFTER_SLACK_S, waited  # Retry-After: 1, no backoff
 
 
 async def test_unreachable_service_is_retried_then_unavailable() -> None:
@@ -153,6 +181,76 @@ async def test_unreachable_service_is_retried_then_unavailable() -> None:
     finally:
         await client.aclose()
     assert len(transport.requests) == 3
+
+
+class DroppedMidAnswer(Exception):
+    """Raised inside the ASGI app after its headers went out: uvicorn drops the connection."""
+
+
+class DropsConnection:
+    """The real service, but ``POST /v1/tts`` loses its connection once the work is done:
+    what a crashed proxy or a network blip looks like to the client. ``GET /v1/engine``
+    loses it while ``drop_engine_requests`` is above zero."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.syntheses = 0
+        self.drop_engine_requests = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path")
+        drop = scope["type"] == "http" and path == "/v1/tts"
+        if drop:
+            self.syntheses += 1
+        elif scope["type"] == "http" and path == "/v1/engine" and self.drop_engine_requests:
+            self.drop_engine_requests -= 1
+            drop = True
+
+        async def dropping_send(message: Any) -> None:
+            await send(message)
+            if drop and message["type"] == "http.response.start":
+                raise DroppedMidAnswer(path)
+
+        await self.app(scope, receive, dropping_send)
+
+
+async def test_connection_lost_mid_synthesis_is_not_resent(piper_engine: PiperEngine) -> None:
+    flaky = DropsConnection(create_app(piper_engine, make_settings()))
+    with serve_in_thread(flaky) as url:
+        wait_ready(url)
+        transport = CountingTransport()
+        client = TTSClient(url, API_TOKEN, retry=FAST_RETRY, transport=transport)
+        try:
+            with pytest.raises(TTSUnavailable, match="broke before it answered") as caught:
+                await client.synthesize(TTSParams(text="Only once, please."), None)
+        finally:
+            await client.aclose()
+    assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError | httpx.ReadError)
+    assert transport.requests == ["POST /v1/tts"]
+    assert flaky.syntheses == 1  # the engine's work was paid for once
+
+
+async def test_engine_info_is_asked_again_once_stale(piper_engine: PiperEngine) -> None:
+    service = DropsConnection(create_app(piper_engine, make_settings()))
+    with serve_in_thread(service) as url:
+        wait_ready(url)
+        transport = CountingTransport()
+        client = TTSClient(
+            url, API_TOKEN, retry=FAST_RETRY, transport=transport, engine_info_max_age_s=0.5
+        )
+        try:
+            first = await client.engine_info()
+            assert await client.engine_info() == first
+            assert transport.requests == ["GET /v1/engine"]  # remembered while fresh
+            await asyncio.sleep(0.6)
+            assert await client.engine_info() == first
+            assert transport.requests == ["GET /v1/engine"] * 2  # stale: asked again
+            await asyncio.sleep(0.6)
+            service.drop_engine_requests = 1  # the service cannot answer just now
+            assert await client.engine_info() == first  # the last answer keeps serving
+            assert transport.requests == ["GET /v1/engine"] * 3
+        finally:
+            await client.aclose()
 
 
 async def test_read_timeout_is_reported_and_not_retried(service: str) -> None:

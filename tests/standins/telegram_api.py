@@ -26,6 +26,10 @@ wrong is kept rather than smoothed over:
 * Replying to a message that does not exist, an unknown chat, a blocked user, malformed
   HTML/MarkdownV2, over-long text or captions, invalid command names, ``getFile`` over 20 MB:
   the same 400/403 errors the real API gives.
+* Edits (``edit_text``) arrive as ``edited_message`` updates carrying the same message id.
+* ``local_files_dir`` acts as a Bot API server started with ``--local``: ``getFile`` answers
+  an absolute path under that folder (where the file is written), no size limit applies, and
+  nothing is served over HTTP.
 
 Everything runs on the event loop of the test; the builders are plain (sync) methods.
 """
@@ -42,6 +46,7 @@ import re
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -442,8 +447,10 @@ class TelegramStandin:
         token: str = TOKEN,
         privacy_mode: bool = True,
         max_poll_s: float = 10.0,
+        local_files_dir: Path | None = None,
     ) -> None:
         self.token = token
+        self.local_files_dir = local_files_dir
         self.privacy_mode = privacy_mode
         self.max_poll_s = max_poll_s
         self.bot_user: JSON = {
@@ -470,7 +477,7 @@ class TelegramStandin:
         self._messages: dict[tuple[int, int], JSON] = {}
         self._last_message_id: dict[int, int] = {}
         self._pending: list[JSON] = []
-        self._next_update_id = 100_000
+        self._first_update_id = self._next_update_id = 100_000
         self._allowed_updates: frozenset[str] = _DEFAULT_UPDATE_TYPES
         self._poll_generation = 0
         self._calls: list[Call] = []
@@ -593,6 +600,32 @@ class TelegramStandin:
         self._pending.append({"update_id": update_id, **copy.deepcopy(update)})
         self._wake_pollers()
         return update_id
+
+    @property
+    def issued_update_ids(self) -> range:
+        """The ids of every update queued so far (confirmed or not), in order."""
+        return range(self._first_update_id, self._next_update_id)
+
+    def edit_text(self, message: JSON, text: str) -> JSON:
+        """The user edits the text (or caption) of a message they sent; the bot gets an
+        ``edited_message`` update (privacy mode permitting). Returns the edited message."""
+        key = (message["chat"]["id"], message["message_id"])
+        stored = self._messages.get(key)
+        if stored is None or stored["from"]["id"] == self.bot_user["id"]:
+            raise ValueError(f"no user message {key[1]} in chat {key[0]}")
+        field_name, entities_name = (
+            ("text", "entities") if "text" in stored else ("caption", "caption_entities")
+        )
+        stored[field_name] = text
+        stored.pop(entities_name, None)
+        if entities := detect_entities(text):
+            stored[entities_name] = entities
+        stored["edit_date"] = int(time.time())
+        if self._delivered(stored):
+            self.push_update({"edited_message": stored})
+        else:
+            self.withheld.append(copy.deepcopy(stored))
+        return copy.deepcopy(stored)
 
     def send_text(
         self,
@@ -854,7 +887,7 @@ class TelegramStandin:
             if request.match_info["token"] != self.token:
                 raise _ApiError(401, "Unauthorized")
             stored = self._files_by_path.get(request.match_info["path"])
-            if stored is None:
+            if stored is None or self.local_files_dir is not None:
                 raise _ApiError(404, "Not Found")
             await self._apply_delay(DOWNLOAD)
             self._apply_fault(DOWNLOAD)
@@ -1354,13 +1387,19 @@ class TelegramStandin:
         stored = self.files.get(str(params.get("file_id", "")))
         if stored is None:
             raise _bad_request("invalid file_id")
-        if stored.file_size > MAX_GETFILE_BYTES:
+        file_path = stored.file_path
+        if self.local_files_dir is not None:  # `--local`: the bot reads the server's disk
+            local = self.local_files_dir / self.token / stored.file_path
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(stored.data)
+            file_path = str(local.resolve())
+        elif stored.file_size > MAX_GETFILE_BYTES:
             raise _bad_request("file is too big")
         return {
             "file_id": stored.file_id,
             "file_unique_id": stored.file_unique_id,
             "file_size": stored.file_size,
-            "file_path": stored.file_path,
+            "file_path": file_path,
         }
 
     def _message_for_edit(self, params: Mapping[str, Any], what: str) -> JSON:

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dtm
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -337,6 +338,41 @@ async def test_long_poll_waits_for_updates_and_offset_confirms(tg: TelegramStand
         ended = await first
         assert ended.status_code == 409
         assert ended.json()["description"].startswith("Conflict: terminated")
+
+
+async def test_edits_arrive_as_edited_message_updates(tg: TelegramStandin) -> None:
+    sent = tg.send_command(USER, USER, "say", "first")
+    edited = tg.edit_text(sent, "/say second")
+    assert edited["message_id"] == sent["message_id"] and "edit_date" in edited
+    assert edited["entities"] == [{"offset": 0, "length": 4, "type": "bot_command"}]
+    async with httpx.AsyncClient(timeout=5) as client:
+        body = (await client.post(f"{tg.url}/bot{TOKEN}/getUpdates")).json()
+    kinds = [next(k for k in u if k != "update_id") for u in body["result"]]
+    assert kinds == ["message", "edited_message"]
+    assert body["result"][1]["edited_message"]["text"] == "/say second"
+    assert [u["update_id"] for u in body["result"]] == list(tg.issued_update_ids)
+    with pytest.raises(ValueError, match="no user message"):
+        tg.edit_text({**sent, "message_id": 999}, "nope")
+
+
+async def test_local_mode_answers_absolute_paths_and_serves_no_downloads(
+    tmp_path: Path,
+) -> None:
+    async with TelegramStandin(local_files_dir=tmp_path) as tg, httpx.AsyncClient() as client:
+        big = tg.send_voice(USER, USER, b"OggS local", duration=3, file_size=30_000_000)
+        body = (
+            await client.post(
+                f"{tg.url}/bot{TOKEN}/getFile", data={"file_id": big["voice"]["file_id"]}
+            )
+        ).json()
+        assert body["ok"], "no 20 MB limit in local mode"
+        path = Path(body["result"]["file_path"])
+        assert path.is_absolute()
+        assert await asyncio.to_thread(path.read_bytes) == b"OggS local"
+        relative = tg.files[big["voice"]["file_id"]].file_path
+        download = await client.get(f"{tg.url}/file/bot{TOKEN}/{relative}")
+        assert download.status_code == 404
+        assert tg.download_count() == 0
 
 
 async def test_unknown_method_wrong_token_and_webhook_conflict(tg: TelegramStandin) -> None:
