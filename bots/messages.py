@@ -89,7 +89,14 @@ def forget_text(report: ForgetReport) -> str:
     if not report.anything_removed:
         return "There was nothing of yours to delete."
     clips = len(report.voices_deleted) + len(report.voices_still_owned_by_others)
-    return (
-        f"Done: deleted your {clips} voice clip(s), your default voice and "
-        f"{report.cache_entries_deleted} recording(s) made with them."
-    )
+    deleted = [f"your {clips} saved voice clip(s)"] if clips else []
+    if report.attached_voices_forgotten:
+        sent_once = len(report.attached_voices_forgotten)
+        deleted.append(f"the {sent_once} voice(s) you sent with a request")
+    if report.default_cleared:
+        deleted.append("your default voice")
+    made_with = "them" if deleted else "your voices"
+    deleted.append(f"{report.cache_entries_deleted} recording(s) made with {made_with}")
+    *first, last = deleted
+    listed = f"{', '.join(first)} and {last}" if first else last
+    return f"Done: deleted {listed}."

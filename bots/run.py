@@ -66,6 +66,7 @@ def open_tts_client(endpoint: TTSEndpoint, settings: BotSettings) -> TTSClient:
         connect_timeout_s=settings.tts_connect_timeout_s,
         read_timeout_s=settings.tts_read_timeout_s,
         retry=RetryPolicy(max_attempts=settings.tts_max_attempts),
+        engine_info_max_age_s=settings.tts_engine_info_max_age_s,
     )
 
 

@@ -142,28 +142,21 @@ async def reply_privately(interaction: Interaction, text: str) -> None:
         await interaction.followup.send(text, ephemeral=True)
 
 
-def user_text(error: BaseException) -> str:
-    """The sentence for an error that reached the command tree."""
+def user_text(error: BaseException, *, context: str = "") -> str:
+    """The sentence for an error that reached the command tree (unexpected ones are logged
+    once, with ``context``)."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
     if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
         return OUTDATED  # Discord still shows commands from before a deploy
-    return error_text(error, DISCORD_WORDING)
+    return error_text(error, DISCORD_WORDING, context=context)
 
 
 async def reply_with_error(interaction: Interaction, error: BaseException) -> None:
     """Tell the user (ephemerally) what went wrong; log anything unexpected. Never raises."""
-    cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
     command = interaction.command.qualified_name if interaction.command else "?"
-    if not isinstance(cause, SayError):
-        log.error(
-            "/%s for user %s in channel %s failed: %r",
-            command,
-            interaction.user.id,
-            interaction.channel_id,
-            cause,
-        )
+    context = f"/{command} for user {interaction.user.id} in channel {interaction.channel_id}"
     try:
-        await reply_privately(interaction, user_text(error))
+        await reply_privately(interaction, user_text(error, context=context))
     except Exception:
         log.exception("could not tell user %s why /%s failed", interaction.user.id, command)

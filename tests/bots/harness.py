@@ -86,9 +86,11 @@ def bot_settings(**overrides: Any) -> BotSettings:
 async def say_flow(redis: Redis, storage: StorageSettings, tts_url: str) -> AsyncIterator[SayFlow]:
     """The production flow over the given Redis and TTS service."""
     client = TTSClient(tts_url, API_TOKEN, read_timeout_s=60, retry=FAST_RETRY)
+    flow = SayFlow.over_redis(redis, storage, client)
     try:
-        yield SayFlow.over_redis(redis, storage, client)
+        yield flow
     finally:
+        await flow.drain()  # as saybot run does: background syntheses end before the client
         await client.aclose()
 
 

@@ -476,7 +476,7 @@ async def test_set_use_forget_and_default_a_voice(bot: Bot) -> None:
     spoken = await bot.say("My voice?")
     assert "voice cloning is off right now" in spoken.message()["content"]
     forgot = await bot.command("voice", subcommand="forget")
-    assert "deleted your 1 voice clip(s)" in forgot.private_text()
+    assert "deleted your 1 saved voice clip(s)" in forgot.private_text()
     again = await bot.command("voice", subcommand="forget")
     assert again.private_text() == "There was nothing of yours to delete."
     back = await bot.command("voice", subcommand="default")
@@ -541,12 +541,17 @@ async def test_discord_rate_limits_are_waited_out(bot: Bot) -> None:
     assert outcome.message()["attachments"][0]["filename"] == "say.ogg"
 
 
-async def test_a_failed_answer_still_gets_one_private_reply(bot: Bot) -> None:
+async def test_a_failed_answer_still_gets_one_private_reply(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
     bot.standin.fail_next("/messages/@original", 400, method="PATCH")
     outcome = await bot.say("This answer is refused once.")
     assert outcome.private_text() == (
         "Something went wrong on my side — please try again in a moment."
     )
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, errors  # logged once, with the command and the user
+    assert f"/say for user {USER}" in errors[0].getMessage() and errors[0].exc_info
 
 
 # --- running ---------------------------------------------------------------------------------

@@ -292,6 +292,19 @@ async def test_bad_say_gets_a_clear_text_reply(bot: Bot, args: str, expected: st
     assert bot.service.counter.tts_requests == before
 
 
+async def test_text_with_nothing_to_say_gets_the_services_reason(bot: Bot) -> None:
+    """Only the engine knows "..." makes no sound: the service's 422 reaches the user."""
+    before = bot.service.counter.tts_requests
+    reply = await bot.reply_to(bot.tg.send_command(USER, USER, "say", "..."), "sendMessage")
+    assert reply.params["text"] == (
+        "I can't say that: the text has nothing to say aloud; give some words, "
+        "not only punctuation."
+    )
+    assert bot.service.counter.tts_requests == before + 1
+    spoken = await bot.reply_to(bot.tg.send_command(USER, USER, "say", "Words."), "sendVoice")
+    assert decoded_voice(spoken)[0].duration > 0.3
+
+
 async def test_cloning_with_piper_says_it_needs_the_gpu_engine(bot: Bot) -> None:
     message = bot.tg.send_voice(USER, USER, clip("ogg_opus"), duration=3, caption="/say Hi")
     reply = await bot.reply_to(message, "sendMessage")
@@ -370,7 +383,7 @@ async def test_save_use_default_and_forget_a_voice(bot: Bot) -> None:
     spoken = await bot.reply_to(bot.tg.send_command(USER, USER, "say", "My voice?"), "sendVoice")
     assert "voice cloning is off right now" in spoken.params["caption"]
     forgot = await bot.reply_to(bot.tg.send_command(USER, USER, "voice", "forget"), "sendMessage")
-    assert "deleted your 1 voice clip(s)" in forgot.params["text"]
+    assert "deleted your 1 saved voice clip(s)" in forgot.params["text"]
     again = await bot.reply_to(bot.tg.send_command(USER, USER, "voice", "forget"), "sendMessage")
     assert again.params["text"] == "There was nothing of yours to delete."
     back = await bot.reply_to(bot.tg.send_command(USER, USER, "voice", "default"), "sendMessage")
