@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import anyio
 from pydantic import ValidationError
@@ -56,6 +56,7 @@ DRAIN_TIMEOUT_S = 30.0
 # Clips are normalised once, at this rate, by the bot: the voice id (their fingerprint) is then
 # the same whichever container or rate the user's phone recorded in.
 REFERENCE_SAMPLE_RATE = 24_000
+T = TypeVar("T")
 CANCELLED = "cancelled"  # the outcome (and usage error code) of a request cancelled mid-way
 
 
@@ -167,6 +168,13 @@ def storage_errors_as_say_errors() -> Iterator[None]:
         raise as_say_error(exc) from exc
 
 
+def _unwrap(outcome: T | BaseException) -> T:
+    """A result of ``gather(..., return_exceptions=True)``, or its error raised."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
 class SayFlow:
     """``say`` and the voice commands, over injected storage and TTS clients."""
 
@@ -256,11 +264,21 @@ class SayFlow:
 
     async def _say(self, request: SayRequest) -> SayResult:
         params = parse_params(request)
-        decision = await self.limiter.check(request.platform, request.user_id)
+        # Independent lookups, run together: a cache hit is mostly waiting on Redis.
+        limit, info, saved = await asyncio.gather(
+            self.limiter.check(request.platform, request.user_id),
+            self.tts.engine_info(),
+            self._saved_voice_id(request),
+            return_exceptions=True,
+        )
+        decision = _unwrap(limit)  # in this order: a rate limit is reported before the rest
+        engine = _unwrap(info)
+        saved_voice_id = _unwrap(saved)
         if not decision.allowed:
             raise RateLimited(decision.retry_after_s)
-        engine = await self.tts.engine_info()
-        voice, source, note = await self._choose_voice(request, engine.can_clone_voice)
+        voice, source, note = await self._choose_voice(
+            request, engine.can_clone_voice, saved_voice_id
+        )
         key = cache_key(
             params,
             reference_sha256=voice.voice_id if voice else None,
@@ -307,8 +325,14 @@ class SayFlow:
             note=note,
         )
 
+    async def _saved_voice_id(self, request: SayRequest) -> str | None:
+        """The user's saved voice, where this request would use one."""
+        if request.reference_clip is not None or not request.use_saved_voice:
+            return None
+        return await self.voices.default_voice(request.platform, request.user_id)
+
     async def _choose_voice(
-        self, request: SayRequest, can_clone: bool
+        self, request: SayRequest, can_clone: bool, voice_id: str | None
     ) -> tuple[PreparedVoice | None, VoiceSource, str | None]:
         if request.reference_clip is not None:
             if not can_clone:
@@ -317,9 +341,6 @@ class SayFlow:
             # Not the clip: only its id, so "forget my voice" finds the audio cached with it.
             await self.voices.note_attached(request.platform, request.user_id, voice.voice_id)
             return voice, VoiceSource.ATTACHED, None
-        if not request.use_saved_voice:
-            return None, VoiceSource.BUILT_IN, None
-        voice_id = await self.voices.default_voice(request.platform, request.user_id)
         if voice_id is None:
             return None, VoiceSource.BUILT_IN, None
         if not can_clone:
