@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +14,9 @@ import soundfile as sf
 
 from tests.tts_service.audio_samples import clip, encode_sf, tone, with_silence
 from tts_service import audio
+from tts_service.engines.piper import PiperEngine
 from tts_service.errors import PayloadTooLarge, ReferenceAudioError
-from tts_service.schema import AudioFormat
+from tts_service.schema import AudioFormat, TTSParams
 
 FORMATS = ["wav", "flac", "ogg_vorbis", "ogg_opus", "mp3", "m4a", "webm"]
 
@@ -169,3 +174,112 @@ def test_loudness_is_normalised_and_peaks_limited() -> None:
     spiky = np.zeros(16_000, np.float32)
     spiky[100] = 0.9
     assert np.max(np.abs(audio.normalize_loudness(spiky))) <= audio.PEAK_CEILING + 1e-6
+
+
+def ogg_pages(data: bytes) -> list[tuple[int, int, int, bytes]]:
+    """(header flags, granule position, serial, body) of every Ogg page, in order."""
+    pages = []
+    offset = 0
+    while offset < len(data):
+        assert data[offset : offset + 4] == b"OggS", f"no Ogg page at byte {offset}"
+        flags = data[offset + 5]
+        granule = int.from_bytes(data[offset + 6 : offset + 14], "little", signed=True)
+        serial = int.from_bytes(data[offset + 14 : offset + 18], "little")
+        segments = data[offset + 26]
+        body_start = offset + 27 + segments
+        body_end = body_start + sum(data[offset + 27 : body_start])
+        pages.append((flags, granule, serial, data[body_start:body_end]))
+        offset = body_end
+    return pages
+
+
+@pytest.mark.parametrize("seconds", [0.5, 1.5, 2.3456, 7.01])
+def test_opus_decodes_to_exactly_the_input_length(seconds: float) -> None:
+    # Pre-skip and end trimming: the last granule position must cut the padding of the
+    # final 20 ms frame, or every reply is up to 26.5 ms longer than what was spoken.
+    samples = syllables(seconds, 22_050, peak_dbfs=-3.0)
+    expected = audio.resample(samples, 22_050, audio.OPUS_SAMPLE_RATE).size
+    data = audio.encode(samples, 22_050, AudioFormat.OGG_OPUS)
+    info = sf.info(io.BytesIO(data))
+    assert (info.format, info.subtype, info.samplerate, info.channels) == ("OGG", "OPUS", 48_000, 1)
+    assert info.duration == pytest.approx(samples.size / 22_050, abs=0.02)
+    decoded, rate = sf.read(io.BytesIO(data), dtype="float32")
+    assert rate == 48_000
+    assert decoded.size == expected
+
+
+def test_opus_is_one_mono_stream_voice_messages_accept() -> None:
+    # Telegram voice notes and Discord voice messages want exactly this: one Ogg
+    # logical stream (BOS … EOS) of mono Opus with an OpusHead and OpusTags.
+    samples = syllables(3.0, 22_050, peak_dbfs=-3.0)
+    pages = ogg_pages(audio.encode(samples, 22_050, AudioFormat.OGG_OPUS))
+    head, tags = pages[0][3], pages[1][3]
+    assert head[:8] == b"OpusHead"
+    channels, pre_skip = head[9], int.from_bytes(head[10:12], "little")
+    input_rate = int.from_bytes(head[12:16], "little")
+    assert (channels, input_rate) == (1, 48_000)
+    assert tags[:8] == b"OpusTags"
+    assert pages[0][0] & 0x02 and pages[-1][0] & 0x04  # beginning and end of stream
+    assert {serial for _, _, serial, _ in pages} == {audio.OGG_SERIAL}
+    # The last granule counts the pre-skip plus every real sample, nothing more.
+    expected = audio.resample(samples, 22_050, audio.OPUS_SAMPLE_RATE).size
+    assert pages[-1][1] == pre_skip + expected
+
+
+def test_decoded_opus_is_the_input_not_just_the_right_length() -> None:
+    samples = syllables(3.0, 22_050, peak_dbfs=-3.0)
+    reference = audio.resample(samples, 22_050, audio.OPUS_SAMPLE_RATE)
+    data = audio.encode(samples, 22_050, AudioFormat.OGG_OPUS)
+    decoded, _ = sf.read(io.BytesIO(data), dtype="float32")
+    # Aligned sample for sample: a wrong pre-skip would shift it by hundreds of samples.
+    assert np.corrcoef(reference, decoded)[0, 1] > 0.95
+
+
+OPUS_IN_A_FRESH_PROCESS = """
+import hashlib, sys
+import numpy as np
+from tts_service import audio
+from tts_service.schema import AudioFormat
+samples = np.load(sys.argv[1])
+data = audio.encode(samples, 22_050, AudioFormat.OGG_OPUS)
+print(hashlib.sha256(data).hexdigest())
+"""
+
+
+def test_opus_bytes_are_identical_across_processes(tmp_path: Path) -> None:
+    # A seeded request promises byte-identical audio, and the cache keys on it: nothing
+    # per-process (a random Ogg serial, a clock) may reach the bytes.
+    samples = syllables(2.0, 22_050, peak_dbfs=-3.0)
+    path = str(tmp_path / "samples.npy")
+    np.save(path, samples)
+    here = hashlib.sha256(audio.encode(samples, 22_050, AudioFormat.OGG_OPUS)).hexdigest()
+    elsewhere = [
+        subprocess.run(
+            [sys.executable, "-c", OPUS_IN_A_FRESH_PROCESS, path],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    assert elsewhere == [here, here]
+    other = syllables(2.0, 22_050, peak_dbfs=-6.0)
+    assert hashlib.sha256(audio.encode(other, 22_050, AudioFormat.OGG_OPUS)).hexdigest() != here
+
+
+def test_opus_bitrate_suits_piper_speech(piper_engine: PiperEngine) -> None:
+    text = (
+        "The morning train was late again, so Maria walked the last two miles along the "
+        "river. She counted herons, waved at a fisherman, and arrived just as the old "
+        "bakery on the corner opened its doors."
+    )
+    rate = piper_engine.info.sample_rate
+    speech = audio.normalize_loudness(
+        piper_engine.synthesize(text, TTSParams(text=text, seed=1), None)
+    )
+    seconds = speech.size / rate
+    assert seconds > 8.0
+    data = audio.encode(speech, rate, AudioFormat.OGG_OPUS)
+    kbps = len(data) * 8 / seconds / 1000
+    assert 16 < kbps < 64
+    assert sf.info(io.BytesIO(data)).duration == pytest.approx(seconds, abs=0.02)
