@@ -25,8 +25,9 @@ import discord
 from discord import app_commands
 from pydantic import SecretStr
 
+from bench.answered_flow import AnsweredFlow
 from bots.discord_bot.client import build_client, start_discord, stop_discord
-from bots.say import SayFlow, SayRequest, SayResult
+from bots.say import SayFlow, SayRequest
 from storage.redis import make_client
 from tests.bots.harness import bot_settings, running_service, say_flow
 from tests.redis_fixtures import make_settings, start_valkey
@@ -88,17 +89,6 @@ class BareBot(discord.Client):
 
     async def setup_hook(self) -> None:
         await self.tree.sync()
-
-
-class AnsweredFlow(SayFlow):
-    """Diagnostic: ``say`` returns one prepared result; nothing else of the flow runs."""
-
-    def __init__(self, flow: SayFlow, result: SayResult) -> None:
-        super().__init__(flow.tts, flow.cache, flow.voices, flow.limiter, flow.usage)
-        self.result = result
-
-    async def say(self, request: SayRequest) -> SayResult:
-        return self.result
 
 
 async def saybot_round(flow: SayFlow, n: int) -> tuple[list[float], bytes]:

@@ -29,7 +29,8 @@ from collections.abc import Callable
 from telegram import Update
 from telegram.ext import Application, CommandHandler, ContextTypes
 
-from bots.say import SayFlow, SayRequest, SayResult
+from bench.answered_flow import AnsweredFlow
+from bots.say import SayFlow, SayRequest
 from bots.telegram_bot.app import stop_telegram
 from storage.redis import make_client
 from tests.bots.harness import running_service, say_flow, telegram_app
@@ -89,17 +90,6 @@ async def bare_round(voice: bytes, n: int) -> list[float]:
             return await time_replies(tg, [CACHED_TEXT] * n)
         finally:
             await stop_telegram(application)
-
-
-class AnsweredFlow(SayFlow):
-    """Diagnostic: ``say`` returns one prepared result; nothing else of the flow runs."""
-
-    def __init__(self, flow: SayFlow, result: SayResult) -> None:
-        super().__init__(flow.tts, flow.cache, flow.voices, flow.limiter, flow.usage)
-        self.result = result
-
-    async def say(self, request: SayRequest) -> SayResult:
-        return self.result
 
 
 def report(name: str, ours: list[float], base: list[float], base_name: str, target: str) -> None:
