@@ -50,6 +50,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# The ASGI interface the middlewares below speak (a scope is a message-shaped mapping too).
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Message, Receive, Send], Awaitable[None]]
+
+
 class UnsafeBind(RuntimeError):
     """Refusing to expose an unauthenticated service beyond loopback."""
 
@@ -93,15 +100,15 @@ class InFlightLimit:
 class BodySizeLimit:
     """ASGI middleware: answer 413 before reading more than ``max_bytes`` of a body."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(
         self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
-        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+        scope: Message,
+        receive: Receive,
+        send: Send,
     ) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -111,7 +118,7 @@ class BodySizeLimit:
             await self._refuse(scope, receive, send)
             return
         # Buffer the body (bounded) so the app never sees a partial one.
-        messages: list[MutableMapping[str, Any]] = []
+        messages: list[Message] = []
         received = 0
         while True:
             message = await receive()
@@ -123,7 +130,7 @@ class BodySizeLimit:
             if message["type"] != "http.request" or not message.get("more_body", False):
                 break
 
-        async def replay() -> MutableMapping[str, Any]:
+        async def replay() -> Message:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
@@ -133,9 +140,9 @@ class BodySizeLimit:
 
     async def _refuse(
         self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
-        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+        scope: Message,
+        receive: Receive,
+        send: Send,
     ) -> None:
         response = error_response(PayloadTooLarge(self._message()))
         await response(scope, receive, send)
@@ -189,15 +196,15 @@ class BearerAuth:
     but ``PUBLIC_PATHS``, ``/docs`` and ``/openapi.json`` included.
     """
 
-    def __init__(self, app: Callable[..., Awaitable[None]], check: TokenCheck) -> None:
+    def __init__(self, app: ASGIApp, check: TokenCheck) -> None:
         self.app = app
         self.check = check
 
     async def __call__(
         self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
-        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+        scope: Message,
+        receive: Receive,
+        send: Send,
     ) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
