@@ -47,7 +47,13 @@ from storage.usage import UsageRecorder
 from storage.voices import ForgetReport, VoiceStore
 from tts_service import audio
 from tts_service.errors import PayloadTooLarge, ReferenceAudioError
-from tts_service.schema import PARAM_RANGES, AudioFormat, TTSParams, describe_validation_error
+from tts_service.schema import (
+    PARAM_RANGES,
+    AudioFormat,
+    EngineInfo,
+    TTSParams,
+    describe_validation_error,
+)
 
 log = logging.getLogger(__name__)
 # A stop waits this long for syntheses whose chat requests already ended.
@@ -168,6 +174,20 @@ def storage_errors_as_say_errors() -> Iterator[None]:
         raise as_say_error(exc) from exc
 
 
+def _key(params: TTSParams, voice: PreparedVoice | None, engine: EngineInfo) -> str:
+    return cache_key(
+        params,
+        reference_sha256=voice.voice_id if voice else None,
+        engine_name=engine.name,
+        model_version=engine.model_version,
+        fmt=params.format,
+    )
+
+
+async def _nothing() -> None:
+    return None
+
+
 def _unwrap(outcome: T | BaseException) -> T:
     """A result of ``gather(..., return_exceptions=True)``, or its error raised."""
     if isinstance(outcome, BaseException):
@@ -228,6 +248,7 @@ class SayFlow:
         """At shutdown, after the adapters stopped: background syntheses end before the
         Redis and TTS clients close under them."""
         await self.cache.drain(timeout_s)
+        await self.settled()
 
     async def say(self, request: SayRequest) -> SayResult:
         started = time.perf_counter()
@@ -249,7 +270,7 @@ class SayFlow:
             # Whatever ended the request (cancellation included), the in-flight gauge drops.
             self.observer.request_finished(request.platform, outcome, time.perf_counter() - started)
             if outcome not in ("hit", "miss"):
-                await self.usage.record(
+                self.usage.record_soon(
                     request.platform, request.user_id, "error", error_code=outcome
                 )
         log.info(
@@ -264,11 +285,15 @@ class SayFlow:
 
     async def _say(self, request: SayRequest) -> SayResult:
         params = parse_params(request)
-        # Independent lookups, run together: a cache hit is mostly waiting on Redis.
-        limit, info, saved = await asyncio.gather(
+        # Independent lookups, run together: a cache hit is mostly waiting on Redis. The
+        # likeliest answer (the built-in voice, the engine as last known) is looked up
+        # alongside; it is used only if the key it was read under turns out to be the key.
+        likely_key = self._likely_key(request, params)
+        limit, info, saved, prefetched = await asyncio.gather(
             self.limiter.check(request.platform, request.user_id),
             self.tts.engine_info(),
             self._saved_voice_id(request),
+            self.cache.peek(likely_key) if likely_key else _nothing(),
             return_exceptions=True,
         )
         decision = _unwrap(limit)  # in this order: a rate limit is reported before the rest
@@ -279,13 +304,13 @@ class SayFlow:
         voice, source, note = await self._choose_voice(
             request, engine.can_clone_voice, saved_voice_id
         )
-        key = cache_key(
-            params,
-            reference_sha256=voice.voice_id if voice else None,
-            engine_name=engine.name,
-            model_version=engine.model_version,
-            fmt=params.format,
-        )
+        key = _key(params, voice, engine)
+        looked_up = key == likely_key
+        if looked_up:
+            entry_or_none = _unwrap(prefetched)
+            self.cache.count_lookup(entry_or_none)
+            if entry_or_none is not None:
+                return self._answer(request, entry_or_none, True, 0.0, source, note)
         synthesis_s = 0.0
 
         async def synthesize() -> CachedAudio:
@@ -307,8 +332,26 @@ class SayFlow:
                 voice_id=voice.voice_id if voice else None,
             )
 
-        entry, from_cache = await self.cache.get_or_create(key, synthesize)
-        await self.usage.record(
+        entry, from_cache = await self.cache.get_or_create(key, synthesize, known_missing=looked_up)
+        return self._answer(request, entry, from_cache, synthesis_s, source, note)
+
+    def _likely_key(self, request: SayRequest, params: TTSParams) -> str | None:
+        engine = self.tts.known_engine_info
+        if engine is None or request.reference_clip is not None:
+            return None
+        return _key(params, None, engine)
+
+    def _answer(
+        self,
+        request: SayRequest,
+        entry: CachedAudio,
+        from_cache: bool,
+        synthesis_s: float,
+        source: VoiceSource,
+        note: str | None,
+    ) -> SayResult:
+        """The result; its usage is counted in the background (off the answer's path)."""
+        self.usage.record_soon(
             request.platform,
             request.user_id,
             "hit" if from_cache else "miss",
@@ -324,6 +367,10 @@ class SayFlow:
             engine=entry.engine,
             note=note,
         )
+
+    async def settled(self) -> None:
+        """Write the usage counted so far (before reading it back, and at shutdown)."""
+        await self.usage.flush()
 
     async def _saved_voice_id(self, request: SayRequest) -> str | None:
         """The user's saved voice, where this request would use one."""

@@ -106,6 +106,11 @@ class TTSClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    @property
+    def known_engine_info(self) -> EngineInfo | None:
+        """The last answer of ``engine_info``, stale or not, without asking."""
+        return self._engine_info
+
     async def engine_info(self, *, refresh: bool = False) -> EngineInfo:
         """The engine's identity (part of every cache key), remembered for
         ``engine_info_max_age_s``: a redeployed service is noticed even by a bot that only

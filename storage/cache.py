@@ -246,11 +246,19 @@ class AudioCache:
     async def get(self, key: str) -> CachedAudio | None:
         """The cached entry, or None (a miss, a corrupt value, or Redis unavailable)."""
         entry = await self._fetch(key)
+        self.count_lookup(entry)
+        return entry
+
+    async def peek(self, key: str) -> CachedAudio | None:
+        """``get`` without counting it: for a lookup made before the caller knows whether
+        ``key`` is the one it needs (it calls ``count_lookup`` if it was)."""
+        return await self._fetch(key)
+
+    def count_lookup(self, entry: CachedAudio | None) -> None:
         if entry is None:
             self.metrics.cache_misses += 1
         else:
             self.metrics.cache_hits += 1
-        return entry
 
     async def put(self, key: str, entry: CachedAudio) -> bool:
         """Store with the configured TTL and index it under its voice; False if not stored.
@@ -325,16 +333,20 @@ class AudioCache:
 
     # --- single-flight -------------------------------------------------------------------------
 
-    async def get_or_create(self, key: str, create: Create) -> tuple[CachedAudio, bool]:
+    async def get_or_create(
+        self, key: str, create: Create, *, known_missing: bool = False
+    ) -> tuple[CachedAudio, bool]:
         """The cached entry, or one made by exactly one ``create`` among all concurrent callers.
 
         Returns ``(entry, from_cache)``; ``from_cache`` is False only for the caller whose
         ``create`` ran. Waiters raise the holder's error (see ``rebuild_error``) or
-        ``SingleFlightTimeout`` after ``singleflight_wait_timeout_s``.
+        ``SingleFlightTimeout`` after ``singleflight_wait_timeout_s``. ``known_missing``:
+        the caller has just looked (and counted the miss); the lock holder looks again.
         """
-        entry = await self.get(key)
-        if entry is not None:
-            return entry, True
+        if not known_missing:
+            entry = await self.get(key)
+            if entry is not None:
+                return entry, True
         task = self._inflight.get(key)
         if task is not None:  # the same key is being resolved in this process: share it
             shared, _ = await asyncio.shield(task)

@@ -1,6 +1,7 @@
 """Usage counters: per-day buckets by platform and by user, read back by the admin endpoint.
 
-One request costs one pipelined round trip of ``HINCRBY`` (atomic, no read-modify-write)
+One request costs at most one pipelined round trip of ``HINCRBY`` (atomic, no
+read-modify-write; buffered requests share one)
 on two hashes per day — totals, per-platform counts and errors by code (overall and per
 platform) in ``usage:day:<day>``, per-user counts in ``usage:users:<day>`` — each expiring
 ``usage_retention_days`` after its day ends.
@@ -14,6 +15,7 @@ Recording never raises: a lost count is better than a lost reply.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterator
@@ -114,13 +116,30 @@ class UserUsage:
     counts: UsageCounts = field(default_factory=UsageCounts)
 
 
+# A buffered count waits at most this long before it is written.
+FLUSH_INTERVAL_S = 0.5
+
+
 class UsageRecorder:
+    """Writes the counters. ``record`` writes at once; ``record_soon`` adds to a buffer
+    that one pipeline writes every ``flush_interval_s`` (and on ``flush``): the chat
+    answer never waits on counting, and a busy bot writes each hot field once per flush."""
+
     def __init__(
-        self, redis: Redis, settings: StorageSettings, metrics: StorageMetrics | None = None
+        self,
+        redis: Redis,
+        settings: StorageSettings,
+        metrics: StorageMetrics | None = None,
+        *,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
     ) -> None:
         self._redis = redis
         self._settings = settings
         self.metrics = metrics if metrics is not None else StorageMetrics()
+        self._flush_interval_s = flush_interval_s
+        self._buffer: Counter[tuple[str, str]] = Counter()  # (key, field) → increment
+        self._expiries: dict[str, dt.datetime] = {}  # key → when it expires
+        self._flusher: asyncio.Task[None] | None = None
 
     async def record(
         self,
@@ -133,6 +152,72 @@ class UsageRecorder:
         day: dt.date | None = None,
     ) -> None:
         """Count one request; one round trip, never raises for Redis."""
+        increments: Counter[tuple[str, str]] = Counter()
+        expiries: dict[str, dt.datetime] = {}
+        self._count(
+            increments,
+            expiries,
+            platform,
+            user_id,
+            outcome,
+            error_code,
+            audio_seconds,
+            synthesis_seconds,
+            day,
+        )
+        await self._write(increments, expiries)
+
+    def record_soon(
+        self,
+        platform: str,
+        user_id: str,
+        outcome: Outcome,
+        error_code: str | None = None,
+        audio_seconds: float = 0.0,
+        synthesis_seconds: float = 0.0,
+    ) -> None:
+        """``record``, buffered: written within ``flush_interval_s``. Needs a running loop."""
+        self._count(
+            self._buffer,
+            self._expiries,
+            platform,
+            user_id,
+            outcome,
+            error_code,
+            audio_seconds,
+            synthesis_seconds,
+            None,
+        )
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_later(), name="usage flush")
+
+    async def flush(self) -> None:
+        """Write what is buffered now (at shutdown, or before reading the counts)."""
+        increments, expiries = self._buffer, self._expiries
+        self._buffer, self._expiries = Counter(), {}
+        if increments:
+            await self._write(increments, expiries)
+
+    async def _flush_later(self) -> None:
+        try:
+            await asyncio.sleep(self._flush_interval_s)
+        finally:
+            self._flusher = None  # counts added from here on schedule the next flush
+        await self.flush()
+
+    def _count(
+        self,
+        increments: Counter[tuple[str, str]],
+        expiries: dict[str, dt.datetime],
+        platform: str,
+        user_id: str,
+        outcome: Outcome,
+        error_code: str | None,
+        audio_seconds: float,
+        synthesis_seconds: float,
+        day: dt.date | None,
+    ) -> None:
+        """Add one request's increments (and its keys' expiry) to ``increments``."""
         keys.check_field("platform", platform)
         keys.check_field("user_id", user_id)
         outcome_field = _OUTCOME_FIELD[outcome]
@@ -142,7 +227,7 @@ class UsageRecorder:
             dt.time(),
             tzinfo=dt.UTC,
         )
-        increments = {
+        counters = {
             "requests": 1,
             outcome_field: 1,
             "audio_ms": round(max(audio_seconds, 0.0) * 1000),
@@ -151,20 +236,28 @@ class UsageRecorder:
         day_key = keys.usage_day(day.isoformat())
         users_key = keys.usage_users(day.isoformat())
         user = f"{platform}:{user_id}"
-        pipe = self._redis.pipeline(transaction=False)
-        for counter, value in increments.items():
+        for counter, value in counters.items():
             if value:
-                pipe.hincrby(day_key, counter, value)
-                pipe.hincrby(day_key, f"platform{_SEP}{platform}{_SEP}{counter}", value)
-                pipe.hincrby(users_key, f"{user}{_SEP}{counter}", value)
+                increments[day_key, counter] += value
+                increments[day_key, f"platform{_SEP}{platform}{_SEP}{counter}"] += value
+                increments[users_key, f"{user}{_SEP}{counter}"] += value
         if outcome == "error":
             code = (error_code or "unknown").replace(_SEP, "_")
-            pipe.hincrby(day_key, f"error{_SEP}{code}", 1)
-            pipe.hincrby(day_key, f"{_PLATFORM_ERROR}{_SEP}{platform}{_SEP}{code}", 1)
-        pipe.expireat(day_key, expire_at)
-        pipe.expireat(users_key, expire_at)
+            increments[day_key, f"error{_SEP}{code}"] += 1
+            increments[day_key, f"{_PLATFORM_ERROR}{_SEP}{platform}{_SEP}{code}"] += 1
+        expiries[day_key] = expiries[users_key] = expire_at
+
+    async def _write(
+        self, increments: Counter[tuple[str, str]], expiries: dict[str, dt.datetime]
+    ) -> None:
+        """One pipelined round trip of ``HINCRBY``s and ``EXPIREAT``s; never raises for Redis."""
         if not self.metrics.redis_allowed():
             return
+        pipe = self._redis.pipeline(transaction=False)
+        for (key, name), value in increments.items():
+            pipe.hincrby(key, name, value)
+        for key, expire_at in expiries.items():
+            pipe.expireat(key, expire_at)
         try:
             await pipe.execute()
         except REDIS_ERRORS as exc:

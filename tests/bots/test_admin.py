@@ -665,6 +665,7 @@ async def test_metrics_count_the_flow_and_parse(
     assert first.voice is VoiceSource.BUILT_IN and first.note == "voice cloning is off right now"
     with pytest.raises(InvalidInput):
         await flow.say(SayRequest(platform="discord", user_id="7", chat_id="7", text=" "))
+    await flow.settled()
     metrics.observer.tts_called(0.5, "tts_busy")  # what a refused synthesis reports
     metrics.observer.request_started("discord")  # one still in flight
 
@@ -803,7 +804,13 @@ async def test_saybot_run_serves_the_admin_endpoint(tmp_path: Path, service: Ser
                 )
                 assert sample(parsed, "saybot_tts_call_seconds_count") == 1
                 assert sample(parsed, "saybot_cache_misses_total") == 1
-                usage = (await http.get("/usage")).json()
+                # Usage is counted just after the answer is sent, off its path.
+                async with asyncio.timeout(5):
+                    while True:
+                        usage = (await http.get("/usage")).json()
+                        if usage["totals"]["requests"]:
+                            break
+                        await asyncio.sleep(0.02)
                 assert usage["by_platform"]["telegram"]["misses"] == 1
                 assert usage["top_users"][0]["user_id"] == "1001"
         finally:

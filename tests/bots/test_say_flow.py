@@ -96,9 +96,11 @@ async def observed_flow(
     redis: Redis, storage: StorageSettings, tts_url: str, observer: CountingObserver
 ) -> AsyncIterator[SayFlow]:
     client = TTSClient(tts_url, API_TOKEN, read_timeout_s=60, retry=FAST_RETRY)
+    flow = SayFlow.over_redis(redis, storage, client, observer=observer)
     try:
-        yield SayFlow.over_redis(redis, storage, client, observer=observer)
+        yield flow
     finally:
+        await flow.drain()
         await client.aclose()
 
 
@@ -136,6 +138,29 @@ async def test_concurrent_identical_requests_synthesise_once(
     assert len({r.audio for r in results}) == 1
     assert sum(not r.from_cache for r in results) == 1
     assert all(r.voice is VoiceSource.BUILT_IN for r in results)
+
+
+async def test_a_saved_voice_never_gets_the_built_in_voices_cached_audio(
+    redis_client: Redis, open_settings: StorageSettings, cloning_service: Service
+) -> None:
+    """The built-in voice's entry is read alongside the lookups, as the likeliest answer;
+    for a user whose saved voice applies it must be left unused, and counted nowhere."""
+    async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
+        built_in = await flow.say(request("The same words, two voices."))
+        assert (built_in.voice, built_in.from_cache) == (VoiceSource.BUILT_IN, False)
+        await flow.save_voice("test", "1", clip("wav"))
+        before_tts = cloning_service.counter.tts_requests
+        before = (flow.cache.metrics.cache_hits, flow.cache.metrics.cache_misses)
+        saved = await flow.say(request("The same words, two voices."))
+        assert (saved.voice, saved.from_cache) == (VoiceSource.SAVED, False)
+        assert cloning_service.counter.tts_requests == before_tts + 1
+        assert (flow.cache.metrics.cache_hits, flow.cache.metrics.cache_misses) == (
+            before[0],
+            before[1] + 1,  # one lookup, under the saved voice's key
+        )
+        again = await flow.say(request("The same words, two voices."))
+        assert (again.voice, again.from_cache) == (VoiceSource.SAVED, True)
+        assert again.audio == saved.audio
 
 
 async def test_failed_synthesis_reaches_every_waiter_as_the_same_error(
@@ -285,6 +310,7 @@ async def test_a_cancelled_request_is_finished_and_counted(
                 with pytest.raises(asyncio.CancelledError):
                     await task
                 assert (observer.in_flight, observer.finished) == (0, ["cancelled"])
+                await flow.settled()  # usage is counted off the answer's path
                 today = utc_today()
                 usage = await UsageReader(redis_client, open_settings).summary(today, today)
                 assert usage.errors_by_code == {"cancelled": 1}

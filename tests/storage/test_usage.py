@@ -12,7 +12,7 @@ from redis.asyncio import BlockingConnectionPool, Connection, Redis
 
 from storage import keys
 from storage.settings import StorageSettings
-from storage.usage import UsageReader, UsageRecorder, utc_today
+from storage.usage import UsageReader, UsageRecorder, UsageSummary, utc_today
 
 # Recent days: a bucket older than the retention expires the moment it is written.
 DAY1 = utc_today() - dt.timedelta(days=2)
@@ -181,6 +181,57 @@ async def test_one_round_trip_per_request(settings: StorageSettings, valkey_url:
         assert CountingConnection.writes - before == 1
     finally:
         await client.aclose()
+
+
+async def test_buffered_counts_are_written_in_one_round_trip_per_flush(
+    settings: StorageSettings, valkey_url: str
+) -> None:
+    pool = BlockingConnectionPool.from_url(valkey_url, connection_class=CountingConnection)
+    client = Redis.from_pool(pool)
+    try:
+        recorder = UsageRecorder(client, settings, flush_interval_s=60)
+        await client.ping()  # connects (HELLO…) first
+        before = CountingConnection.writes
+        for i in range(50):
+            recorder.record_soon("telegram", str(i % 3), "hit", audio_seconds=0.5)
+        recorder.record_soon("discord", "9", "error", error_code="tts_busy")
+        assert CountingConnection.writes == before  # nothing written while buffered
+        await recorder.flush()
+        assert CountingConnection.writes - before == 1
+        today = utc_today()
+        summary = await UsageReader(client, settings).summary(today, today)
+        assert (summary.totals.requests, summary.totals.hits, summary.totals.errors) == (51, 50, 1)
+        assert summary.totals.audio_ms == 25_000
+        assert summary.errors_by_platform == {"discord": {"tts_busy": 1}}
+        assert summary.by_platform["telegram"].requests == 50
+        assert await client.ttl(keys.usage_users(today.isoformat())) > 0  # expiry set too
+        before = CountingConnection.writes
+        await recorder.flush()
+        assert CountingConnection.writes == before  # an empty flush writes nothing
+    finally:
+        await client.aclose()
+
+
+async def test_buffered_counts_are_written_within_the_interval(
+    redis_client: Redis, settings: StorageSettings
+) -> None:
+    recorder = UsageRecorder(redis_client, settings, flush_interval_s=0.05)
+    reader = UsageReader(redis_client, settings)
+    today = utc_today()
+
+    async def requests_written(count: int) -> UsageSummary:
+        async with asyncio.timeout(5):
+            while True:
+                summary = await reader.summary(today, today)
+                if summary.totals.requests >= count:
+                    return summary
+                await asyncio.sleep(0.01)
+
+    recorder.record_soon("telegram", "1", "miss", audio_seconds=1.0, synthesis_seconds=0.5)
+    await requests_written(1)
+    recorder.record_soon("telegram", "1", "hit", audio_seconds=1.0)  # schedules a new flush
+    summary = await requests_written(2)
+    assert (summary.totals.hits, summary.totals.misses, summary.totals.synthesis_ms) == (1, 1, 500)
 
 
 async def test_forget_user_drops_only_their_per_user_counts(
