@@ -28,6 +28,8 @@ from storage.voices import ForgetReport
 log = logging.getLogger(__name__)
 
 UNEXPECTED = "Something went wrong on my side — please try again in a moment."
+# For a request the bot was still working on when it had to stop.
+GAVE_UP = "I had to restart before I could finish that — please try again in a moment."
 
 
 def _seconds(value: float | None) -> str:

@@ -10,7 +10,8 @@ from typing import Any
 import discord
 
 from bots.discord_bot.commands import SayTree
-from bots.discord_bot.replies import GAVE_UP, reply_privately
+from bots.discord_bot.replies import reply_privately
+from bots.messages import GAVE_UP
 from bots.say import SayFlow
 from bots.settings import BotSettings
 

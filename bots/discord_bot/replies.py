@@ -44,7 +44,6 @@ DISCORD_WORDING: dict[type[SayError], str] = {
 }
 OUTDATED = "That command has just changed — please try again in a minute."
 TURNED_AWAY = "I'm restarting — please try again in a moment."
-GAVE_UP = "I had to restart before I could finish that — please try again in a moment."
 # What a public "thinking…" message shows for the instant before it is deleted.
 ANSWERED_PRIVATELY = "I couldn't do that — the reason was sent only to you."
 

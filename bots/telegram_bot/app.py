@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import urlsplit
 
@@ -13,6 +14,9 @@ from bots.settings import BotSettings
 from bots.telegram_bot import handlers
 
 log = logging.getLogger(__name__)
+
+# In-flight messages may take a cold GPU's tens of seconds; a stop waits this long for them.
+DRAIN_TIMEOUT_S = 60.0
 
 # Synthesis takes seconds: handle many updates at once instead of PTB's one-by-one default.
 CONCURRENT_UPDATES = 64
@@ -96,10 +100,23 @@ async def _start(application: Application, settings: BotSettings) -> None:  # ty
         log.info("telegram: long polling as @%s", application.bot.username)
 
 
-async def stop_telegram(application: Application) -> None:  # type: ignore[type-arg]
-    """Stop taking updates, let running handlers finish, close the HTTP pool."""
+async def stop_telegram(
+    application: Application,  # type: ignore[type-arg]
+    drain_timeout_s: float = DRAIN_TIMEOUT_S,
+) -> None:
+    """Stop taking updates, let running handlers finish (bounded: those still running then
+    are cancelled and tell their users to retry), close the HTTP pool."""
     if application.updater is not None and application.updater.running:
         await application.updater.stop()
+    deps = application.bot_data.get("deps")
+    if isinstance(deps, handlers.Deps) and deps.in_flight:
+        log.info("telegram: waiting for %d message(s) in flight", len(deps.in_flight))
+        _, unfinished = await asyncio.wait(set(deps.in_flight), timeout=drain_timeout_s)
+        if unfinished:
+            log.warning("telegram: %d message(s) did not finish in time", len(unfinished))
+            for task in unfinished:
+                task.cancel()
+            await asyncio.wait(unfinished, timeout=handlers.GAVE_UP_TIMEOUT_S + 1)
     if application.running:
         await application.stop()
     await application.shutdown()

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from telegram import Audio, Message, MessageEntity, Update, Voice
 from telegram.constants import ChatAction, ChatType
@@ -24,7 +25,7 @@ from bots.errors import (
     VoiceClipRejected,
     VoiceCloningUnavailable,
 )
-from bots.messages import caption, error_text, forget_text
+from bots.messages import GAVE_UP, caption, error_text, forget_text
 from bots.say import SayFlow, SayRequest
 from bots.settings import BotSettings
 from bots.telegram_bot.parsing import Command, parse_options, split_command
@@ -32,6 +33,8 @@ from bots.telegram_bot.parsing import Command, parse_options, split_command
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
+# How long telling a user "I had to restart" may take while stopping.
+GAVE_UP_TIMEOUT_S = 5.0
 
 HELP = (
     "I speak text aloud.\n"
@@ -62,6 +65,8 @@ class Deps:
 
     flow: SayFlow
     settings: BotSettings
+    # The tasks handling messages right now: stopping waits for them (bounded).
+    in_flight: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 def deps_of(context: ContextTypes.DEFAULT_TYPE) -> Deps:
@@ -121,8 +126,17 @@ async def _handle(
     message: Message, context: ContextTypes.DEFAULT_TYPE, work: Callable[[], Awaitable[None]]
 ) -> None:
     """Run ``work`` and make sure exactly one reply goes out, whatever happens."""
+    task = asyncio.current_task()
+    in_flight = deps_of(context).in_flight
+    if task is not None:
+        in_flight.add(task)
     try:
         await work()
+    except asyncio.CancelledError:
+        # Stopping could not wait for this one: say so (bounded), then end as cancelled.
+        with contextlib.suppress(TelegramError, TimeoutError):
+            await asyncio.wait_for(message.reply_text(GAVE_UP, do_quote=True), GAVE_UP_TIMEOUT_S)
+        raise
     except Exception as exc:
         where = f"telegram message {message.message_id} in chat {message.chat_id}"
         text = error_text(exc, TELEGRAM_WORDING, context=where)  # logs the unexpected, once
@@ -130,6 +144,9 @@ async def _handle(
             await message.reply_text(text, do_quote=True)
         except TelegramError as send_error:
             log.warning("could not send the error reply to %s: %r", where, send_error)
+    finally:
+        if task is not None:
+            in_flight.discard(task)
 
 
 async def _send_reply(message: Message, send: Awaitable[Message]) -> None:

@@ -29,8 +29,9 @@ from bots.discord_bot.client import (
     start_discord,
     stop_discord,
 )
-from bots.discord_bot.replies import ANSWERED_PRIVATELY, GAVE_UP, TURNED_AWAY
+from bots.discord_bot.replies import ANSWERED_PRIVATELY, TURNED_AWAY
 from bots.discord_bot.voice_message import voice_metadata
+from bots.messages import GAVE_UP
 from bots.run import start_adapters
 from bots.say import SayFlow, SayRequest
 from bots.settings import BotSettings

@@ -23,10 +23,10 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from telegram.error import NetworkError
 
-from bots.messages import UNEXPECTED
-from bots.say import SayFlow
+from bots.messages import GAVE_UP, UNEXPECTED
+from bots.say import SayFlow, SayRequest
 from bots.settings import BotSettings
-from bots.telegram_bot.app import build_application
+from bots.telegram_bot.app import build_application, stop_telegram
 from storage.redis import make_client
 from storage.settings import StorageSettings
 from tests.bots.harness import (
@@ -442,6 +442,30 @@ async def test_redis_down_still_answers_uncached(service: Service) -> None:
         await redis.aclose()
         if server.is_running():
             server.stop()
+
+
+async def test_stop_tells_users_of_messages_it_cannot_wait_for(
+    redis_client: Redis, open_storage: StorageSettings, service: Service
+) -> None:
+    async with (
+        TelegramStandin() as tg,
+        say_flow(redis_client, open_storage, service.url) as flow,
+        telegram_app(tg, flow) as running,
+    ):
+        before = service.counter.tts_requests
+        message = tg.send_command(USER, USER, "say", "A long answer. " * 60)
+        async with asyncio.timeout(10):
+            while True:  # the service has the request: synthesis is under way
+                if service.counter.tts_requests > before:
+                    break
+                await asyncio.sleep(0.01)
+        await asyncio.wait_for(stop_telegram(running.application, drain_timeout_s=0.1), 30)
+        replies = [c for c in tg.calls() if answers(c, message)]
+        assert [(c.method, c.params["text"]) for c in replies] == [("sendMessage", GAVE_UP)]
+        # The synthesis itself outlives the message (others may share it): it still lands.
+        await flow.drain()
+        again = await flow.say(SayRequest("telegram", str(USER), str(USER), "A long answer. " * 60))
+        assert again.from_cache
 
 
 async def test_a_timed_out_voice_upload_gets_no_second_reply(
