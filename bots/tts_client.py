@@ -101,9 +101,13 @@ class TTSClient:
         self._engine_info: EngineInfo | None = None
         self._engine_info_expires = 0.0  # time.monotonic() after which it is asked again
         self._engine_info_max_age_s = engine_info_max_age_s
-        self._engine_info_lock = asyncio.Lock()  # many requests, one question
+        self._engine_info_lock = asyncio.Lock()
+        self._engine_info_refresh: asyncio.Task[None] | None = None
 
     async def aclose(self) -> None:
+        if self._engine_info_refresh is not None:
+            self._engine_info_refresh.cancel()
+            await asyncio.wait([self._engine_info_refresh])
         await self._http.aclose()
 
     @property
@@ -111,28 +115,41 @@ class TTSClient:
         """The last answer of ``engine_info``, stale or not, without asking."""
         return self._engine_info
 
-    async def engine_info(self, *, refresh: bool = False) -> EngineInfo:
-        """The engine's identity (part of every cache key), remembered for
-        ``engine_info_max_age_s``: a redeployed service is noticed even by a bot that only
-        serves cache hits. If the service cannot be asked, the stale answer is kept."""
-        async with self._engine_info_lock:
-            known = self._engine_info
-            if known is not None and not refresh and time.monotonic() < self._engine_info_expires:
-                return known
-            try:
-                response = await self._request("GET", "/v1/engine")
-            except TTSFailure as exc:
-                if known is None or refresh:
-                    raise
-                log.warning("keeping the TTS engine's last known identity: %s", exc.message)
-                self._engine_info_expires = time.monotonic() + min(
-                    ENGINE_INFO_RETRY_S, self._engine_info_max_age_s
-                )
-                return known
-            info = EngineInfo.model_validate_json(response.content)
-            self._engine_info = info
-            self._engine_info_expires = time.monotonic() + self._engine_info_max_age_s
-            return info
+    async def engine_info(self) -> EngineInfo:
+        """The engine's identity (part of every cache key).
+
+        Asked once; from then on answered at once, so a cache hit never waits on the
+        service (on Modal, asking may wake a GPU container). Older than
+        ``engine_info_max_age_s``, it is asked again in the background, so a redeployed
+        service is noticed even by a bot that only serves cache hits; if the service
+        cannot answer, the last answer stays.
+        """
+        known = self._engine_info
+        if known is None:
+            async with self._engine_info_lock:  # many requests, one question
+                return self._engine_info or await self._ask_engine_info()
+        if time.monotonic() >= self._engine_info_expires and self._engine_info_refresh is None:
+            self._engine_info_refresh = asyncio.create_task(self._refresh_engine_info())
+        return known
+
+    async def _refresh_engine_info(self) -> None:
+        try:
+            await self._ask_engine_info()
+        except TTSFailure as exc:
+            log.warning("keeping the TTS engine's last known identity: %s", exc.message)
+            self._engine_info_expires = time.monotonic() + min(
+                ENGINE_INFO_RETRY_S, self._engine_info_max_age_s
+            )
+        except Exception:
+            log.exception("asking the TTS engine's identity failed")
+        finally:
+            self._engine_info_refresh = None
+
+    async def _ask_engine_info(self) -> EngineInfo:
+        response = await self._request("GET", "/v1/engine")
+        info = self._engine_info = EngineInfo.model_validate_json(response.content)
+        self._engine_info_expires = time.monotonic() + self._engine_info_max_age_s
+        return info
 
     async def ready(self) -> dict[str, Any]:
         """The service's /readyz body; raises ``TTSFailure`` when it is not ready."""

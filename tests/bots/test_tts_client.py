@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,9 +197,13 @@ class DropsConnection:
         self.app = app
         self.syntheses = 0
         self.drop_engine_requests = 0
+        self.engine_gate = threading.Event()  # cleared: GET /v1/engine waits (a cold start)
+        self.engine_gate.set()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path")
+        if scope["type"] == "http" and path == "/v1/engine":
+            await asyncio.to_thread(self.engine_gate.wait, 30)
         drop = scope["type"] == "http" and path == "/v1/tts"
         if drop:
             self.syntheses += 1
@@ -230,7 +235,17 @@ async def test_connection_lost_mid_synthesis_is_not_resent(piper_engine: PiperEn
     assert flaky.syntheses == 1  # the engine's work was paid for once
 
 
-async def test_engine_info_is_asked_again_once_stale(piper_engine: PiperEngine) -> None:
+async def eventually(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_engine_info_is_asked_again_once_stale_without_making_anyone_wait(
+    piper_engine: PiperEngine, caplog: pytest.LogCaptureFixture
+) -> None:
     service = DropsConnection(create_app(piper_engine, make_settings()))
     with serve_in_thread(service) as url:
         wait_ready(url)
@@ -243,13 +258,22 @@ async def test_engine_info_is_asked_again_once_stale(piper_engine: PiperEngine) 
             assert await client.engine_info() == first
             assert transport.requests == ["GET /v1/engine"]  # remembered while fresh
             await asyncio.sleep(0.6)
+            service.engine_gate.clear()  # the service is slow to answer now (a cold start)
+            # Stale: answered at once with what is known, and asked again in the background.
+            assert await asyncio.wait_for(client.engine_info(), 5) == first
+            await eventually(lambda: len(transport.requests) == 2)
             assert await client.engine_info() == first
-            assert transport.requests == ["GET /v1/engine"] * 2  # stale: asked again
+            assert len(transport.requests) == 2  # one question at a time
+            service.engine_gate.set()
+            await eventually(lambda: transport.exchanges[1].status == 200)
             await asyncio.sleep(0.6)
             service.drop_engine_requests = 1  # the service cannot answer just now
-            assert await client.engine_info() == first  # the last answer keeps serving
+            assert await client.engine_info() == first
+            await eventually(lambda: "keeping the TTS engine's last known identity" in caplog.text)
+            assert client.known_engine_info == first  # the last answer keeps serving
             assert transport.requests == ["GET /v1/engine"] * 3
         finally:
+            service.engine_gate.set()
             await client.aclose()
 
 
