@@ -152,20 +152,11 @@ class UsageRecorder:
         day: dt.date | None = None,
     ) -> None:
         """Count one request; one round trip, never raises for Redis."""
-        increments: Counter[tuple[str, str]] = Counter()
-        expiries: dict[str, dt.datetime] = {}
-        self._count(
-            increments,
-            expiries,
-            platform,
-            user_id,
-            outcome,
-            error_code,
-            audio_seconds,
-            synthesis_seconds,
-            day,
+        await self._write(
+            *self._increments(
+                platform, user_id, outcome, error_code, audio_seconds, synthesis_seconds, day
+            )
         )
-        await self._write(increments, expiries)
 
     def record_soon(
         self,
@@ -177,17 +168,11 @@ class UsageRecorder:
         synthesis_seconds: float = 0.0,
     ) -> None:
         """``record``, buffered: written within ``flush_interval_s``. Needs a running loop."""
-        self._count(
-            self._buffer,
-            self._expiries,
-            platform,
-            user_id,
-            outcome,
-            error_code,
-            audio_seconds,
-            synthesis_seconds,
-            None,
+        increments, expiries = self._increments(
+            platform, user_id, outcome, error_code, audio_seconds, synthesis_seconds, None
         )
+        self._buffer.update(increments)  # Counter.update adds
+        self._expiries.update(expiries)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_later(), name="usage flush")
 
@@ -205,10 +190,8 @@ class UsageRecorder:
             self._flusher = None  # counts added from here on schedule the next flush
         await self.flush()
 
-    def _count(
+    def _increments(
         self,
-        increments: Counter[tuple[str, str]],
-        expiries: dict[str, dt.datetime],
         platform: str,
         user_id: str,
         outcome: Outcome,
@@ -216,8 +199,8 @@ class UsageRecorder:
         audio_seconds: float,
         synthesis_seconds: float,
         day: dt.date | None,
-    ) -> None:
-        """Add one request's increments (and its keys' expiry) to ``increments``."""
+    ) -> tuple[Counter[tuple[str, str]], dict[str, dt.datetime]]:
+        """One request's increments by (key, field), and when each key expires."""
         keys.check_field("platform", platform)
         keys.check_field("user_id", user_id)
         outcome_field = _OUTCOME_FIELD[outcome]
@@ -236,6 +219,7 @@ class UsageRecorder:
         day_key = keys.usage_day(day.isoformat())
         users_key = keys.usage_users(day.isoformat())
         user = f"{platform}:{user_id}"
+        increments: Counter[tuple[str, str]] = Counter()
         for counter, value in counters.items():
             if value:
                 increments[day_key, counter] += value
@@ -245,7 +229,7 @@ class UsageRecorder:
             code = (error_code or "unknown").replace(_SEP, "_")
             increments[day_key, f"error{_SEP}{code}"] += 1
             increments[day_key, f"{_PLATFORM_ERROR}{_SEP}{platform}{_SEP}{code}"] += 1
-        expiries[day_key] = expiries[users_key] = expire_at
+        return increments, {day_key: expire_at, users_key: expire_at}
 
     async def _write(
         self, increments: Counter[tuple[str, str]], expiries: dict[str, dt.datetime]
