@@ -33,6 +33,7 @@ from bots.errors import (
 )
 from bots.tts_client import TTSClient
 from storage.cache import AudioCache, CachedAudio, cache_key, error_rebuilder
+from storage.engine_identity import EngineIdentityStore
 from storage.errors import (
     SingleFlightFailed,
     SingleFlightTimeout,
@@ -206,8 +207,11 @@ class SayFlow:
         limiter: RateLimiter,
         usage: UsageRecorder,
         observer: FlowObserver | None = None,
+        engines: EngineIdentityStore | None = None,
     ) -> None:
         self.observer: FlowObserver = observer or NoObserver()
+        self.engines = engines
+        self._remembered_engine: EngineInfo | None = None  # what ``engines`` holds, as far as known
         self.tts = tts
         self.cache = cache
         self.voices = voices
@@ -242,6 +246,7 @@ class SayFlow:
             limiter=RateLimiter(redis, settings, metrics),
             usage=UsageRecorder(redis, settings, metrics),
             observer=observer,
+            engines=EngineIdentityStore(redis, metrics),
         )
 
     async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
@@ -291,7 +296,7 @@ class SayFlow:
         likely_key = self._likely_key(request, params)
         limit, info, saved, prefetched = await asyncio.gather(
             self.limiter.check(request.platform, request.user_id),
-            self.tts.engine_info(),
+            self._engine_info(),
             self._saved_voice_id(request),
             self.cache.peek(likely_key) if likely_key else _nothing(),
             return_exceptions=True,
@@ -420,4 +425,19 @@ class SayFlow:
             return await self.voices.forget(platform, user_id)
 
     async def can_clone(self) -> bool:
-        return (await self.tts.engine_info()).can_clone_voice
+        return (await self._engine_info()).can_clone_voice
+
+    async def _engine_info(self) -> EngineInfo:
+        """The service's engine identity; one remembered in Redis serves until the service
+        answers, so a bot that starts while it is down (or cold) still finds cached audio."""
+        first_time = self.tts.known_engine_info is None and self._remembered_engine is None
+        if first_time and self.engines is not None:
+            remembered = await self.engines.last_seen()
+            if remembered is not None:
+                self._remembered_engine = remembered
+                self.tts.assume_engine_info(remembered)
+        engine = await self.tts.engine_info()
+        if engine != self._remembered_engine and self.engines is not None:
+            self._remembered_engine = engine
+            await self.engines.remember(engine)
+        return engine

@@ -115,6 +115,13 @@ class TTSClient:
         """The last answer of ``engine_info``, stale or not, without asking."""
         return self._engine_info
 
+    def assume_engine_info(self, info: EngineInfo) -> None:
+        """Start from an identity seen earlier (by any bot): used at once, and asked again
+        in the background on the next ``engine_info``."""
+        if self._engine_info is None:
+            self._engine_info = info
+            self._engine_info_expires = 0.0
+
     async def engine_info(self) -> EngineInfo:
         """The engine's identity (part of every cache key).
 

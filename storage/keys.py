@@ -19,6 +19,7 @@ keys in different cluster slots: keys that one Lua script touches together share
     saybot:v1:usage:day:<YYYY-MM-DD>              hash of per-day totals and per-platform counts
     saybot:v1:usage:users:<YYYY-MM-DD>            hash of per-user counts for the day
     saybot:v1:rate:<platform>:<user_id>           token bucket state (hash)
+    saybot:v1:engine                              the TTS engine's identity last seen (JSON)
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ VOICE_IDLE_TTL_S = 90 * 86_400  # a clip unused for a season is dropped (and its
 # above the 240 s single-flight wait, itself above the bots' 180 s TTS read timeout.
 VOICE_FORGOTTEN_TTL_S = 300
 USAGE_RETENTION_DAYS = 90  # a quarter of history for the admin dashboard
+# Kept as long as the audio it keys: a bot that starts with the TTS service down can still
+# find every cached answer.
+ENGINE_IDENTITY_TTL_S = AUDIO_TTL_S
+ENGINE_IDENTITY = f"{PREFIX}engine"
 
 _VOICE_ID = re.compile(r"[0-9a-f]{16,128}")
 _FIELD = re.compile(r"[^:{}\s]{1,128}")

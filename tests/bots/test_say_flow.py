@@ -163,6 +163,25 @@ async def test_a_saved_voice_never_gets_the_built_in_voices_cached_audio(
         assert again.audio == saved.audio
 
 
+async def test_a_bot_started_while_the_service_is_down_still_serves_cached_audio(
+    redis_client: Redis, open_settings: StorageSettings, service: Service, piper_engine: PiperEngine
+) -> None:
+    """Cache keys name the engine: the identity seen by an earlier bot, kept in Redis, lets
+    a fresh bot find cached answers before the service (down, or a cold GPU) answers."""
+    async with say_flow(redis_client, open_settings, service.url) as flow:
+        first = await flow.say(request("Said before the restart."))
+    remembered = await redis_client.get(keys.ENGINE_IDENTITY)
+    assert remembered is not None
+    assert EngineInfo.model_validate_json(remembered) == piper_engine.info
+    with running_service(piper_engine) as gone:
+        pass  # stopped: its port now refuses connections
+    async with say_flow(redis_client, open_settings, gone.url) as restarted:
+        again = await restarted.say(request("Said before the restart."))
+        assert again.from_cache and again.audio == first.audio
+        with pytest.raises(TTSUnavailable):
+            await restarted.say(request("Never said before."))
+
+
 async def test_failed_synthesis_reaches_every_waiter_as_the_same_error(
     redis_client: Redis, storage_settings: StorageSettings, piper_engine: PiperEngine
 ) -> None:
