@@ -26,6 +26,7 @@ from tests.bots.harness import FAST_RETRY, Service, running_service, say_flow
 from tests.redis_fixtures import make_settings, restricted_client, start_valkey
 from tests.tts_helpers import API_TOKEN
 from tests.tts_service.audio_samples import clip
+from tests.tts_service.engine_wrappers import PiperWrapper
 from tts_service.engines.base import FloatAudio, ReferenceClip
 from tts_service.engines.piper import PiperEngine
 from tts_service.schema import EngineInfo, TTSParams
@@ -41,12 +42,12 @@ NOT_VOICE_KEYS = [
 ]
 
 
-class CloningPiper:
+class CloningPiper(PiperWrapper):
     """Piper behind a cloning engine's face; ``gate``, when given, holds every synthesis
     until it is set, so a test can act while one is in progress."""
 
     def __init__(self, piper: PiperEngine, gate: threading.Event | None = None) -> None:
-        self._piper = piper
+        super().__init__(piper)
         self._info = piper.info.model_copy(
             update={"name": "cloning-piper", "can_clone_voice": True}
         )
@@ -57,20 +58,13 @@ class CloningPiper:
     def info(self) -> EngineInfo:
         return self._info
 
-    @property
-    def is_loaded(self) -> bool:
-        return self._piper.is_loaded
-
-    def load(self) -> None:
-        self._piper.load()
-
     def synthesize(
         self, text: str, params: TTSParams, reference: ReferenceClip | None
     ) -> FloatAudio:
         self.entered.set()
         if self.gate is not None and not self.gate.wait(timeout=30):
             raise RuntimeError("the test never opened the gate")
-        return self._piper.synthesize(text, params, None)
+        return self.inner.synthesize(text, params, None)
 
 
 class CountingObserver:
