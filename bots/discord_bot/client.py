@@ -11,16 +11,17 @@ import discord
 
 from bots.discord_bot.commands import SayTree
 from bots.discord_bot.replies import reply_privately
+from bots.draining import (
+    DRAIN_TIMEOUT_S,
+    GAVE_UP_TIMEOUT_S,
+    cancel_and_wait,
+    wait_for_in_flight,
+)
 from bots.messages import GAVE_UP
 from bots.say import SayFlow
 from bots.settings import BotSettings
 
 log = logging.getLogger(__name__)
-
-# In-flight commands may take a cold GPU's tens of seconds; a stop waits this long for them.
-DRAIN_TIMEOUT_S = 60.0
-# How long cancelled commands and the "please try again" replies may take once it is over.
-GIVE_UP_TIMEOUT_S = 5.0
 
 
 def minimal_intents() -> discord.Intents:
@@ -119,15 +120,9 @@ async def stop_discord(client: SayBot, drain_timeout_s: float = DRAIN_TIMEOUT_S)
     accepted command gets exactly one answer even when stopping cannot wait for it.
     """
     client.accepting = False
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + drain_timeout_s
-    if client.in_flight:
-        log.info("discord: waiting for %d command(s) in flight", len(client.in_flight))
-    while client.in_flight and loop.time() < deadline:
-        # Commands turned away meanwhile join the set too; wait for them as well.
-        await asyncio.wait(set(client.in_flight), timeout=deadline - loop.time())
-    if client.in_flight:
-        await _give_up_on(dict(client.in_flight))
+    unfinished = await wait_for_in_flight(client.in_flight, drain_timeout_s, "discord command(s)")
+    if unfinished:
+        await _give_up_on({task: client.in_flight[task] for task in unfinished})
     await client.close()
     task = client.gateway_task
     if task is not None:
@@ -138,11 +133,8 @@ async def stop_discord(client: SayBot, drain_timeout_s: float = DRAIN_TIMEOUT_S)
 
 async def _give_up_on(unfinished: dict[asyncio.Task[Any], discord.Interaction[Any]]) -> None:
     """Cancel commands that outlived the drain and tell each user, privately, to retry."""
-    log.warning("discord: %d command(s) did not finish in time", len(unfinished))
-    for task in unfinished:
-        task.cancel()
-    await asyncio.wait(unfinished, timeout=GIVE_UP_TIMEOUT_S)
-    async with asyncio.timeout(GIVE_UP_TIMEOUT_S):
+    await cancel_and_wait(set(unfinished), GAVE_UP_TIMEOUT_S)
+    async with asyncio.timeout(GAVE_UP_TIMEOUT_S):
         await asyncio.gather(
             *(_tell_gave_up(interaction) for interaction in unfinished.values()),
             return_exceptions=True,

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from urllib.parse import urlsplit
 
 from telegram import BotCommand, Update
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
+from bots.draining import DRAIN_TIMEOUT_S, GAVE_UP_TIMEOUT_S, cancel_and_wait, wait_for_in_flight
 from bots.say import SayFlow
 from bots.settings import BotSettings
 from bots.telegram_bot import handlers
 
 log = logging.getLogger(__name__)
 
-# In-flight messages may take a cold GPU's tens of seconds; a stop waits this long for them.
-DRAIN_TIMEOUT_S = 60.0
 
 # Synthesis takes seconds: handle many updates at once instead of PTB's one-by-one default.
 CONCURRENT_UPDATES = 64
@@ -109,14 +107,12 @@ async def stop_telegram(
     if application.updater is not None and application.updater.running:
         await application.updater.stop()
     deps = application.bot_data.get("deps")
-    if isinstance(deps, handlers.Deps) and deps.in_flight:
-        log.info("telegram: waiting for %d message(s) in flight", len(deps.in_flight))
-        _, unfinished = await asyncio.wait(set(deps.in_flight), timeout=drain_timeout_s)
-        if unfinished:
-            log.warning("telegram: %d message(s) did not finish in time", len(unfinished))
-            for task in unfinished:
-                task.cancel()
-            await asyncio.wait(unfinished, timeout=handlers.GAVE_UP_TIMEOUT_S + 1)
+    if isinstance(deps, handlers.Deps):
+        unfinished = await wait_for_in_flight(
+            deps.in_flight, drain_timeout_s, "telegram message(s)"
+        )
+        # Each cancelled handler tells its user (within GAVE_UP_TIMEOUT_S) before it ends.
+        await cancel_and_wait(unfinished, GAVE_UP_TIMEOUT_S + 1)
     if application.running:
         await application.stop()
     await application.shutdown()

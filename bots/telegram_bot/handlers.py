@@ -18,6 +18,7 @@ from telegram.constants import ChatAction, ChatType
 from telegram.error import TelegramError, TimedOut
 from telegram.ext import ContextTypes
 
+from bots.draining import GAVE_UP_TIMEOUT_S
 from bots.errors import (
     InvalidInput,
     NoSavedVoice,
@@ -33,8 +34,6 @@ from bots.telegram_bot.parsing import Command, parse_options, split_command
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-# How long telling a user "I had to restart" may take while stopping.
-GAVE_UP_TIMEOUT_S = 5.0
 
 HELP = (
     "I speak text aloud.\n"
