@@ -293,7 +293,12 @@ class SayFlow:
         # Independent lookups, run together: a cache hit is mostly waiting on Redis. The
         # likeliest answer (the built-in voice, the engine as last known) is looked up
         # alongside; it is used only if the key it was read under turns out to be the key.
-        likely_key = self._likely_key(request, params)
+        known = self.tts.known_engine_info
+        likely_key = (
+            _key(params, None, known)
+            if known is not None and request.reference_clip is None
+            else None
+        )
         limit, info, saved, prefetched = await asyncio.gather(
             self.limiter.check(request.platform, request.user_id),
             self._engine_info(),
@@ -309,8 +314,10 @@ class SayFlow:
         voice, source, note = await self._choose_voice(
             request, engine.can_clone_voice, saved_voice_id
         )
-        key = _key(params, voice, engine)
-        looked_up = key == likely_key
+        if voice is None and likely_key is not None and engine == known:
+            key, looked_up = likely_key, True  # the key the likeliest answer was read under
+        else:
+            key, looked_up = _key(params, voice, engine), False
         if looked_up:
             entry_or_none = _unwrap(prefetched)
             self.cache.count_lookup(entry_or_none)
@@ -339,12 +346,6 @@ class SayFlow:
 
         entry, from_cache = await self.cache.get_or_create(key, synthesize, known_missing=looked_up)
         return self._answer(request, entry, from_cache, synthesis_s, source, note)
-
-    def _likely_key(self, request: SayRequest, params: TTSParams) -> str | None:
-        engine = self.tts.known_engine_info
-        if engine is None or request.reference_clip is not None:
-            return None
-        return _key(params, None, engine)
 
     def _answer(
         self,
