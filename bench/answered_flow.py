@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from bots.say import SayFlow, SayRequest, SayResult
 
 
@@ -9,7 +11,7 @@ class AnsweredFlow(SayFlow):
     """``say`` returns one prepared result; nothing else of the flow runs."""
 
     def __init__(self, flow: SayFlow, result: SayResult) -> None:
-        super().__init__(flow.tts, flow.cache, flow.voices, flow.limiter, flow.usage)
+        super().__init__(**{f.name: getattr(flow, f.name) for f in dataclasses.fields(flow)})
         self.result = result
 
     async def say(self, request: SayRequest) -> SayResult:

@@ -22,8 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from storage.cache import AudioCache, CachedAudio, cache_key
+from storage.cache import AudioCache, CachedAudio
+from storage.cache_keys import cache_key
 from storage.redis import make_client
+from tests.audio_bytes import OGG_HEAD_PAGE, ogg
 from tests.redis_fixtures import make_settings, start_valkey
 from tests.storage import singleflight_worker as worker
 from tts_service.schema import AudioFormat, TTSParams
@@ -38,7 +40,11 @@ async def bench_hit(url: str, rounds: int, value_bytes: int) -> None:
         cache = AudioCache(client, settings)
         key = cache_key(TTSParams(text=TEXT), None, "piper", "1")
         entry = CachedAudio(
-            os.urandom(value_bytes), AudioFormat.OGG_OPUS, 3.2, "piper", time.time()
+            ogg(os.urandom(value_bytes - len(OGG_HEAD_PAGE))),
+            AudioFormat.OGG_OPUS,
+            3.2,
+            "piper",
+            time.time(),
         )
         assert await cache.put(key, entry)
         for _ in range(200):  # warm-up: connection, allocator
@@ -72,7 +78,7 @@ async def bench_put(url: str, rounds: int, value_bytes: int) -> None:
     voice_id = hashlib.sha256(b"a reference clip").hexdigest()
     try:
         cache = AudioCache(client, settings)
-        audio = os.urandom(value_bytes)
+        audio = ogg(os.urandom(value_bytes - len(OGG_HEAD_PAGE)))
         built_in = CachedAudio(audio, AudioFormat.OGG_OPUS, 3.2, "piper", time.time())
         voiced = CachedAudio(audio, AudioFormat.OGG_OPUS, 3.2, "piper", time.time(), voice_id)
         plain_s: list[float] = []

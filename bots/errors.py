@@ -4,15 +4,30 @@ SayError                         something the user should hear about
 ├── InvalidInput                 empty/over-long text, unknown or out-of-range parameter
 ├── RateLimited                  too many requests; carries retry_after_s
 ├── VoiceClipRejected            the clip is too big, too long, silent or undecodable
+├── ClipDownloadFailed           the platform or the clip's host failed or hung
 ├── VoiceCloningUnavailable      the running engine cannot clone (Piper)
 ├── NoSavedVoice                 /voice forget or a saved voice that has expired
 └── TTSFailure                   the TTS service could not help
     ├── TTSBusy                  503/429 after the retries; carries retry_after_s
     ├── TTSTimeout               no answer in time (a cold GPU that never warmed)
-    └── TTSUnavailable           unreachable, 5xx, or misconfigured (401)
+    ├── TTSServerError           the service's own 500: a bug there, not an outage
+    └── TTSUnavailable           unreachable, 5xx, or a 200 that is not audio
+        └── TTSMisconfigured     the service refused our token (401): TTS_API_TOKEN
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from storage.errors import (
+    SingleFlightFailed,
+    SingleFlightTimeout,
+    StorageError,
+    StorageUnavailable,
+    VoiceTooLarge,
+)
+from tts_service.schema import ErrorCode
 
 
 class SayError(Exception):
@@ -41,8 +56,14 @@ class VoiceClipRejected(SayError):
     code = "voice_clip_rejected"
 
 
+class ClipDownloadFailed(SayError):
+    code = "clip_download_failed"
+
+
 class VoiceCloningUnavailable(SayError):
-    code = "voice_cloning_unavailable"
+    """The bot side of the service's error of the same name (one code, ``ErrorCode``)."""
+
+    code = ErrorCode.VOICE_CLONING_UNAVAILABLE
 
 
 class NoSavedVoice(SayError):
@@ -69,5 +90,44 @@ class TTSTimeout(TTSFailure):
     code = "tts_timeout"
 
 
+class TTSServerError(TTSFailure):
+    code = "tts_server_error"
+
+
 class TTSUnavailable(TTSFailure):
     code = "tts_unavailable"
+
+
+class TTSMisconfigured(TTSUnavailable):
+    """Not going to fix itself: start-up does not wait for it, and it is logged once."""
+
+    code = "tts_misconfigured"
+
+
+def as_say_error(error: StorageError) -> SayError:
+    """Storage failures that could not degrade, in the bots' terms."""
+    if isinstance(error, VoiceTooLarge):
+        return VoiceClipRejected("it is too large to keep; send a shorter clip")
+    if isinstance(error, SingleFlightTimeout):
+        return TTSTimeout("waited too long for the same request to finish")
+    if isinstance(error, SingleFlightFailed):
+        return TTSUnavailable(f"the shared synthesis failed ({error.code})")
+    if isinstance(error, StorageUnavailable):
+        return StorageProblem("storage is unavailable right now")
+    return StorageProblem(str(error))
+
+
+@contextlib.contextmanager
+def storage_errors_as_say_errors() -> Iterator[None]:
+    try:
+        yield
+    except StorageError as exc:
+        raise as_say_error(exc) from exc
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether the TTS service may well succeed if asked again soon (busy, slow, away),
+    as opposed to a refusal of this request or a misconfiguration."""
+    return isinstance(error, TTSBusy | TTSTimeout | TTSUnavailable) and not isinstance(
+        error, TTSMisconfigured
+    )

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 from pydantic import SecretStr
 
+from tts_service.exposure import secret_value
+
 MASK = "***"
 
 
@@ -38,7 +40,12 @@ class RedactSecrets(logging.Filter):
 
 def redact_secrets_in_logs(*secrets: SecretStr | str | None) -> None:
     """Install the filter on every root handler (call after ``logging.basicConfig``)."""
-    values = [s.get_secret_value() if isinstance(s, SecretStr) else s for s in secrets if s]
+    # Only set secrets: a blank one is no secret, and masking whitespace would mangle every line.
+    values = [
+        value
+        for s in secrets
+        if (value := secret_value(SecretStr(s) if isinstance(s, str) else s)) is not None
+    ]
     redactor = RedactSecrets(values)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)

@@ -10,19 +10,22 @@ import logging
 import math
 from collections.abc import Mapping
 
+from bots.chosen_voice import CLONING_OFF
 from bots.errors import (
+    ClipDownloadFailed,
     InvalidInput,
     NoSavedVoice,
     RateLimited,
     SayError,
     StorageProblem,
     TTSBusy,
+    TTSServerError,
     TTSTimeout,
     TTSUnavailable,
     VoiceClipRejected,
     VoiceCloningUnavailable,
 )
-from bots.say import SayResult
+from bots.say import SavedVoice, SayResult
 from storage.voices import ForgetReport
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 UNEXPECTED = "Something went wrong on my side — please try again in a moment."
 # For a request the bot was still working on when it had to stop.
 GAVE_UP = "I had to restart before I could finish that — please try again in a moment."
+BUILT_IN_AGAIN = "Back to the built-in voice."
 
 
 def _seconds(value: float | None) -> str:
@@ -51,6 +55,8 @@ def error_text(
             return f"I can't say that: {error.message}."
         case VoiceClipRejected():
             return f"I can't use that voice clip: {error.message}."
+        case ClipDownloadFailed():
+            return f"I couldn't download your clip ({error.message}) — please send it again."
         case VoiceCloningUnavailable():
             return (
                 "Voice cloning needs the GPU engine, which isn't running right now — "
@@ -68,6 +74,8 @@ def error_text(
                 "The voice engine took too long to answer (it may be warming up) — "
                 "please try again in a minute."
             )
+        case TTSServerError():
+            return UNEXPECTED
         case TTSUnavailable():
             return "The voice engine is unavailable right now — please try again later."
         case SayError():
@@ -84,6 +92,12 @@ def caption(result: SayResult) -> str:
     if result.note:
         text += f" ({result.note})"
     return text
+
+
+def saved_text(saved: SavedVoice) -> str:
+    """The answer to "save my voice"."""
+    later = "" if saved.usable_now else f" ({CLONING_OFF}, so I'll use it once it's back)"
+    return f"Saved: /say now speaks in this voice{later}."
 
 
 def forget_text(report: ForgetReport) -> str:

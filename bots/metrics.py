@@ -1,6 +1,6 @@
 """Prometheus metrics of the bot process, on a ``CollectorRegistry`` the caller owns.
 
-``PrometheusObserver`` implements ``bots.say.FlowObserver`` (requests by platform and
+``PrometheusObserver`` implements ``bots.flow_observer.FlowObserver`` (requests by platform and
 outcome, end-to-end and TTS-call latency histograms, requests in flight, TTS errors by
 code); ``StorageCollector`` exports a live ``StorageMetrics`` (cache hits and misses, Redis
 errors, the breaker's state…) at scrape time. Nothing is registered globally: ``run()``
@@ -138,7 +138,7 @@ def histogram_percentiles(histogram: Histogram) -> Percentiles:
 
 
 class PrometheusObserver:
-    """The flow's hooks as Prometheus metrics (``bots.say.FlowObserver``)."""
+    """The flow's hooks as Prometheus metrics (``bots.flow_observer.FlowObserver``)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(

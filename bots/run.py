@@ -15,16 +15,19 @@ import contextlib
 import logging
 import secrets
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
+from bots.draining import CLOSE_RESERVE_S, ShutdownClock
+from bots.errors import TTSMisconfigured
 from bots.say import SayFlow
 from bots.settings import BotSettings
 from bots.tts_client import RetryPolicy, TTSClient
 from storage.settings import StorageSettings
+from tts_service.exposure import secret_value
 from tts_service.settings import TTSSettings
 
 if TYPE_CHECKING:
@@ -44,7 +47,7 @@ class TTSEndpoint:
 async def tts_endpoint(settings: BotSettings) -> AsyncIterator[TTSEndpoint]:
     """The configured TTS service, or the local Piper one served in-process on loopback."""
     if settings.tts_service_url:
-        token = settings.tts_api_token.get_secret_value() if settings.tts_api_token else None
+        token = secret_value(settings.tts_api_token)
         yield TTSEndpoint(settings.tts_service_url, token, local=False)
         return
     from bots.asgi_server import serve_app
@@ -65,17 +68,23 @@ def open_tts_client(endpoint: TTSEndpoint, settings: BotSettings) -> TTSClient:
         endpoint.token,
         connect_timeout_s=settings.tts_connect_timeout_s,
         read_timeout_s=settings.tts_read_timeout_s,
-        retry=RetryPolicy(max_attempts=settings.tts_max_attempts),
-        engine_info_max_age_s=settings.tts_engine_info_max_age_s,
+        retry=RetryPolicy(
+            max_attempts=settings.tts_max_attempts, deadline_s=settings.tts_request_deadline_s
+        ),
+        max_in_flight=settings.tts_client_max_in_flight,
     )
 
 
 async def wait_for_tts(client: TTSClient, timeout_s: float = 60.0) -> None:
-    """Wait (bounded) until the engine answers, so the first user is not the one who waits."""
+    """Wait (bounded) until the local engine answers, so the first user is not the one who
+    waits. A refused token will not fix itself: it is logged (once, by the client) and
+    start-up goes on, the users told the engine is unavailable."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         try:
             await client.ready()
+            return
+        except TTSMisconfigured:
             return
         except Exception as exc:
             if asyncio.get_running_loop().time() > deadline:
@@ -101,12 +110,16 @@ async def run(
     metrics = ProcessMetrics.create()  # one StorageMetrics, registry and observer
     lifecycle = AdminLifecycle(metrics, ["redis", "tts", *configured_platforms(settings)])
     # The admin endpoint is entered first, so it is closed last: /healthz answers throughout.
+    clock = ShutdownClock(settings.shutdown_timeout_s)
     async with serve_admin(lifecycle, settings), contextlib.AsyncExitStack() as stack:
         try:
-            await start_parts(stack, settings, storage_settings, lifecycle)
+            await start_parts(stack, settings, storage_settings, lifecycle, clock)
             log.info("saybot is running; Ctrl-C stops it")
             await stop.wait()
-            log.info("stopping: finishing in-flight requests")
+            clock.begin()
+            log.info(
+                "stopping within %g s: finishing in-flight requests", settings.shutdown_timeout_s
+            )
         finally:
             lifecycle.stopping()  # /readyz says so while the parts close
 
@@ -116,6 +129,7 @@ async def start_parts(
     settings: BotSettings,
     storage_settings: StorageSettings,
     lifecycle: AdminLifecycle,
+    clock: ShutdownClock,
 ) -> None:
     """Redis, the TTS service, the adapters; each reported to ``lifecycle`` once up."""
     from bots.admin import AdminContext
@@ -128,14 +142,23 @@ async def start_parts(
     endpoint = await stack.enter_async_context(tts_endpoint(settings))
     tts = open_tts_client(endpoint, settings)
     stack.push_async_callback(tts.aclose)
-    await wait_for_tts(tts)
+    if endpoint.local:  # a remote one (a GPU that may be asleep) is not waited for
+        await wait_for_tts(tts)
     lifecycle.part_started("tts")
     metrics = lifecycle.metrics
     flow = SayFlow.over_redis(
-        redis.client, storage_settings, tts, metrics=metrics.storage, observer=metrics.observer
+        redis.client,
+        storage_settings,
+        tts,
+        metrics=metrics.storage,
+        observer=metrics.observer,
+        clip_limits=settings.clip_limits(),
+        engine_info_max_age_s=settings.tts_engine_info_max_age_s,
     )
-    stack.push_async_callback(flow.drain)  # runs after the adapters stop, before the clients
-    started = await start_adapters(stack, settings, flow)
+    # Runs after the adapters stop, before the clients close: background syntheses get
+    # what is left of the budget but the time to close.
+    stack.push_async_callback(lambda: flow.drain(clock.left(CLOSE_RESERVE_S)))
+    started = await start_adapters(stack, settings, flow, clock)
     if not started:
         log.warning("no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN: only the TTS service is running")
     usage = UsageReader(redis.client, storage_settings)
@@ -143,9 +166,9 @@ async def start_parts(
 
 
 def configured_platforms(settings: BotSettings) -> list[str]:
-    """The adapters ``start_adapters`` will start: those whose token is set."""
+    """The adapters ``start_adapters`` will start: those whose token is set (and not blank)."""
     tokens = {"telegram": settings.telegram_bot_token, "discord": settings.discord_bot_token}
-    return [name for name, token in tokens.items() if token is not None]
+    return [name for name, token in tokens.items() if secret_value(token) is not None]
 
 
 # Each started adapter reports whether it is connected (for /readyz).
@@ -153,11 +176,19 @@ AdapterStatus = dict[str, Callable[[], bool]]
 
 
 async def start_adapters(
-    stack: contextlib.AsyncExitStack, settings: BotSettings, flow: SayFlow
+    stack: contextlib.AsyncExitStack,
+    settings: BotSettings,
+    flow: SayFlow,
+    clock: ShutdownClock | None = None,
 ) -> AdapterStatus:
-    """Start each chat adapter whose token is set; their stops join ``stack``."""
+    """Start each chat adapter whose token is set; one callback on ``stack`` stops them all
+    at once (each turns new work away from the first moment), within ``clock``'s budget."""
+    clock = clock or ShutdownClock()
     started: AdapterStatus = {}
-    if settings.telegram_bot_token is not None:
+    stops: list[Callable[[], Awaitable[None]]] = []
+    stack.push_async_callback(_stop_together, stops)
+    platforms = configured_platforms(settings)
+    if "telegram" in platforms:
         from bots.telegram_bot.app import (
             build_application,
             is_connected,
@@ -167,16 +198,23 @@ async def start_adapters(
 
         application = build_application(settings, flow)
         await start_telegram(application, settings)
-        stack.push_async_callback(stop_telegram, application)
+        stops.append(lambda: stop_telegram(application, drain_timeout_s=clock.drain_s()))
         started["telegram"] = lambda: is_connected(application)
-    if settings.discord_bot_token is not None:
+    if "discord" in platforms:
         from bots.discord_bot import client as discord_client
 
         bot = discord_client.build_client(settings, flow)
         await discord_client.start_discord(bot)
-        stack.push_async_callback(discord_client.stop_discord, bot)
+        stops.append(lambda: discord_client.stop_discord(bot, drain_timeout_s=clock.drain_s()))
         started["discord"] = lambda: discord_client.is_connected(bot)
     return started
+
+
+async def _stop_together(stops: list[Callable[[], Awaitable[None]]]) -> None:
+    results = await asyncio.gather(*(stop() for stop in stops), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            log.error("an adapter failed to stop cleanly", exc_info=result)
 
 
 def run_product() -> int:

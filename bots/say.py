@@ -1,8 +1,15 @@
 """The one place the ``/say`` business flow lives; no Telegram or Discord types in here.
 
-validate → rate limit → voice → cache key → cache get → single-flight → TTS call
-→ cache put → usage. Every outcome is either a ``SayResult`` or a ``SayError``
-that the platform adapter turns into one sentence.
+A request runs as a pipeline, one concern per step:
+
+    check (text, options, the clip's declared metadata: nothing fetched yet)
+    → rate limit (the user's saved voice is looked up alongside)
+    → engine identity → voice (can it clone? then download and prepare the clip)
+    → cache key → cache get → on a miss: the saved clip → single-flight → TTS → cache put
+    → usage (counted off the answer's path)
+
+Every outcome is either a ``SayResult`` or a ``SayError`` that the platform adapter turns
+into one sentence.
 """
 
 from __future__ import annotations
@@ -11,43 +18,48 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Protocol, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
-import anyio
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from bots import clips
+from bots.chosen_voice import (
+    CLONING_OFF,
+    SAVED_VOICE_EXPIRED,
+    SAVED_VOICE_UNREACHABLE,
+    ChosenVoice,
+    VoiceSource,
+    prepare_voice,
+)
+from bots.clips import ClipLimits, ClipSource
+from bots.draining import DRAIN_TIMEOUT_S
+from bots.engine_identity import EngineIdentity
 from bots.errors import (
     InvalidInput,
     RateLimited,
     SayError,
-    StorageProblem,
     TTSBusy,
     TTSTimeout,
     TTSUnavailable,
     VoiceClipRejected,
     VoiceCloningUnavailable,
+    is_transient,
+    storage_errors_as_say_errors,
 )
+from bots.flow_observer import FlowObserver, NoObserver
 from bots.tts_client import TTSClient
-from storage.cache import AudioCache, CachedAudio, cache_key, error_rebuilder
+from storage.cache import AudioCache, CachedAudio
+from storage.cache_keys import cache_key
 from storage.engine_identity import EngineIdentityStore
-from storage.errors import (
-    SingleFlightFailed,
-    SingleFlightTimeout,
-    StorageError,
-    StorageUnavailable,
-    VoiceTooLarge,
-)
+from storage.errors import StorageUnavailable
 from storage.metrics import StorageMetrics
 from storage.ratelimit import RateLimiter
 from storage.settings import StorageSettings
+from storage.singleflight import error_rebuilder
 from storage.usage import UsageRecorder
 from storage.voices import ForgetReport, VoiceStore
-from tts_service import audio
-from tts_service.errors import PayloadTooLarge, ReferenceAudioError
 from tts_service.schema import (
     PARAM_RANGES,
     AudioFormat,
@@ -57,20 +69,7 @@ from tts_service.schema import (
 )
 
 log = logging.getLogger(__name__)
-# A stop waits this long for syntheses whose chat requests already ended.
-DRAIN_TIMEOUT_S = 30.0
-
-# Clips are normalised once, at this rate, by the bot: the voice id (their fingerprint) is then
-# the same whichever container or rate the user's phone recorded in.
-REFERENCE_SAMPLE_RATE = 24_000
-T = TypeVar("T")
 CANCELLED = "cancelled"  # the outcome (and usage error code) of a request cancelled mid-way
-
-
-class VoiceSource(StrEnum):
-    BUILT_IN = "built-in voice"
-    SAVED = "your saved voice"
-    ATTACHED = "the voice you sent"
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ class SayRequest:
     chat_id: str
     text: str
     params: Mapping[str, float | int] = field(default_factory=dict)
-    reference_clip: bytes | None = None  # a clip sent with this request: clone it this once
+    clip: ClipSource | None = None  # a clip sent with this request: clone it this once
     use_saved_voice: bool = True
     format: AudioFormat = AudioFormat.OGG_OPUS
 
@@ -99,32 +98,9 @@ class SayResult:
 
 
 @dataclass(frozen=True)
-class PreparedVoice:
+class SavedVoice:
     voice_id: str
-    clip: bytes  # FLAC of the normalised clip
-
-
-class FlowObserver(Protocol):
-    """Hooks the metrics layer implements (``bots.metrics``); the flow stays Prometheus-free."""
-
-    def request_started(self, platform: str) -> None: ...
-
-    def request_finished(self, platform: str, outcome: str, seconds: float) -> None:
-        """``outcome``: "hit", "miss" or an error code."""
-        ...
-
-    def tts_called(self, seconds: float, error_code: str | None) -> None: ...
-
-
-class NoObserver:
-    def request_started(self, platform: str) -> None:
-        pass
-
-    def request_finished(self, platform: str, outcome: str, seconds: float) -> None:
-        pass
-
-    def tts_called(self, seconds: float, error_code: str | None) -> None:
-        pass
+    usable_now: bool  # False: the engine cannot clone right now; it is used once it can
 
 
 def parse_params(request: SayRequest) -> TTSParams:
@@ -142,81 +118,32 @@ def parse_params(request: SayRequest) -> TTSParams:
         raise InvalidInput(describe_validation_error(tuple(first["loc"]), first["msg"])) from exc
 
 
-async def prepare_voice(clip: bytes) -> PreparedVoice:
-    """Decode, check and normalise a clip off the event loop; ``VoiceClipRejected`` if unusable."""
-    try:
-        reference = await anyio.to_thread.run_sync(
-            audio.prepare_reference, clip, REFERENCE_SAMPLE_RATE
-        )
-    except (ReferenceAudioError, PayloadTooLarge) as exc:
-        raise VoiceClipRejected(exc.message) from exc
-    flac = await anyio.to_thread.run_sync(audio.encode_reference, reference)
-    return PreparedVoice(voice_id=reference.sha256, clip=flac)
-
-
-def as_say_error(error: StorageError) -> SayError:
-    """Storage failures that could not degrade, in the bots' terms."""
-    if isinstance(error, VoiceTooLarge):
-        return VoiceClipRejected("it is too large to keep; send a shorter clip")
-    if isinstance(error, SingleFlightTimeout):
-        return TTSTimeout("waited too long for the same request to finish")
-    if isinstance(error, SingleFlightFailed):
-        return TTSUnavailable(f"the shared synthesis failed ({error.code})")
-    if isinstance(error, StorageUnavailable):
-        return StorageProblem("storage is unavailable right now")
-    return StorageProblem(str(error))
-
-
-@contextlib.contextmanager
-def storage_errors_as_say_errors() -> Iterator[None]:
-    try:
-        yield
-    except StorageError as exc:
-        raise as_say_error(exc) from exc
-
-
-def _key(params: TTSParams, voice: PreparedVoice | None, engine: EngineInfo) -> str:
+def _key(params: TTSParams, voice: ChosenVoice, engine: EngineInfo) -> str:
     return cache_key(
         params,
-        reference_sha256=voice.voice_id if voice else None,
+        reference_sha256=voice.voice_id,
         engine_name=engine.name,
         model_version=engine.model_version,
         fmt=params.format,
     )
 
 
-async def _nothing() -> None:
+async def _none() -> None:
     return None
 
 
-def _unwrap(outcome: T | BaseException) -> T:
-    """A result of ``gather(..., return_exceptions=True)``, or its error raised."""
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
-
-
+@dataclass
 class SayFlow:
-    """``say`` and the voice commands, over injected storage and TTS clients."""
+    """``say`` and the voice commands, over injected storage, TTS client and engine identity."""
 
-    def __init__(
-        self,
-        tts: TTSClient,
-        cache: AudioCache,
-        voices: VoiceStore,
-        limiter: RateLimiter,
-        usage: UsageRecorder,
-        observer: FlowObserver | None = None,
-        engines: EngineIdentityStore | None = None,
-    ) -> None:
-        self.observer: FlowObserver = observer or NoObserver()
-        self.engines = engines
-        self._remembered_engine: EngineInfo | None = None  # what ``engines`` holds, as far as known
-        self.tts = tts
-        self.cache = cache
-        self.voices = voices
-        self.limiter = limiter
-        self.usage = usage
+    tts: TTSClient
+    cache: AudioCache
+    voices: VoiceStore
+    limiter: RateLimiter
+    usage: UsageRecorder
+    engine: EngineIdentity
+    observer: FlowObserver = field(default_factory=NoObserver)
+    clip_limits: ClipLimits = field(default_factory=ClipLimits)
 
     @classmethod
     def over_redis(
@@ -227,6 +154,8 @@ class SayFlow:
         *,
         metrics: StorageMetrics | None = None,
         observer: FlowObserver | None = None,
+        clip_limits: ClipLimits | None = None,
+        engine_info_max_age_s: float = 300.0,
     ) -> SayFlow:
         """The flow over one Redis client, its storage sharing one metrics object."""
         metrics = metrics or StorageMetrics()
@@ -241,19 +170,33 @@ class SayFlow:
         )
         return cls(
             tts=tts,
-            cache=AudioCache(redis, settings, metrics, rebuild_error=rebuild),
+            cache=AudioCache(
+                redis, settings, metrics, rebuild_error=rebuild, is_transient=is_transient
+            ),
             voices=VoiceStore(redis, settings, metrics),
             limiter=RateLimiter(redis, settings, metrics),
             usage=UsageRecorder(redis, settings, metrics),
-            observer=observer,
-            engines=EngineIdentityStore(redis, metrics),
+            engine=EngineIdentity(
+                tts.fetch_engine_info,
+                EngineIdentityStore(redis, metrics),
+                max_age_s=engine_info_max_age_s,
+            ),
+            observer=observer or NoObserver(),
+            clip_limits=clip_limits or ClipLimits(),
         )
 
     async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """At shutdown, after the adapters stopped: background syntheses end before the
         Redis and TTS clients close under them."""
         await self.cache.drain(timeout_s)
+        await self.engine.aclose()
         await self.settled()
+
+    async def settled(self) -> None:
+        """Write the usage counted so far (before reading it back, and at shutdown)."""
+        await self.usage.flush()
+
+    # --- /say --------------------------------------------------------------------------------
 
     async def say(self, request: SayRequest) -> SayResult:
         started = time.perf_counter()
@@ -288,64 +231,122 @@ class SayFlow:
         )
         return result
 
-    async def _say(self, request: SayRequest) -> SayResult:
+    def check(self, request: SayRequest) -> TTSParams:
+        """What can be refused without asking anyone: text, options, the clip's metadata.
+        Adapters may call it early (Discord: before a public "thinking…")."""
         params = parse_params(request)
-        # Independent lookups, run together: a cache hit is mostly waiting on Redis. The
-        # likeliest answer (the built-in voice, the engine as last known) is looked up
-        # alongside; it is used only if the key it was read under turns out to be the key.
-        known = self.tts.known_engine_info
-        likely_key = (
-            _key(params, None, known)
-            if known is not None and request.reference_clip is None
-            else None
-        )
-        limit, info, saved, prefetched = await asyncio.gather(
+        if request.clip is not None:
+            self.check_clip(request.clip)
+        return params
+
+    def check_clip(self, clip: ClipSource) -> None:
+        """A clip refused by its declared size, type and duration, before any download."""
+        clips.check_metadata(clip, self.clip_limits)
+
+    async def _say(self, request: SayRequest) -> SayResult:
+        params = self.check(request)
+        saved_voice_id = await self._admit(request)
+        engine = await self.engine.current()
+        voice = await self._voice(request, engine, saved_voice_id)
+        return await self._cached_or_synthesized(request, params, engine, voice)
+
+    async def _admit(self, request: SayRequest) -> str | None:
+        """The rate limit; the user's saved voice id is looked up alongside (one round trip)."""
+        wants_saved = request.clip is None and request.use_saved_voice
+        limit, saved = await asyncio.gather(
             self.limiter.check(request.platform, request.user_id),
-            self._engine_info(),
-            self._saved_voice_id(request),
-            self.cache.peek(likely_key) if likely_key else _nothing(),
-            return_exceptions=True,
+            self.voices.default_voice(request.platform, request.user_id)
+            if wants_saved
+            else _none(),
         )
-        decision = _unwrap(limit)  # in this order: a rate limit is reported before the rest
-        engine = _unwrap(info)
-        saved_voice_id = _unwrap(saved)
-        if not decision.allowed:
-            raise RateLimited(decision.retry_after_s)
-        voice, source, note = await self._choose_voice(
-            request, engine.can_clone_voice, saved_voice_id
-        )
-        if voice is None and likely_key is not None and engine == known:
-            key, looked_up = likely_key, True  # the key the likeliest answer was read under
-        else:
-            key, looked_up = _key(params, voice, engine), False
-        if looked_up:
-            entry_or_none = _unwrap(prefetched)
-            self.cache.count_lookup(entry_or_none)
-            if entry_or_none is not None:
-                return self._answer(request, entry_or_none, True, 0.0, source, note)
+        if not limit.allowed:
+            raise RateLimited(limit.retry_after_s)
+        return saved
+
+    async def _voice(
+        self, request: SayRequest, engine: EngineInfo, saved_voice_id: str | None
+    ) -> ChosenVoice:
+        """The voice to speak in. A clip sent now is downloaded only once the engine is
+        known to clone; a saved voice is named by its id (its clip is loaded on a miss)."""
+        if request.clip is not None:
+            if not engine.can_clone_voice:
+                raise VoiceCloningUnavailable("this service's engine cannot clone voices")
+            voice = await prepare_voice(await clips.download(request.clip, self.clip_limits))
+            # Not the clip: only its id, so "forget my voice" finds the audio cached with it.
+            await self.voices.note_attached(request.platform, request.user_id, voice.voice_id)
+            return ChosenVoice(VoiceSource.ATTACHED, voice.voice_id, voice.clip)
+        if saved_voice_id is None:
+            return ChosenVoice.built_in()
+        if not engine.can_clone_voice:
+            return ChosenVoice.built_in(CLONING_OFF)
+        return ChosenVoice(VoiceSource.SAVED, saved_voice_id)
+
+    async def _cached_or_synthesized(
+        self, request: SayRequest, params: TTSParams, engine: EngineInfo, voice: ChosenVoice
+    ) -> SayResult:
+        key = _key(params, voice, engine)
+        entry = await self._cached(key, request, voice)
+        if entry is not None:
+            return self._answer(request, entry, True, 0.0, voice)
+        if voice.source is VoiceSource.SAVED and voice.clip is None:
+            voice = await self._load_saved_clip(request, voice)
+            if voice.voice_id is None:  # fell back to the built-in voice: another key
+                return await self._cached_or_synthesized(request, params, engine, voice)
         synthesis_s = 0.0
 
         async def synthesize() -> CachedAudio:
             nonlocal synthesis_s
-            called = time.perf_counter()
-            try:
-                made = await self.tts.synthesize(params, voice.clip if voice else None)
-            except SayError as exc:
-                self.observer.tts_called(time.perf_counter() - called, exc.code)
-                raise
-            self.observer.tts_called(time.perf_counter() - called, None)
+            made = await self._synthesize(params, voice)
             synthesis_s = made.synthesis_s
-            return CachedAudio(
-                audio=made.audio,
-                format=made.format,
-                duration_s=made.duration_s,
-                engine=made.engine,
-                created_at=time.time(),
-                voice_id=voice.voice_id if voice else None,
-            )
+            return made.entry
 
-        entry, from_cache = await self.cache.get_or_create(key, synthesize, known_missing=looked_up)
-        return self._answer(request, entry, from_cache, synthesis_s, source, note)
+        entry, from_cache = await self.cache.get_or_create(key, synthesize, known_missing=True)
+        return self._answer(request, entry, from_cache, synthesis_s, voice)
+
+    async def _cached(
+        self, key: str, request: SayRequest, voice: ChosenVoice
+    ) -> CachedAudio | None:
+        """The cached answer; a saved voice's use restarts its idle TTL (without its clip)."""
+        if voice.source is not VoiceSource.SAVED or voice.voice_id is None:
+            return await self.cache.get(key)
+        entry, _ = await asyncio.gather(
+            self.cache.get(key),
+            self.voices.touch(voice.voice_id, request.platform, request.user_id),
+        )
+        return entry
+
+    async def _load_saved_clip(self, request: SayRequest, voice: ChosenVoice) -> ChosenVoice:
+        """The saved voice with its clip, or the built-in voice saying why not."""
+        assert voice.voice_id is not None
+        found = await self.voices.lookup_clip(voice.voice_id, request.platform, request.user_id)
+        if found.clip is not None:
+            return replace(voice, clip=found.clip)
+        if found.unavailable:
+            # Storage blinked after the pointer was read: the voice is fine, keep the pointer.
+            return ChosenVoice.built_in(SAVED_VOICE_UNREACHABLE)
+        # If storage fails now, the next request finds the dangling pointer and tries again.
+        with contextlib.suppress(StorageUnavailable):
+            await self.voices.clear_default(request.platform, request.user_id)
+        return ChosenVoice.built_in(SAVED_VOICE_EXPIRED)
+
+    async def _synthesize(self, params: TTSParams, voice: ChosenVoice) -> _Synthesized:
+        called = time.perf_counter()
+        try:
+            made = await self.tts.synthesize(params, voice.clip)
+        except SayError as exc:
+            self.observer.tts_called(time.perf_counter() - called, exc.code)
+            raise
+        self.observer.tts_called(time.perf_counter() - called, None)
+        self.engine.observed(made.engine, made.engine_version)
+        entry = CachedAudio(
+            audio=made.audio,
+            format=made.format,
+            duration_s=made.duration_s,
+            engine=made.engine,
+            created_at=time.time(),
+            voice_id=voice.voice_id,
+        )
+        return _Synthesized(entry, made.synthesis_s)
 
     def _answer(
         self,
@@ -353,8 +354,7 @@ class SayFlow:
         entry: CachedAudio,
         from_cache: bool,
         synthesis_s: float,
-        source: VoiceSource,
-        note: str | None,
+        voice: ChosenVoice,
     ) -> SayResult:
         """The result; its usage is counted in the background (off the answer's path)."""
         self.usage.record_soon(
@@ -368,53 +368,20 @@ class SayFlow:
             audio=entry.audio,
             format=entry.format,
             duration_s=entry.duration_s,
-            voice=source,
+            voice=voice.source,
             from_cache=from_cache,
             engine=entry.engine,
-            note=note,
+            note=voice.note,
         )
 
-    async def settled(self) -> None:
-        """Write the usage counted so far (before reading it back, and at shutdown)."""
-        await self.usage.flush()
+    # --- voice commands ----------------------------------------------------------------------
 
-    async def _saved_voice_id(self, request: SayRequest) -> str | None:
-        """The user's saved voice, where this request would use one."""
-        if request.reference_clip is not None or not request.use_saved_voice:
-            return None
-        return await self.voices.default_voice(request.platform, request.user_id)
-
-    async def _choose_voice(
-        self, request: SayRequest, can_clone: bool, voice_id: str | None
-    ) -> tuple[PreparedVoice | None, VoiceSource, str | None]:
-        if request.reference_clip is not None:
-            if not can_clone:
-                raise VoiceCloningUnavailable("this service's engine cannot clone voices")
-            voice = await prepare_voice(request.reference_clip)
-            # Not the clip: only its id, so "forget my voice" finds the audio cached with it.
-            await self.voices.note_attached(request.platform, request.user_id, voice.voice_id)
-            return voice, VoiceSource.ATTACHED, None
-        if voice_id is None:
-            return None, VoiceSource.BUILT_IN, None
-        if not can_clone:
-            return None, VoiceSource.BUILT_IN, "voice cloning is off right now"
-        found = await self.voices.lookup_clip(voice_id, request.platform, request.user_id)
-        if found.clip is not None:
-            return PreparedVoice(voice_id=voice_id, clip=found.clip), VoiceSource.SAVED, None
-        if found.unavailable:
-            # Storage blinked after the pointer was read: the voice is fine, keep the pointer.
-            return None, VoiceSource.BUILT_IN, "your saved voice could not be loaded just now"
-        # If storage fails now, the next request finds the dangling pointer and tries again.
-        with contextlib.suppress(StorageUnavailable):
-            await self.voices.clear_default(request.platform, request.user_id)
-        return None, VoiceSource.BUILT_IN, "your saved voice had expired"
-
-    async def save_voice(self, platform: str, user_id: str, clip: bytes) -> str:
-        """Make ``clip`` the user's default voice; returns its id."""
-        voice = await prepare_voice(clip)
+    async def save_voice(self, platform: str, user_id: str, clip: ClipSource) -> SavedVoice:
+        """Make the clip the user's default voice."""
+        voice = await prepare_voice(await clips.download(clip, self.clip_limits))
         with storage_errors_as_say_errors():
             await self.voices.save(platform, user_id, voice.voice_id, voice.clip)
-        return voice.voice_id
+        return SavedVoice(voice.voice_id, usable_now=await self.can_clone())
 
     async def use_built_in_voice(self, platform: str, user_id: str) -> None:
         with storage_errors_as_say_errors():
@@ -426,19 +393,10 @@ class SayFlow:
             return await self.voices.forget(platform, user_id)
 
     async def can_clone(self) -> bool:
-        return (await self._engine_info()).can_clone_voice
+        return (await self.engine.current()).can_clone_voice
 
-    async def _engine_info(self) -> EngineInfo:
-        """The service's engine identity; one remembered in Redis serves until the service
-        answers, so a bot that starts while it is down (or cold) still finds cached audio."""
-        first_time = self.tts.known_engine_info is None and self._remembered_engine is None
-        if first_time and self.engines is not None:
-            remembered = await self.engines.last_seen()
-            if remembered is not None:
-                self._remembered_engine = remembered
-                self.tts.assume_engine_info(remembered)
-        engine = await self.tts.engine_info()
-        if engine != self._remembered_engine and self.engines is not None:
-            self._remembered_engine = engine
-            await self.engines.remember(engine)
-        return engine
+
+@dataclass(frozen=True)
+class _Synthesized:
+    entry: CachedAudio
+    synthesis_s: float

@@ -10,6 +10,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bots.clips import ClipLimits
+from bots.draining import SHUTDOWN_TIMEOUT_S
 from tts_service.schema import MAX_REFERENCE_BYTES
 
 TELEGRAM_PUBLIC_API = "https://api.telegram.org/bot"
@@ -33,7 +35,13 @@ class BotSettings(BaseSettings):
     tts_connect_timeout_s: float = Field(default=10.0, gt=0)
     # A cold Chatterbox container needs tens of seconds before its first word.
     tts_read_timeout_s: float = Field(default=180.0, gt=0)
-    tts_max_attempts: int = Field(default=3, ge=1, le=10)
+    tts_max_attempts: int = Field(default=3, ge=1, le=10)  # when the service is unreachable
+    # Syntheses this process sends at once (the rest wait their turn): the service's own
+    # limit (TTS_MAX_IN_FLIGHT), so a burst queues here instead of being answered 503.
+    tts_client_max_in_flight: int = Field(default=4, ge=1)
+    # How long a request waits for the service's room (busy answers retried, Retry-After
+    # honoured) before the user is told it is busy.
+    tts_request_deadline_s: float = Field(default=120.0, gt=0, le=900)
     # The engine's name and version are part of every cache key: re-ask this often, so a
     # redeployed service is noticed even by a bot that only ever hits the cache.
     tts_engine_info_max_age_s: float = Field(default=300.0, gt=0)
@@ -41,6 +49,8 @@ class BotSettings(BaseSettings):
     # --- what users may send -----------------------------------------------------------------
     max_voice_clip_bytes: int = Field(default=MAX_REFERENCE_BYTES, gt=0)
     max_voice_clip_seconds: float = Field(default=60.0, gt=0)
+    # A clip host that hangs must not hold the request (discord.py's own default is 300 s).
+    clip_download_timeout_s: float = Field(default=15.0, gt=0)
 
     # --- Telegram ----------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = None
@@ -64,10 +74,21 @@ class BotSettings(BaseSettings):
     discord_shards: int | None = Field(default=None, ge=1)
     discord_voice_messages: bool = False
 
+    # --- stopping ------------------------------------------------------------------------------
+    # Signal to exit, everything included: set the orchestrator's grace period above it.
+    shutdown_timeout_s: float = Field(default=SHUTDOWN_TIMEOUT_S, ge=5, le=3600)
+
     # --- admin endpoint ----------------------------------------------------------------------
     admin_host: str = "127.0.0.1"
     admin_port: int = 8089
     admin_token: SecretStr | None = None
+
+    def clip_limits(self) -> ClipLimits:
+        return ClipLimits(
+            max_bytes=self.max_voice_clip_bytes,
+            max_seconds=self.max_voice_clip_seconds,
+            download_timeout_s=self.clip_download_timeout_s,
+        )
 
     @field_validator("discord_guild_ids", mode="before")
     @classmethod

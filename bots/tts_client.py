@@ -2,21 +2,30 @@
 
 Timeouts are sized for a cold GPU (loading Chatterbox takes tens of seconds).
 Redirects are followed because Modal answers requests that outlive its
-web-endpoint limit with a 303 to a URL to poll. Retries are bounded, jittered
-and only for failures where trying again can help: 429 and 503 (honouring
-``Retry-After``) and errors before the request went out (connect errors and
-timeouts, no free pooled connection). Never 4xx, and never once the request may
-have reached the service (a read timeout, a connection dropped mid-answer): it
-may still be synthesising, and a retry would pay for the GPU twice.
+web-endpoint limit with a 303 to a URL to poll.
+
+A burst must not turn users away: at most ``max_in_flight`` syntheses go to the service
+at once from this process (the rest wait their turn), and a 429 or 503 is tried again,
+honouring ``Retry-After``, until the request's deadline (``RetryPolicy.deadline_s``);
+only past it is the user told the engine is busy. Errors before the request went out
+(connect errors and timeouts, no free pooled connection) are retried a bounded number of
+times. Never 4xx, and never once the request may have reached the service (a read
+timeout, a connection dropped mid-answer): it may still be synthesising, and a retry
+would pay for the GPU twice.
+
+A 200 is audio only if it is audio: the requested format's content type, that container's
+bytes and a positive duration. Anything else (a proxy's or captive portal's HTML page) is
+an upstream failure, never sent and never cached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import random
-import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,19 +35,23 @@ from bots.errors import (
     InvalidInput,
     SayError,
     TTSBusy,
-    TTSFailure,
+    TTSMisconfigured,
+    TTSServerError,
     TTSTimeout,
     TTSUnavailable,
     VoiceClipRejected,
     VoiceCloningUnavailable,
 )
+from tts_service import containers
 from tts_service.schema import (
+    CONTENT_TYPES,
     HEADER_DURATION,
     HEADER_ENGINE,
     HEADER_ENGINE_VERSION,
     HEADER_SYNTHESIS_SECONDS,
     AudioFormat,
     EngineInfo,
+    ErrorCode,
     TTSParams,
 )
 
@@ -47,22 +60,23 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUSES = frozenset({429, 503})
 # Failures before a byte of the request left: retrying them cannot cause a second synthesis.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-# While the service cannot say which engine it runs, keep the stale answer this long at most
-# between tries, so cache hits go on being served without each one waiting for the retries.
-ENGINE_INFO_RETRY_S = 10.0
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 3
+    max_attempts: int = 3  # for failures before the request went out
     backoff_base_s: float = 0.5
+    max_backoff_s: float = 2.0
     max_wait_s: float = 30.0  # a Retry-After longer than this is not worth waiting for
+    # A synthesis waits this long at most for the service to have room (busy answers,
+    # this process's own in-flight limit); Discord's 15-minute token is the outer bound.
+    deadline_s: float = 120.0
 
     def delay(self, attempt: int, retry_after_s: float | None) -> float:
-        """Full jitter on an exponential base, or the server's Retry-After when given."""
+        """Full jitter on a capped exponential base, or the server's Retry-After when given."""
         if retry_after_s is not None:
             return retry_after_s
-        return random.uniform(0, self.backoff_base_s * 2**attempt)
+        return random.uniform(0, min(self.max_backoff_s, self.backoff_base_s * 2**attempt))
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,7 @@ class TTSClient:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 180.0,
         retry: RetryPolicy | None = None,
-        engine_info_max_age_s: float = 300.0,
+        max_in_flight: int = 4,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
@@ -98,65 +112,16 @@ class TTSClient:
             transport=transport,
         )
         self._retry = retry or RetryPolicy()
-        self._engine_info: EngineInfo | None = None
-        self._engine_info_expires = 0.0  # time.monotonic() after which it is asked again
-        self._engine_info_max_age_s = engine_info_max_age_s
-        self._engine_info_lock = asyncio.Lock()
-        self._engine_info_refresh: asyncio.Task[None] | None = None
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._token_refused_logged = False
 
     async def aclose(self) -> None:
-        if self._engine_info_refresh is not None:
-            self._engine_info_refresh.cancel()
-            await asyncio.wait([self._engine_info_refresh])
         await self._http.aclose()
 
-    @property
-    def known_engine_info(self) -> EngineInfo | None:
-        """The last answer of ``engine_info``, stale or not, without asking."""
-        return self._engine_info
-
-    def assume_engine_info(self, info: EngineInfo) -> None:
-        """Start from an identity seen earlier (by any bot): used at once, and asked again
-        in the background on the next ``engine_info``."""
-        if self._engine_info is None:
-            self._engine_info = info
-            self._engine_info_expires = 0.0
-
-    async def engine_info(self) -> EngineInfo:
-        """The engine's identity (part of every cache key).
-
-        Asked once; from then on answered at once, so a cache hit never waits on the
-        service (on Modal, asking may wake a GPU container). Older than
-        ``engine_info_max_age_s``, it is asked again in the background, so a redeployed
-        service is noticed even by a bot that only serves cache hits; if the service
-        cannot answer, the last answer stays.
-        """
-        known = self._engine_info
-        if known is None:
-            async with self._engine_info_lock:  # many requests, one question
-                return self._engine_info or await self._ask_engine_info()
-        if time.monotonic() >= self._engine_info_expires and self._engine_info_refresh is None:
-            self._engine_info_refresh = asyncio.create_task(self._refresh_engine_info())
-        return known
-
-    async def _refresh_engine_info(self) -> None:
-        try:
-            await self._ask_engine_info()
-        except TTSFailure as exc:
-            log.warning("keeping the TTS engine's last known identity: %s", exc.message)
-            self._engine_info_expires = time.monotonic() + min(
-                ENGINE_INFO_RETRY_S, self._engine_info_max_age_s
-            )
-        except Exception:
-            log.exception("asking the TTS engine's identity failed")
-        finally:
-            self._engine_info_refresh = None
-
-    async def _ask_engine_info(self) -> EngineInfo:
+    async def fetch_engine_info(self) -> EngineInfo:
+        """Ask the service which engine it runs (``bots.engine_identity`` decides when)."""
         response = await self._request("GET", "/v1/engine")
-        info = self._engine_info = EngineInfo.model_validate_json(response.content)
-        self._engine_info_expires = time.monotonic() + self._engine_info_max_age_s
-        return info
+        return EngineInfo.model_validate_json(response.content)
 
     async def ready(self) -> dict[str, Any]:
         """The service's /readyz body; raises ``TTSFailure`` when it is not ready."""
@@ -165,37 +130,51 @@ class TTSClient:
         return body
 
     async def synthesize(self, params: TTSParams, reference: bytes | None) -> SynthesizedAudio:
+        """The audio, checked to be audio; waits (until the deadline) for the service's room."""
         body: dict[str, Any] = params.model_dump(mode="json")
         if reference is not None:
             body["reference_audio"] = base64.b64encode(reference).decode("ascii")
-        response = await self._request("POST", "/v1/tts", json=body)
-        headers = response.headers
-        engine = headers.get(HEADER_ENGINE, "unknown")
-        version = headers.get(HEADER_ENGINE_VERSION, "")
-        if self._engine_info is not None and (
-            (engine, version) != (self._engine_info.name, self._engine_info.model_version)
-        ):
-            self._engine_info = None  # the service was redeployed: re-ask before keying again
-        return SynthesizedAudio(
-            audio=response.content,
-            format=params.format,
-            duration_s=float(headers.get(HEADER_DURATION, 0.0)),
-            synthesis_s=float(headers.get(HEADER_SYNTHESIS_SECONDS, 0.0)),
-            engine=engine,
-            engine_version=version,
-        )
+        deadline = asyncio.get_running_loop().time() + self._retry.deadline_s
+        async with self._slot(deadline):
+            response = await self._request("POST", "/v1/tts", json=body, deadline=deadline)
+        return _audio_of(response, params.format)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, deadline: float) -> AsyncIterator[None]:
+        """One of this process's ``max_in_flight`` places at the service, waited for."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise TTSBusy(
+                f"no room at the TTS service within {self._retry.deadline_s:g} s"
+            ) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     async def _request(
-        self, method: str, path: str, *, retry: bool = True, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        retry: bool = True,
+        json: Any = None,
+        deadline: float | None = None,
     ) -> httpx.Response:
+        """One answer, retried where that can help: ``NOT_SENT`` failures up to
+        ``max_attempts``; busy answers until ``deadline`` (or ``max_attempts`` without one)."""
+        loop = asyncio.get_running_loop()
         attempts = self._retry.max_attempts if retry else 1
-        for attempt in range(attempts):
-            last_attempt = attempt == attempts - 1
+        not_sent = busy = 0
+        while True:
             try:
                 response = await self._http.request(method, path, json=json)
             except NOT_SENT as exc:
-                if not last_attempt:
-                    await asyncio.sleep(self._retry.delay(attempt, None))
+                not_sent += 1
+                if not_sent < attempts:
+                    await asyncio.sleep(self._retry.delay(not_sent - 1, None))
                     continue
                 if isinstance(exc, httpx.TimeoutException):
                     raise TTSTimeout("the TTS service did not answer in time") from exc
@@ -212,15 +191,73 @@ class TTSClient:
             if response.is_success:
                 return response
             retry_after = _retry_after_s(response)
-            if (
-                response.status_code in RETRYABLE_STATUSES
-                and not last_attempt
-                and (retry_after is None or retry_after <= self._retry.max_wait_s)
-            ):
-                await asyncio.sleep(self._retry.delay(attempt, retry_after))
-                continue
-            raise _error_from_response(response, retry_after)
-        raise AssertionError("unreachable: the loop returns or raises")
+            if response.status_code in RETRYABLE_STATUSES and retry:
+                wait = self._retry.delay(busy, retry_after)
+                busy += 1
+                in_time = loop.time() + wait < deadline if deadline is not None else busy < attempts
+                if in_time and (retry_after is None or retry_after <= self._retry.max_wait_s):
+                    await asyncio.sleep(wait)
+                    continue
+            raise self._error_from_response(response, retry_after)
+
+    def _error_from_response(self, response: httpx.Response, retry_after: float | None) -> SayError:
+        """The service's ``{"error": {"code", "message"}}`` → the bots' typed error. Upstream
+        text never reaches a user: a body that is not the service's own is not quoted."""
+        try:
+            error = response.json()["error"]
+            code, message = str(error["code"]), str(error["message"])
+        except (ValueError, KeyError, TypeError):
+            code = "unknown"
+            message = f"an answer that is not the service's ({response.status_code})"
+            log.warning(  # for the operator only: upstream text never reaches a user
+                "the TTS service answered %s with a body that is not its own: %r",
+                response.status_code,
+                response.text[:200],
+            )
+        status = response.status_code
+        if code == ErrorCode.VOICE_CLONING_UNAVAILABLE:
+            return VoiceCloningUnavailable(message)
+        if code in (ErrorCode.INVALID_REFERENCE_AUDIO, ErrorCode.PAYLOAD_TOO_LARGE):
+            return VoiceClipRejected(message)
+        if status in (400, 422):
+            return InvalidInput(message)
+        if status in RETRYABLE_STATUSES:
+            return TTSBusy(message, retry_after)
+        if status == 401:
+            if not self._token_refused_logged:  # a configuration error: once is enough
+                self._token_refused_logged = True
+                log.error("the TTS service refused our token: check TTS_API_TOKEN")
+            return TTSMisconfigured("the TTS service refused our token (401; TTS_API_TOKEN)")
+        log.error("TTS service answered %s %s: %s", status, code, message)
+        if code == ErrorCode.INTERNAL_ERROR:  # its own answer: it is up, and failed
+            return TTSServerError(f"the TTS service failed ({status} {code})")
+        return TTSUnavailable(f"the TTS service failed ({status} {code})")
+
+
+def _audio_of(response: httpx.Response, fmt: AudioFormat) -> SynthesizedAudio:
+    """The answer as audio, or ``TTSUnavailable`` when a 200 is not audio of that format."""
+    headers = response.headers
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        duration_s = float(headers.get(HEADER_DURATION, "0"))
+    except ValueError:
+        duration_s = 0.0
+    problem = (
+        f"its content type is {content_type or 'missing'}"
+        if content_type != CONTENT_TYPES[fmt]
+        else containers.problem_with(fmt, response.content, duration_s)
+    )
+    if problem is not None:
+        log.error("the TTS service answered 200 with no usable audio: %s", problem)
+        raise TTSUnavailable(f"the TTS service's answer is not audio ({problem})")
+    return SynthesizedAudio(
+        audio=response.content,
+        format=fmt,
+        duration_s=duration_s,
+        synthesis_s=float(headers.get(HEADER_SYNTHESIS_SECONDS, 0.0)),
+        engine=headers.get(HEADER_ENGINE, "unknown"),
+        engine_version=headers.get(HEADER_ENGINE_VERSION, ""),
+    )
 
 
 def _retry_after_s(response: httpx.Response) -> float | None:
@@ -229,26 +266,3 @@ def _retry_after_s(response: httpx.Response) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
-
-
-def _error_from_response(response: httpx.Response, retry_after: float | None) -> SayError:
-    """The service's ``{"error": {"code", "message"}}`` → the bots' typed error."""
-    try:
-        error = response.json()["error"]
-        code, message = str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        code, message = "unknown", response.text[:200]
-    status = response.status_code
-    if code == "voice_cloning_unavailable":
-        return VoiceCloningUnavailable(message)
-    if code in ("invalid_reference_audio", "payload_too_large"):
-        return VoiceClipRejected(message)
-    if status in (400, 422):
-        return InvalidInput(message)
-    if status in RETRYABLE_STATUSES:
-        return TTSBusy(message, retry_after)
-    if status == 401:
-        log.error("the TTS service refused our token: check TTS_API_TOKEN")
-    else:
-        log.error("TTS service answered %s %s: %s", status, code, message)
-    return TTSUnavailable(f"the TTS service failed ({status} {code})")

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from storage import keys
-from storage.metrics import REDIS_ERRORS, StorageMetrics
+from storage.metrics import StorageMetrics
 from tts_service.schema import EngineInfo
 
 log = logging.getLogger("storage")
@@ -26,14 +26,9 @@ class EngineIdentityStore:
 
     async def last_seen(self) -> EngineInfo | None:
         """What was remembered; None if nothing was, it does not parse, or Redis is down."""
-        if not self.metrics.redis_allowed():
-            return None
-        try:
-            raw = await self._redis.get(keys.ENGINE_IDENTITY)
-        except REDIS_ERRORS as exc:
-            self.metrics.redis_failed("engine identity read", exc)
-            return None
-        self.metrics.redis_succeeded()
+        raw = await self.metrics.guarded(
+            "engine identity read", lambda: self._redis.get(keys.ENGINE_IDENTITY), when_down=None
+        )
         if raw is None:
             return None
         try:
@@ -43,13 +38,11 @@ class EngineIdentityStore:
             return None
 
     async def remember(self, engine: EngineInfo) -> None:
-        if not self.metrics.redis_allowed():
-            return
-        try:
-            await self._redis.set(
+        """Note ``engine`` for the next bot that starts; never raises for Redis."""
+        await self.metrics.guarded(
+            "engine identity write",
+            lambda: self._redis.set(
                 keys.ENGINE_IDENTITY, engine.model_dump_json(), ex=keys.ENGINE_IDENTITY_TTL_S
-            )
-        except REDIS_ERRORS as exc:
-            self.metrics.redis_failed("engine identity write", exc)
-            return
-        self.metrics.redis_succeeded()
+            ),
+            when_down=None,
+        )

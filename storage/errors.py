@@ -47,7 +47,6 @@ class SingleFlightFailed(StorageError):
     can be told the same sentence as the caller whose synthesis failed.
     """
 
-    def __init__(self, code: str, message: str, error_type: str = "") -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-        self.error_type = error_type

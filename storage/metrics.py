@@ -1,5 +1,6 @@
-"""In-process counters of the storage layer, read by the admin/metrics endpoint, and the
-circuit breaker every storage component consults before talking to Redis.
+"""In-process counters of the storage layer, read by the admin/metrics endpoint, the
+circuit breaker every storage component consults before talking to Redis, and the one
+guard every storage call to Redis goes through.
 
 Plain ints on purpose: storage stays free of prometheus; the admin layer exports a snapshot.
 ``redis_failed``/``redis_succeeded`` also log the up→down and down→up transitions once each,
@@ -9,15 +10,26 @@ Breaker: after a failure, ``redis_allowed()`` says no for ``cooldown_s``, then l
 call through as a probe. A hung server (each command waits out the socket timeout) then
 costs one timeout per cooldown, not one per command. Share one ``StorageMetrics`` among
 the cache, voices, usage and rate limiter so they share the breaker too.
+
+Guard: every storage component talks to Redis through ``guarded`` (reads and best-effort
+writes: answer ``when_down`` when Redis is down) or ``required`` (writes a user was
+promised: raise ``StorageUnavailable`` instead), so each outcome — skipped by the open
+breaker, failed, succeeded — is classified in one place, not in an ``except`` per call
+(only the health ping in ``storage.redis`` reports instead of counting). Both take a
+factory, not an awaitable: a skipped call must leave no coroutine that is never awaited.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 from redis.exceptions import RedisError
+
+from storage.errors import StorageUnavailable
 
 log = logging.getLogger("storage")
 
@@ -25,6 +37,16 @@ log = logging.getLogger("storage")
 # ConnectionError, but a raw OSError/TimeoutError can escape while a connection is set up).
 # TimeoutError (also asyncio's, since 3.11) is an OSError.
 REDIS_ERRORS = (RedisError, OSError)
+
+T = TypeVar("T")
+D = TypeVar("D")
+
+
+@dataclass(frozen=True, slots=True)
+class _Down:
+    """A guarded call that gave no answer; ``cause`` is None when the breaker skipped it."""
+
+    cause: BaseException | None
 
 
 @dataclass
@@ -34,11 +56,13 @@ class StorageMetrics:
     cache_misses: int = 0
     cache_stores: int = 0
     cache_too_large: int = 0  # answers not cached: over cache_max_entry_bytes
+    cache_not_audio: int = 0  # answers not cached: not audio of their format
     cache_corrupt: int = 0  # values that did not decode (treated as misses)
     cache_voice_forgotten: int = 0  # answers not cached: their voice was forgotten meanwhile
     singleflight_leads: int = 0  # syntheses this process ran while holding a key's lock
     singleflight_joins: int = 0  # callers answered by a synthesis someone else ran
     singleflight_timeouts: int = 0
+    singleflight_takeovers: int = 0  # callers that tried again after a holder failed transiently
     ratelimit_denied: int = 0
     redis_skipped: int = 0  # calls that degraded without trying: the breaker was open
     redis_up: bool = True  # as last observed by any command
@@ -74,6 +98,51 @@ class StorageMetrics:
         if not self.redis_up:
             self.redis_up = True
             log.warning("Redis is back")
+
+    async def guarded(
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        when_down: D,
+        always_try: bool = False,
+    ) -> T | D:
+        """``await call()``, or ``when_down`` if Redis failed (counted, logged once as
+        ``operation``) or the breaker is open (counted as skipped; ``call`` is not made).
+
+        ``always_try``: ignore the breaker, for clean-up owed in the middle of something
+        (releasing a lock, posting an outcome) that would rather fail than be skipped.
+        """
+        result = await self._attempt(operation, call, always_try)
+        return when_down if isinstance(result, _Down) else result
+
+    async def required(
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        unavailable: str,
+        always_try: bool = False,
+    ) -> T:
+        """``guarded`` for a write the user was promised: ``StorageUnavailable(unavailable)``
+        where ``guarded`` would answer ``when_down``, because "done" must mean done."""
+        result = await self._attempt(operation, call, always_try)
+        if isinstance(result, _Down):
+            raise StorageUnavailable(unavailable) from result.cause
+        return result
+
+    async def _attempt(
+        self, operation: str, call: Callable[[], Awaitable[T]], always_try: bool
+    ) -> T | _Down:
+        if not always_try and not self.redis_allowed():
+            return _Down(None)
+        try:
+            result = await call()
+        except REDIS_ERRORS as exc:
+            self.redis_failed(operation, exc)
+            return _Down(exc)
+        self.redis_succeeded()
+        return result
 
     def snapshot(self) -> dict[str, int | bool]:
         """The counters and state, for exporters."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from storage import keys
-from storage.metrics import REDIS_ERRORS, StorageMetrics
+from storage.metrics import StorageMetrics
 from storage.settings import StorageSettings
 
 FAIL_CLOSED_RETRY_AFTER_S = 5.0  # what a fail-closed limiter tells users while Redis is down
@@ -75,15 +75,15 @@ class RateLimiter:
             return RateDecision(allowed=True)
         if f"{platform}:{user_id}" in self._settings.ratelimit_admins:
             return RateDecision(allowed=True)
-        if not self.metrics.redis_allowed():
-            return self._degraded()
         rule = self._settings.rate_rule(platform)
-        try:
-            allowed, wait = await self._bucket(keys=[key], args=[rule.per_minute / 60, rule.burst])
-        except REDIS_ERRORS as exc:
-            self.metrics.redis_failed("rate limit", exc)
+        spent = await self.metrics.guarded(
+            "rate limit",
+            lambda: self._bucket(keys=[key], args=[rule.per_minute / 60, rule.burst]),
+            when_down=None,
+        )
+        if spent is None:
             return self._degraded()
-        self.metrics.redis_succeeded()
+        allowed, wait = spent
         if allowed:
             return RateDecision(allowed=True)
         self.metrics.ratelimit_denied += 1

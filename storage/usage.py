@@ -1,10 +1,9 @@
 """Usage counters: per-day buckets by platform and by user, read back by the admin endpoint.
 
-One request costs at most one pipelined round trip of ``HINCRBY`` (atomic, no
-read-modify-write; buffered requests share one)
-on two hashes per day — totals, per-platform counts and errors by code (overall and per
-platform) in ``usage:day:<day>``, per-user counts in ``usage:users:<day>`` — each expiring
-``usage_retention_days`` after its day ends.
+Requests are buffered and written together: one pipelined round trip of ``HINCRBY``
+(atomic, no read-modify-write) per flush, on two hashes per day — totals, per-platform
+counts and errors by code (overall and per platform) in ``usage:day:<day>``, per-user
+counts in ``usage:users:<day>`` — each expiring ``usage_retention_days`` after its day ends.
 
 Fields of ``usage:day:<day>`` (``|`` separates; the counter or code is always last):
 ``<counter>``, ``platform|<platform>|<counter>``, ``error|<code>`` and
@@ -25,8 +24,7 @@ from typing import Literal
 from redis.asyncio import Redis
 
 from storage import keys
-from storage.errors import StorageUnavailable
-from storage.metrics import REDIS_ERRORS, StorageMetrics
+from storage.metrics import StorageMetrics
 from storage.settings import StorageSettings
 
 Outcome = Literal["hit", "miss", "error"]
@@ -121,9 +119,9 @@ FLUSH_INTERVAL_S = 0.5
 
 
 class UsageRecorder:
-    """Writes the counters. ``record`` writes at once; ``record_soon`` adds to a buffer
-    that one pipeline writes every ``flush_interval_s`` (and on ``flush``): the chat
-    answer never waits on counting, and a busy bot writes each hot field once per flush."""
+    """Writes the counters. ``record_soon`` adds to a buffer that one pipeline writes every
+    ``flush_interval_s`` (and on ``flush``): the chat answer never waits on counting, and a
+    busy bot writes each hot field once per flush."""
 
     def __init__(
         self,
@@ -141,7 +139,7 @@ class UsageRecorder:
         self._expiries: dict[str, dt.datetime] = {}  # key → when it expires
         self._flusher: asyncio.Task[None] | None = None
 
-    async def record(
+    def record_soon(
         self,
         platform: str,
         user_id: str,
@@ -151,25 +149,10 @@ class UsageRecorder:
         synthesis_seconds: float = 0.0,
         day: dt.date | None = None,
     ) -> None:
-        """Count one request; one round trip, never raises for Redis."""
-        await self._write(
-            *self._increments(
-                platform, user_id, outcome, error_code, audio_seconds, synthesis_seconds, day
-            )
-        )
-
-    def record_soon(
-        self,
-        platform: str,
-        user_id: str,
-        outcome: Outcome,
-        error_code: str | None = None,
-        audio_seconds: float = 0.0,
-        synthesis_seconds: float = 0.0,
-    ) -> None:
-        """``record``, buffered: written within ``flush_interval_s``. Needs a running loop."""
+        """Count one request (on ``day``, by default today in UTC); written within
+        ``flush_interval_s``, never raises for Redis. Needs a running loop."""
         increments, expiries = self._increments(
-            platform, user_id, outcome, error_code, audio_seconds, synthesis_seconds, None
+            platform, user_id, outcome, error_code, audio_seconds, synthesis_seconds, day
         )
         self._buffer.update(increments)  # Counter.update adds
         self._expiries.update(expiries)
@@ -235,19 +218,12 @@ class UsageRecorder:
         self, increments: Counter[tuple[str, str]], expiries: dict[str, dt.datetime]
     ) -> None:
         """One pipelined round trip of ``HINCRBY``s and ``EXPIREAT``s; never raises for Redis."""
-        if not self.metrics.redis_allowed():
-            return
         pipe = self._redis.pipeline(transaction=False)
         for (key, name), value in increments.items():
             pipe.hincrby(key, name, value)
         for key, expire_at in expiries.items():
             pipe.expireat(key, expire_at)
-        try:
-            await pipe.execute()
-        except REDIS_ERRORS as exc:
-            self.metrics.redis_failed("usage record", exc)
-            return
-        self.metrics.redis_succeeded()
+        await self.metrics.guarded("usage record", pipe.execute, when_down=None)
 
     async def forget_user(self, platform: str, user_id: str) -> int:
         """Drop the user's per-user counts from every retained day; returns fields removed.
@@ -262,12 +238,12 @@ class UsageRecorder:
         pipe = self._redis.pipeline(transaction=False)
         for back in range(self._settings.usage_retention_days + 2):
             pipe.hdel(keys.usage_users((today - dt.timedelta(days=back)).isoformat()), *fields)
-        try:
-            removed = await pipe.execute()
-        except REDIS_ERRORS as exc:
-            self.metrics.redis_failed("usage forget", exc)
-            raise StorageUnavailable("usage counts cannot be forgotten right now") from exc
-        self.metrics.redis_succeeded()
+        removed = await self.metrics.required(
+            "usage forget",
+            pipe.execute,
+            unavailable="usage counts cannot be forgotten right now",
+            always_try=True,  # a forget the user asked for is tried even with the breaker open
+        )
         return int(sum(removed))
 
 

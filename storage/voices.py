@@ -6,16 +6,15 @@ same bytes saved by two users are stored once and owned by both (``voice:{<id>}:
 with it (``voice:{<id>}:audio``, filled by ``AudioCache.put``) once nobody owns it.
 A clip sent for one request only is never stored, but its id is noted for the user
 (``note_attached``) because the answers made with it are cached: ``forget`` deletes those
-too, and ``list_for_user`` shows them. A forget leaves a short tombstone
+too. A forget leaves a short tombstone
 (``voice:{<id>}:forgotten``) so a synthesis still running cannot re-cache its answer.
 The voice id is the caller's fingerprint of the normalised audio; this store never
 decodes audio.
 
-Reads degrade (``None``/empty) when Redis is unavailable — ``lookup_clip`` also says
+Reads degrade (``None``/``False``) when Redis is unavailable — ``lookup_clip`` also says
 whether it was unavailable, so a caller can tell a dead Redis from an expired clip;
-``save``, ``set_default``, ``clear_default`` and ``forget`` raise ``StorageUnavailable``
-instead, because a user who was told "done" must not find their voice still used (or
-still stored).
+``save``, ``clear_default`` and ``forget`` raise ``StorageUnavailable`` instead, because
+a user who was told "done" must not find their voice still used (or still stored).
 """
 
 from __future__ import annotations
@@ -23,16 +22,18 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from storage import keys
-from storage.errors import StorageUnavailable, VoiceTooLarge
-from storage.metrics import REDIS_ERRORS, StorageMetrics
+from storage.errors import VoiceTooLarge
+from storage.metrics import StorageMetrics
 from storage.settings import StorageSettings
 
 log = logging.getLogger("storage")
+
+_CANNOT_CHANGE = "voices cannot be changed right now; try again"
 
 # Atomic per voice (all four keys share the {voice_id} slot): drop the user's ownership,
 # and when no owner is left, delete the clip, the owners and the index of cached answers,
@@ -70,15 +71,6 @@ class ClipLookup:
     def expired(self) -> bool:
         """Redis answered and the clip is gone: only now may a pointer to it be dropped."""
         return self.clip is None and not self.unavailable
-
-
-@dataclass(frozen=True)
-class VoiceInfo:
-    voice_id: str
-    size_bytes: int  # 0 for a voice that was only sent for requests: no clip is kept
-    is_default: bool
-    expires_in_s: int  # unless used again: each use restarts the idle TTL
-    saved: bool = True  # False: sent for requests only; cached answers made with it may exist
 
 
 @dataclass
@@ -141,173 +133,85 @@ class VoiceStore:
         pipe.expire(keys.user_voices(platform, user_id), ttl_s)
         if make_default:
             pipe.set(keys.user_default(platform, user_id), voice_id, ex=ttl_s)
-        await self._write(pipe, "voice save")
-
-    async def get_clip(self, voice_id: str) -> bytes | None:
-        """The clip, restarting its idle TTL; None if expired, unknown or Redis is down."""
-        return (await self.lookup_clip(voice_id)).clip
+        await self.metrics.required("voice save", pipe.execute, unavailable=_CANNOT_CHANGE)
 
     async def lookup_clip(
         self, voice_id: str, platform: str | None = None, user_id: str | None = None
     ) -> ClipLookup:
         """The clip, restarting its idle TTL (and that of the user's list of saved voices when
         the user is given); never raises for Redis, but says when Redis could not answer."""
-        keys.check_voice_id(voice_id)
-        ttl_s = self._settings.voice_idle_ttl_s
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.getex(keys.voice_clip(voice_id), ex=ttl_s)
-        pipe.expire(keys.voice_owners(voice_id), ttl_s)
-        if platform is not None and user_id is not None:
-            _owner(platform, user_id)
-            # The list that lets the user see and forget the clip lives as long as the clip.
-            pipe.expire(keys.user_voices(platform, user_id), ttl_s)
-        result = await self._read(pipe, "voice get")
+        pipe = self._used(voice_id, platform, user_id, read_clip=True)
+        result = await self.metrics.guarded("voice get", pipe.execute, when_down=None)
         if result is None:
             return ClipLookup(clip=None, unavailable=True)
         return ClipLookup(clip=result[0])
 
+    async def touch(self, voice_id: str, platform: str, user_id: str) -> None:
+        """A use of the voice that needs no clip (a cache hit): its idle TTL restarts all the
+        same, without moving its megabytes. Degrades to nothing when Redis is down."""
+        pipe = self._used(voice_id, platform, user_id, read_clip=False)
+        await self.metrics.guarded("voice touch", pipe.execute, when_down=None)
+
+    def _used(
+        self, voice_id: str, platform: str | None, user_id: str | None, *, read_clip: bool
+    ) -> Pipeline:
+        """A pipeline restarting the idle TTLs of a voice in use (reading its clip first)."""
+        keys.check_voice_id(voice_id)
+        ttl_s = self._settings.voice_idle_ttl_s
+        pipe = self._redis.pipeline(transaction=False)
+        if read_clip:
+            pipe.getex(keys.voice_clip(voice_id), ex=ttl_s)
+        else:
+            pipe.expire(keys.voice_clip(voice_id), ttl_s)
+        pipe.expire(keys.voice_owners(voice_id), ttl_s)
+        if platform is not None and user_id is not None:
+            _owner(platform, user_id)
+            # The list that lets the user forget the clip lives as long as the clip.
+            pipe.expire(keys.user_voices(platform, user_id), ttl_s)
+        return pipe
+
     async def note_attached(self, platform: str, user_id: str, voice_id: str) -> bool:
-        """Remember, for ``forget`` and ``list_for_user``, that the user sent this voice for a
-        request without saving it; the clip itself is not kept. False if Redis is down."""
+        """Remember, for ``forget``, that the user sent this voice for a request without
+        saving it; the clip itself is not kept. False if Redis is down."""
         _owner(platform, user_id)
         keys.check_voice_id(voice_id)
         attached = keys.user_attached(platform, user_id)
         pipe = self._redis.pipeline(transaction=False)
         pipe.sadd(attached, voice_id)
         pipe.expire(attached, self._settings.voice_idle_ttl_s)
-        return await self._read(pipe, "voice note attached") is not None
+        noted = await self.metrics.guarded("voice note attached", pipe.execute, when_down=None)
+        return noted is not None
 
     async def default_voice(self, platform: str, user_id: str) -> str | None:
-        """The user's default voice id (its clip may have expired: see ``get_clip``)."""
+        """The user's default voice id (its clip may have expired: see ``lookup_clip``)."""
         key = keys.user_default(platform, user_id)
         _owner(platform, user_id)
-        if not self.metrics.redis_allowed():
-            return None
-        try:
-            raw = await self._redis.getex(key, ex=self._settings.voice_idle_ttl_s)
-        except REDIS_ERRORS as exc:
-            self.metrics.redis_failed("voice default", exc)
-            return None
-        self.metrics.redis_succeeded()
+        raw = await self.metrics.guarded(
+            "voice default",
+            lambda: self._redis.getex(key, ex=self._settings.voice_idle_ttl_s),
+            when_down=None,
+        )
         return None if raw is None else keys.as_text(raw)
-
-    async def set_default(self, platform: str, user_id: str, voice_id: str) -> bool:
-        """Make one of the user's own saved voices their default; False if it is not theirs."""
-        owner = _owner(platform, user_id)
-        keys.check_voice_id(voice_id)
-        self._check_writable()
-        try:
-            owns = await self._redis.sismember(keys.voice_owners(voice_id), owner)
-            if owns:
-                await self._redis.set(
-                    keys.user_default(platform, user_id),
-                    voice_id,
-                    ex=self._settings.voice_idle_ttl_s,
-                )
-        except REDIS_ERRORS as exc:
-            self.metrics.redis_failed("voice set default", exc)
-            raise StorageUnavailable("voices cannot be changed right now") from exc
-        self.metrics.redis_succeeded()
-        return bool(owns)
 
     async def clear_default(self, platform: str, user_id: str) -> bool:
         """Back to the built-in voice; True if there was a default. Keeps the saved clips."""
         _owner(platform, user_id)
         pipe = self._redis.pipeline(transaction=False)
         pipe.delete(keys.user_default(platform, user_id))
-        (deleted,) = await self._write(pipe, "voice clear default")
+        (deleted,) = await self.metrics.required(
+            "voice clear default", pipe.execute, unavailable=_CANNOT_CHANGE
+        )
         return bool(deleted)
-
-    async def list_for_user(self, platform: str, user_id: str) -> list[VoiceInfo]:
-        """Every clip stored for the user, still alive, then the voices they only sent for
-        requests (``saved=False``: no clip, but answers made with them may be cached);
-        empty if Redis is down."""
-        _owner(platform, user_id)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.smembers(keys.user_voices(platform, user_id))
-        pipe.get(keys.user_default(platform, user_id))
-        pipe.smembers(keys.user_attached(platform, user_id))
-        pipe.ttl(keys.user_attached(platform, user_id))
-        first = await self._read(pipe, "voice list")
-        if first is None:
-            return []
-        members, default, attached_members, attached_ttl = first
-        voice_ids = sorted(keys.as_text(member) for member in members)
-        default_id = None if default is None else keys.as_text(default)
-        if default_id is not None and default_id not in voice_ids:
-            voice_ids.append(default_id)
-        pipe = self._redis.pipeline(transaction=False)
-        for voice_id in voice_ids:
-            pipe.strlen(keys.voice_clip(voice_id))
-            pipe.ttl(keys.voice_clip(voice_id))
-        sizes = await self._read(pipe, "voice list")
-        if sizes is None:
-            return []
-        saved = [
-            VoiceInfo(voice_id, size, voice_id == default_id, ttl)
-            for voice_id, size, ttl in zip(voice_ids, sizes[::2], sizes[1::2], strict=True)
-            if size > 0
-        ]
-        shown = {info.voice_id for info in saved}
-        attached = [
-            VoiceInfo(voice_id, 0, False, attached_ttl, saved=False)
-            for voice_id in sorted(keys.as_text(member) for member in attached_members)
-            if voice_id not in shown
-        ]
-        return saved + attached
 
     async def forget(self, platform: str, user_id: str) -> ForgetReport:
         """Remove the user's clips (those nobody else owns), their default, the record of
         voices they sent for one request, and the cached answers made with those voices."""
         owner = _owner(platform, user_id)
-        voices_key = keys.user_voices(platform, user_id)
-        default_key = keys.user_default(platform, user_id)
-        attached_key = keys.user_attached(platform, user_id)
-        report = ForgetReport()
-        self._check_writable()
-        try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.smembers(voices_key)
-            pipe.get(default_key)
-            pipe.smembers(attached_key)
-            members, default, attached_members = await pipe.execute()
-            voice_ids = {keys.as_text(member) for member in members}
-            if default is not None:
-                voice_ids.add(keys.as_text(default))
-            attached_only = {keys.as_text(member) for member in attached_members} - voice_ids
-            answers: list[bytes] = []
-            for voice_id in sorted(voice_ids | attached_only):
-                was_attached = voice_id in attached_only
-                result = await self._release_voice(
-                    keys=[
-                        keys.voice_owners(voice_id),
-                        keys.voice_clip(voice_id),
-                        keys.voice_audio(voice_id),
-                        keys.voice_forgotten(voice_id),
-                    ],
-                    args=[owner, "1" if was_attached else "0", self._forgotten_ttl_s],
-                )
-                if was_attached:
-                    report.attached_voices_forgotten.append(voice_id)
-                    answers.extend(result[1:])
-                elif result[0] == 1:
-                    report.voices_deleted.append(voice_id)
-                    answers.extend(result[1:])
-                elif result[0] == 0:
-                    report.voices_still_owned_by_others.append(voice_id)
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.delete(default_key)
-            pipe.delete(voices_key)
-            pipe.delete(attached_key)
-            for answer in answers:  # one key per command: answers live in many cluster slots
-                pipe.delete(answer)
-            deleted_default, _, _, *deleted_answers = await pipe.execute()
-        except REDIS_ERRORS as exc:
-            self.metrics.redis_failed("voice forget", exc)
-            raise StorageUnavailable("voices cannot be forgotten right now; try again") from exc
-        self.metrics.redis_succeeded()
-        report.default_cleared = bool(deleted_default)
-        report.cache_entries_deleted = sum(deleted_answers)
+        report = await self.metrics.required(
+            "voice forget",
+            lambda: self._forget(platform, user_id, owner),
+            unavailable="voices cannot be forgotten right now; try again",
+        )
         log.info(
             "forgot voices of %s: deleted=%d shared=%d attached=%d answers=%d",
             owner,
@@ -318,33 +222,53 @@ class VoiceStore:
         )
         return report
 
+    async def _forget(self, platform: str, user_id: str, owner: str) -> ForgetReport:
+        voices_key = keys.user_voices(platform, user_id)
+        default_key = keys.user_default(platform, user_id)
+        attached_key = keys.user_attached(platform, user_id)
+        report = ForgetReport()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.smembers(voices_key)
+        pipe.get(default_key)
+        pipe.smembers(attached_key)
+        members, default, attached_members = await pipe.execute()
+        voice_ids = {keys.as_text(member) for member in members}
+        if default is not None:
+            voice_ids.add(keys.as_text(default))
+        attached_only = {keys.as_text(member) for member in attached_members} - voice_ids
+        answers: list[bytes] = []
+        for voice_id in sorted(voice_ids | attached_only):
+            was_attached = voice_id in attached_only
+            result = await self._release_voice(
+                keys=[
+                    keys.voice_owners(voice_id),
+                    keys.voice_clip(voice_id),
+                    keys.voice_audio(voice_id),
+                    keys.voice_forgotten(voice_id),
+                ],
+                args=[owner, "1" if was_attached else "0", self._forgotten_ttl_s],
+            )
+            if was_attached:
+                report.attached_voices_forgotten.append(voice_id)
+                answers.extend(result[1:])
+            elif result[0] == 1:
+                report.voices_deleted.append(voice_id)
+                answers.extend(result[1:])
+            elif result[0] == 0:
+                report.voices_still_owned_by_others.append(voice_id)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(default_key)
+        pipe.delete(voices_key)
+        pipe.delete(attached_key)
+        for answer in answers:  # one key per command: answers live in many cluster slots
+            pipe.delete(answer)
+        deleted_default, _, _, *deleted_answers = await pipe.execute()
+        report.default_cleared = bool(deleted_default)
+        report.cache_entries_deleted = sum(deleted_answers)
+        return report
+
     @property
     def _forgotten_ttl_s(self) -> int:
         """Outlives any synthesis a caller still waits for (see ``keys.VOICE_FORGOTTEN_TTL_S``)."""
         longest_wait_s = math.ceil(self._settings.singleflight_wait_timeout_s)
         return max(keys.VOICE_FORGOTTEN_TTL_S, longest_wait_s + 60)
-
-    def _check_writable(self) -> None:
-        if not self.metrics.redis_allowed():
-            raise StorageUnavailable("voices cannot be changed right now; try again")
-
-    async def _read(self, pipe: Any, operation: str) -> list[Any] | None:
-        if not self.metrics.redis_allowed():
-            return None
-        try:
-            result: list[Any] = await pipe.execute()
-        except REDIS_ERRORS as exc:
-            self.metrics.redis_failed(operation, exc)
-            return None
-        self.metrics.redis_succeeded()
-        return result
-
-    async def _write(self, pipe: Any, operation: str) -> list[Any]:
-        self._check_writable()
-        try:
-            result: list[Any] = await pipe.execute()
-        except REDIS_ERRORS as exc:
-            self.metrics.redis_failed(operation, exc)
-            raise StorageUnavailable("voices cannot be changed right now; try again") from exc
-        self.metrics.redis_succeeded()
-        return result

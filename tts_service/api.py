@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -31,6 +30,7 @@ from tts_service.errors import (
     TTSError,
     Unauthorized,
 )
+from tts_service.exposure import is_loopback, secret_value
 from tts_service.schema import (
     HEADER_DURATION,
     HEADER_ENGINE,
@@ -62,14 +62,8 @@ class UnsafeBind(RuntimeError):
 
 
 def check_bind_allowed(host: str, settings: TTSSettings) -> None:
-    """With no API token the service may only listen on loopback."""
-    if settings.api_token is not None:
-        return
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    """With no API token (unset or blank) the service may only listen on loopback."""
+    if secret_value(settings.api_token) is None and not is_loopback(host):
         raise UnsafeBind(
             f"refusing to listen on {host} without TTS_API_TOKEN; set a token or bind 127.0.0.1"
         )
@@ -169,12 +163,13 @@ PUBLIC_PATHS = frozenset({"/healthz"})  # the liveness probe; everything else ne
 class TokenCheck:
     """``TTS_API_TOKEN`` compared in constant time; with none configured, everyone passes.
 
-    No token is only allowed on loopback (``check_bind_allowed``).
+    No token (unset or blank, as ``secret_value`` says) is only allowed on loopback
+    (``check_bind_allowed``).
     """
 
     def __init__(self, settings: TTSSettings) -> None:
-        token = settings.api_token
-        self.expected = token.get_secret_value().encode() if token else None
+        token = secret_value(settings.api_token)
+        self.expected = token.encode() if token is not None else None
         if self.expected is None:
             log.warning("TTS_API_TOKEN is not set: the service accepts unauthenticated requests")
 

@@ -13,12 +13,14 @@ TTSError                      500  a bug; never expected
 
 from __future__ import annotations
 
+from tts_service.schema import ErrorCode
+
 
 class TTSError(Exception):
     """Base of every error the service answers with; ``code`` is stable, ``str()`` is for users."""
 
     status_code = 500
-    code = "internal_error"
+    code: str = ErrorCode.INTERNAL_ERROR
     retry_after_s: float | None = None
 
     def __init__(self, message: str) -> None:
@@ -28,37 +30,37 @@ class TTSError(Exception):
 
 class InvalidRequest(TTSError):
     status_code = 400
-    code = "invalid_request"
+    code: str = ErrorCode.INVALID_REQUEST
 
 
 class ReferenceAudioError(InvalidRequest):
-    code = "invalid_reference_audio"
+    code: str = ErrorCode.INVALID_REFERENCE_AUDIO
 
 
 class VoiceCloningUnavailable(InvalidRequest):
-    code = "voice_cloning_unavailable"
+    code: str = ErrorCode.VOICE_CLONING_UNAVAILABLE
 
 
 class NothingToSay(InvalidRequest):
     """Valid text the engine turns into no sound at all; an empty file would look like success."""
 
     status_code = 422
-    code = "nothing_to_say"
+    code: str = ErrorCode.NOTHING_TO_SAY
 
 
 class Unauthorized(TTSError):
     status_code = 401
-    code = "unauthorized"
+    code: str = ErrorCode.UNAUTHORIZED
 
 
 class PayloadTooLarge(TTSError):
     status_code = 413
-    code = "payload_too_large"
+    code: str = ErrorCode.PAYLOAD_TOO_LARGE
 
 
 class ServiceBusy(TTSError):
     status_code = 503
-    code = "busy"
+    code: str = ErrorCode.BUSY
 
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
@@ -66,4 +68,4 @@ class ServiceBusy(TTSError):
 
 
 class EngineNotReady(ServiceBusy):
-    code = "engine_not_ready"
+    code: str = ErrorCode.ENGINE_NOT_READY

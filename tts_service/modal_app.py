@@ -56,6 +56,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tts_service.api import UnsafeBind, create_app
 from tts_service.engines import build_engine
 from tts_service.engines.chatterbox import ChatterboxEngine, download_checkpoint
+from tts_service.exposure import secret_value
 from tts_service.settings import TTSSettings
 
 ENV_PREFIX = "SAYBOT_MODAL_"
@@ -193,7 +194,7 @@ class TTSService:
     def load_engine(self) -> None:
         """After restore: load the weights onto the GPU and build the app."""
         settings = TTSSettings()
-        if settings.api_token is None:  # a public URL: never without a token
+        if secret_value(settings.api_token) is None:  # a public URL: never without a token
             raise UnsafeBind(
                 f"TTS_API_TOKEN is not set; create it with `modal secret create "
                 f"{DEPLOYMENT.secret_name} TTS_API_TOKEN=...`"

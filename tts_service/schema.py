@@ -64,19 +64,26 @@ PARAM_RANGES: dict[str, ParamRange] = {
 }
 
 _WHITESPACE = re.compile(r"\s+")
+# C0 and C1 controls and DEL, except the whitespace ones (tab, line breaks), which collapse.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
 
 
 def normalize_text(text: str) -> str:
-    """Unicode NFC, every run of whitespace collapsed to one space, trimmed.
+    """Unicode NFC, C0/C1 control characters removed (tab and line breaks are whitespace),
+    every run of whitespace collapsed to one space, trimmed.
 
     Equivalent inputs must produce one cache key and one synthesis, so this is
-    the single definition of "the same text".
+    the single definition of "the same text". No engine ever sees a control character
+    (Piper refuses a NUL outright).
     """
-    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    visible = _CONTROL.sub("", unicodedata.normalize("NFC", text))
+    return _WHITESPACE.sub(" ", visible).strip()
 
 
 def _checked_text(text: str) -> str:
     normalized = normalize_text(text)
+    if not normalized and text.strip():
+        raise ValueError("text has nothing to say in it (only control characters)")
     if not normalized:
         raise ValueError("text is empty; give 1 to 1000 characters to speak")
     if len(normalized) > MAX_TEXT_CHARS:
@@ -121,6 +128,21 @@ class TTSRequest(TTSParams):
         description="A short clip (1-60 s) of the voice to clone, base64-encoded. "
         "OGG/Opus, OGG/Vorbis, MP3, WAV, FLAC, M4A/AAC and WebM are accepted.",
     )
+
+
+class ErrorCode(StrEnum):
+    """The stable ``error.code`` values of the service's answers: the service's error tree
+    sets them and the bots' client reads them, so both ends name a failure alike."""
+
+    INTERNAL_ERROR = "internal_error"
+    INVALID_REQUEST = "invalid_request"
+    INVALID_REFERENCE_AUDIO = "invalid_reference_audio"
+    VOICE_CLONING_UNAVAILABLE = "voice_cloning_unavailable"
+    NOTHING_TO_SAY = "nothing_to_say"
+    UNAUTHORIZED = "unauthorized"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    BUSY = "busy"
+    ENGINE_NOT_READY = "engine_not_ready"
 
 
 class ErrorDetail(BaseModel):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from pydantic import SecretStr
 
 from bots.settings import BotSettings
+from tts_service.exposure import is_loopback, secret_value
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +46,9 @@ class AdminUnauthorized(Exception):
         self.message = message
 
 
-def is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def configured_token(token: SecretStr | None) -> str | None:
-    """The token, or None when unset or blank (a blank ``ADMIN_TOKEN=`` must not mean "any")."""
-    if token is None or not token.get_secret_value().strip():
-        return None
-    return token.get_secret_value()
-
-
 def check_admin_bind(settings: BotSettings) -> None:
     """Without ``ADMIN_TOKEN`` the admin endpoint may only listen on loopback."""
-    if configured_token(settings.admin_token) is None and not is_loopback(settings.admin_host):
+    if secret_value(settings.admin_token) is None and not is_loopback(settings.admin_host):
         raise AdminBindRefused(
             f"refusing to serve the admin endpoint on {settings.admin_host} without "
             "ADMIN_TOKEN; set a token or leave ADMIN_HOST at 127.0.0.1"
@@ -79,7 +65,7 @@ class AdminAuth:
         session_ttl_s: int = SESSION_TTL_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        secret = configured_token(token)
+        secret = secret_value(token)  # a blank ADMIN_TOKEN= is no token
         self._token = secret.encode() if secret is not None else None
         self._session_key = (
             hmac.new(self._token, _SESSION_KEY_LABEL, hashlib.sha256).digest()

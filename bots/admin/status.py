@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bots.errors import SayError, TTSBusy, TTSTimeout, TTSUnavailable
+from bots.errors import SayError, TTSBusy, TTSMisconfigured, TTSTimeout, TTSUnavailable
 from bots.tts_client import TTSClient
 from storage.metrics import StorageMetrics
 from storage.redis import RedisHandle
@@ -35,6 +35,7 @@ TTS_REASONS = {
     TTSBusy.code: "the TTS service is busy or still loading its engine",
     TTSTimeout.code: "the TTS service did not answer in time",
     TTSUnavailable.code: "the TTS service is unreachable or failing",
+    TTSMisconfigured.code: "the TTS service refused our token: check TTS_API_TOKEN",
 }
 TTS_OTHER_REASON = "the TTS service refused the readiness check"
 

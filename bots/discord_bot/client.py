@@ -12,6 +12,7 @@ import discord
 from bots.discord_bot.commands import SayTree
 from bots.discord_bot.replies import reply_privately
 from bots.draining import (
+    CLOSE_RESERVE_S,
     DRAIN_TIMEOUT_S,
     GAVE_UP_TIMEOUT_S,
     cancel_and_wait,
@@ -20,6 +21,7 @@ from bots.draining import (
 from bots.messages import GAVE_UP
 from bots.say import SayFlow
 from bots.settings import BotSettings
+from tts_service.exposure import secret_value
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ class ShardedSayBot(SayBot, discord.AutoShardedClient):
 
 def build_client(settings: BotSettings, flow: SayFlow, **client_kwargs: Any) -> SayBot:
     """The configured client; start it with ``start_discord``."""
-    if settings.discord_bot_token is None:
+    if secret_value(settings.discord_bot_token) is None:
         raise ValueError("DISCORD_BOT_TOKEN is not set")
     if settings.discord_shards is not None:
         client_kwargs.setdefault("shard_count", settings.discord_shards)
@@ -94,11 +96,11 @@ async def start_discord(client: SayBot) -> None:
     Returns once logged in; ``is_connected`` says when the gateway is ready. On failure
     the client is closed again before the error propagates.
     """
-    token = client.settings.discord_bot_token
+    token = secret_value(client.settings.discord_bot_token)
     if token is None:
         raise ValueError("DISCORD_BOT_TOKEN is not set")
     try:
-        await client.login(token.get_secret_value())
+        await client.login(token)
     except BaseException:
         await client.close()
         raise
@@ -128,7 +130,7 @@ async def stop_discord(client: SayBot, drain_timeout_s: float = DRAIN_TIMEOUT_S)
     if task is not None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             # close() ends connect(); its own errors were reported when it ended.
-            await asyncio.wait_for(task, timeout=10)
+            await asyncio.wait_for(task, timeout=CLOSE_RESERVE_S)
 
 
 async def _give_up_on(unfinished: dict[asyncio.Task[Any], discord.Interaction[Any]]) -> None:

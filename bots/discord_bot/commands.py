@@ -2,20 +2,19 @@
 
 Thin on purpose: build a ``SayRequest``, call the flow, reply. Limits live in the
 signatures (Discord enforces them in its UI); anything that still gets past them is
-refused by ``parse_params`` before deferring. Every error reaches ``SayTree.on_error``.
+refused by ``SayFlow.check`` before deferring. Every error reaches ``SayTree.on_error``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 
-from bots.discord_bot.attachments import check_clip, download_clip
+from bots.discord_bot.attachments import DiscordClip
 from bots.discord_bot.replies import (
     HELP,
     TURNED_AWAY,
@@ -26,15 +25,11 @@ from bots.discord_bot.replies import (
     think,
     think_while,
 )
+from bots.discord_bot.state import BotState, Interaction, state_of
 from bots.errors import VoiceCloningUnavailable
-from bots.messages import forget_text
-from bots.say import SayRequest, SayResult, parse_params
+from bots.messages import BUILT_IN_AGAIN, forget_text, saved_text
+from bots.say import SayRequest
 from tts_service.schema import MAX_TEXT_CHARS, PARAM_RANGES
-
-if TYPE_CHECKING:
-    from bots.discord_bot.client import SayBot
-
-    Interaction = discord.Interaction[SayBot]
 
 PLATFORM = "discord"
 # How long a check may hold up the acknowledgement (Discord's deadline is 3 s).
@@ -52,10 +47,10 @@ CfgWeight = app_commands.Range[float, _CFG_WEIGHT.minimum, _CFG_WEIGHT.maximum]
 Seed = app_commands.Range[int, int(_SEED.minimum), 2**53]
 
 
-class SayTree(app_commands.CommandTree["SayBot"]):
+class SayTree(app_commands.CommandTree[discord.Client]):
     """The command tree: tracks commands in flight and turns every error into one reply."""
 
-    def __init__(self, client: SayBot) -> None:
+    def __init__(self, client: discord.Client) -> None:
         super().__init__(client)
         self.add_command(app_commands.Command(name="say", description=SAY, callback=say))
         voice = app_commands.Group(name="voice", description="Your own voice for /say")
@@ -70,12 +65,13 @@ class SayTree(app_commands.CommandTree["SayBot"]):
 
     async def interaction_check(self, interaction: Interaction, /) -> bool:
         """Runs first in the task that handles the command, so stopping can wait for it."""
+        bot = state_of(interaction)
         task = asyncio.current_task()
         if task is not None:
-            in_flight = interaction.client.in_flight
+            in_flight = bot.in_flight
             in_flight[task] = interaction
             task.add_done_callback(lambda done: in_flight.pop(done, None))
-        if not interaction.client.accepting:
+        if not bot.accepting:
             await interaction.response.send_message(TURNED_AWAY, ephemeral=True)
             return False
         return True
@@ -108,34 +104,36 @@ async def say(
     cfg_weight: CfgWeight | None = None,
     seed: Seed | None = None,
 ) -> None:
-    bot = interaction.client
+    bot = state_of(interaction)
     options: dict[str, Any] = {
         "exaggeration": exaggeration,
         "temperature": temperature,
         "cfg_weight": cfg_weight,
         "seed": seed,
     }
+    user_id = str(interaction.user.id)
     request = SayRequest(
         platform=PLATFORM,
-        user_id=str(interaction.user.id),
+        user_id=user_id,
         chat_id=str(interaction.channel_id),
         text=text,
         params={name: value for name, value in options.items() if value is not None},
+        clip=DiscordClip(voice, sender_id=user_id) if voice is not None else None,
     )
-    parse_params(request)  # bad text or options: answered at once, before "thinking…"
+    # Bad text, options or clip metadata: answered at once, privately, before "thinking…".
+    bot.flow.check(request)
     if voice is not None:
-        check_clip(voice, bot.settings)  # too big or not audio: refused without downloading
         await refuse_cloning_early(bot)
-    result = await think_while(interaction, speak(bot, request, voice), private=False)
+    result = await think_while(interaction, bot.flow.say(request), private=False)
     await send_result(interaction, result, voice_message=bot.settings.discord_voice_messages)
 
 
-async def refuse_cloning_early(bot: SayBot) -> None:
+async def refuse_cloning_early(bot: BotState) -> None:
     """Refuse a clip the engine cannot use privately, before a public "thinking…".
 
     Only when the answer is quick (the engine info is usually known already): a cold
     service must not make the command miss Discord's 3 s acknowledgement deadline, and
-    ``speak`` checks again after deferring.
+    the flow checks again after deferring, before downloading anything.
     """
     check = asyncio.ensure_future(bot.flow.can_clone())
     done, _ = await asyncio.wait({check}, timeout=EARLY_CHECK_S)
@@ -146,42 +144,29 @@ async def refuse_cloning_early(bot: SayBot) -> None:
         raise VoiceCloningUnavailable("the engine cannot clone voices")
 
 
-async def speak(bot: SayBot, request: SayRequest, voice: discord.Attachment | None) -> SayResult:
-    if voice is not None:
-        if not await bot.flow.can_clone():  # say so before downloading anything
-            raise VoiceCloningUnavailable("the engine cannot clone voices")
-        request = replace(request, reference_clip=await download_clip(voice, bot.settings))
-    return await bot.flow.say(request)
-
-
 # --- /voice ----------------------------------------------------------------------------------
 
 
 @app_commands.describe(attachment="A clip of your voice: a few seconds of clear speech")
 async def voice_set(interaction: Interaction, attachment: discord.Attachment) -> None:
-    bot = interaction.client
-    check_clip(attachment, bot.settings)
+    bot = state_of(interaction)
+    clip = DiscordClip(attachment, sender_id=str(interaction.user.id))
+    bot.flow.check_clip(clip)
     await think(interaction, private=True)
-    clip = await download_clip(attachment, bot.settings)
-    await bot.flow.save_voice(PLATFORM, str(interaction.user.id), clip)
-    note = (
-        ""
-        if await bot.flow.can_clone()
-        else " (voice cloning is off right now, so I'll use it once it's back)"
-    )
-    await answer(interaction, f"Saved: /say now speaks in this voice{note}.")
+    saved = await bot.flow.save_voice(PLATFORM, str(interaction.user.id), clip)
+    await answer(interaction, saved_text(saved))
 
 
 async def voice_forget(interaction: Interaction) -> None:
     await think(interaction, private=True)
-    report = await interaction.client.flow.forget_voice(PLATFORM, str(interaction.user.id))
+    report = await state_of(interaction).flow.forget_voice(PLATFORM, str(interaction.user.id))
     await answer(interaction, forget_text(report))
 
 
 async def voice_default(interaction: Interaction) -> None:
     await think(interaction, private=True)
-    await interaction.client.flow.use_built_in_voice(PLATFORM, str(interaction.user.id))
-    await answer(interaction, "Back to the built-in voice.")
+    await state_of(interaction).flow.use_built_in_voice(PLATFORM, str(interaction.user.id))
+    await answer(interaction, BUILT_IN_AGAIN)
 
 
 VOICE_COMMANDS: list[tuple[str, str, Callable[..., Coroutine[Any, Any, None]]]] = [

@@ -17,22 +17,18 @@ import asyncio
 import io
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import discord
 from discord import app_commands
 
+from bots.discord_bot.state import Interaction
 from bots.discord_bot.voice_message import send_voice_message
 from bots.errors import NoSavedVoice, SayError
 from bots.messages import caption, error_text
 from bots.say import SayResult
 from tts_service.audio import MAX_REFERENCE_S, MIN_REFERENCE_S
 from tts_service.schema import MAX_TEXT_CHARS, PARAM_RANGES
-
-if TYPE_CHECKING:
-    from bots.discord_bot.client import SayBot
-
-    Interaction = discord.Interaction[SayBot]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -12,6 +12,7 @@ from bots.draining import DRAIN_TIMEOUT_S, GAVE_UP_TIMEOUT_S, cancel_and_wait, w
 from bots.say import SayFlow
 from bots.settings import BotSettings
 from bots.telegram_bot import handlers
+from tts_service.exposure import secret_value
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,12 @@ NOT_EDITS = ~filters.UpdateType.EDITED  # what MessageHandler takes (everything)
 
 def build_application(settings: BotSettings, flow: SayFlow) -> Application:  # type: ignore[type-arg]
     """The configured PTB application; start it with ``start_telegram``."""
-    if settings.telegram_bot_token is None:
+    token = secret_value(settings.telegram_bot_token)
+    if token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
     application = (
         Application.builder()
-        .token(settings.telegram_bot_token.get_secret_value())
+        .token(token)
         .base_url(settings.telegram_api_base_url)
         .base_file_url(settings.telegram_file_base_url)
         .local_mode(settings.telegram_local_mode)  # a `--local` Bot API server: absolute paths
@@ -79,13 +81,12 @@ async def _start(application: Application, settings: BotSettings) -> None:  # ty
     if updater is None:
         raise RuntimeError("the application was built without an updater")
     if settings.telegram_webhook_url:
-        secret = settings.telegram_webhook_secret
         await updater.start_webhook(
             listen=settings.telegram_webhook_listen,
             port=settings.telegram_webhook_port,
             url_path=urlsplit(settings.telegram_webhook_url).path.lstrip("/"),
             webhook_url=settings.telegram_webhook_url,
-            secret_token=secret.get_secret_value() if secret else None,
+            secret_token=secret_value(settings.telegram_webhook_secret),
             allowed_updates=Update.ALL_TYPES,
         )
         log.info("telegram: receiving updates by webhook")

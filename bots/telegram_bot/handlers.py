@@ -13,22 +13,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from telegram import Audio, Message, MessageEntity, Update, Voice
+from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatAction, ChatType
 from telegram.error import TelegramError, TimedOut
 from telegram.ext import ContextTypes
 
 from bots.draining import GAVE_UP_TIMEOUT_S
-from bots.errors import (
-    InvalidInput,
-    NoSavedVoice,
-    SayError,
-    VoiceClipRejected,
-    VoiceCloningUnavailable,
-)
-from bots.messages import GAVE_UP, caption, error_text, forget_text
+from bots.errors import InvalidInput, NoSavedVoice, SayError
+from bots.messages import BUILT_IN_AGAIN, GAVE_UP, caption, error_text, forget_text, saved_text
 from bots.say import SayFlow, SayRequest
 from bots.settings import BotSettings
+from bots.telegram_bot.clips import TelegramClip
 from bots.telegram_bot.parsing import Command, parse_options, split_command
 
 log = logging.getLogger(__name__)
@@ -168,12 +163,12 @@ async def _say_from_command(
 ) -> None:
     options, text = parse_options(command.rest)
     replied = message.reply_to_message
-    attachment = _clip_of(message) or (_clip_of(replied) if replied else None)
+    clip = TelegramClip.of(message) or (TelegramClip.of(replied) if replied else None)
     if not text and replied is not None and (replied.text or replied.caption):
         text = replied.text or replied.caption or ""
     if not text:
         raise InvalidInput("tell me what to say, e.g. /say Hello there")
-    await _speak(message, context, text, options, attachment)
+    await _speak(message, context, text, options, clip)
 
 
 async def _speak(
@@ -181,22 +176,17 @@ async def _speak(
     context: ContextTypes.DEFAULT_TYPE,
     text: str,
     options: dict[str, float | int],
-    attachment: Voice | Audio | None,
+    clip: TelegramClip | None,
 ) -> None:
     deps = deps_of(context)
     async with recording_voice(context, message.chat_id, deps.settings):
-        clip = None
-        if attachment is not None:
-            if not await deps.flow.can_clone():  # say so before downloading anything
-                raise VoiceCloningUnavailable("the engine cannot clone voices")
-            clip = await _download(attachment, context, deps.settings)
         request = SayRequest(
             platform=PLATFORM,
-            user_id=str(message.from_user.id if message.from_user else message.chat_id),
+            user_id=_user_id(message),
             chat_id=str(message.chat_id),
             text=text,
             params=options,
-            reference_clip=clip,
+            clip=clip,
         )
         result = await deps.flow.say(request)
         await _send_reply(
@@ -215,7 +205,7 @@ async def _voice_command(
     message: Message, command: Command, context: ContextTypes.DEFAULT_TYPE
 ) -> None:
     deps = deps_of(context)
-    user_id = str(message.from_user.id if message.from_user else message.chat_id)
+    user_id = _user_id(message)
     action = command.rest.strip().lower()
     if action == "forget":
         report = await deps.flow.forget_voice(PLATFORM, user_id)
@@ -223,25 +213,18 @@ async def _voice_command(
         return
     if action == "default":
         await deps.flow.use_built_in_voice(PLATFORM, user_id)
-        await _send_reply(message, message.reply_text("Back to the built-in voice.", do_quote=True))
+        await _send_reply(message, message.reply_text(BUILT_IN_AGAIN, do_quote=True))
         return
     if action:
         raise InvalidInput("use /voice (replying to a voice note), /voice default or /voice forget")
     replied = message.reply_to_message
-    attachment = _clip_of(message) or (_clip_of(replied) if replied else None)
-    if attachment is None:
+    clip = TelegramClip.of(message) or (TelegramClip.of(replied) if replied else None)
+    if clip is None:
         raise InvalidInput(
             "reply /voice to a voice note or audio file, or send one with the caption /voice"
         )
-    clip = await _download(attachment, context, deps.settings)
-    await deps.flow.save_voice(PLATFORM, user_id, clip)
-    note = (
-        ""
-        if await deps.flow.can_clone()
-        else (" (voice cloning is off right now, so I'll use it once it's back)")
-    )
-    saved = f"Saved: /say now speaks in this voice{note}."
-    await _send_reply(message, message.reply_text(saved, do_quote=True))
+    saved = await deps.flow.save_voice(PLATFORM, user_id, clip)
+    await _send_reply(message, message.reply_text(saved_text(saved), do_quote=True))
 
 
 CommandWork = Callable[[Message, Command, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
@@ -251,8 +234,8 @@ COMMANDS_WORK: dict[str, CommandWork] = {"say": _say_from_command, "voice": _voi
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _clip_of(message: Message) -> Voice | Audio | None:
-    return message.voice or message.audio
+def _user_id(message: Message) -> str:
+    return str(message.from_user.id if message.from_user else message.chat_id)
 
 
 def _addressed_to_us(command: Command, context: ContextTypes.DEFAULT_TYPE) -> bool:
@@ -275,34 +258,6 @@ def _without(text: str, entities: list[MessageEntity]) -> str:
         start, end = entity.offset * 2, (entity.offset + entity.length) * 2
         utf16 = utf16[:start] + utf16[end:]
     return utf16.decode("utf-16-le").strip()
-
-
-async def _download(
-    attachment: Voice | Audio, context: ContextTypes.DEFAULT_TYPE, settings: BotSettings
-) -> bytes:
-    """Fetch a clip, refusing by its metadata first: nothing over the limits is downloaded."""
-    if attachment.file_size is not None and attachment.file_size > settings.max_voice_clip_bytes:
-        raise VoiceClipRejected(
-            f"it is {attachment.file_size / 1e6:.1f} MB; the limit is "
-            f"{settings.max_voice_clip_bytes / 1e6:.0f} MB"
-        )
-    duration_s = _seconds(attachment.duration)
-    if duration_s > settings.max_voice_clip_seconds:
-        raise VoiceClipRejected(
-            f"it is {duration_s:.0f} s long; the limit is {settings.max_voice_clip_seconds:.0f} s"
-        )
-    file = await context.bot.get_file(attachment.file_id)
-    data = bytes(await file.download_as_bytearray())
-    if len(data) > settings.max_voice_clip_bytes:
-        raise VoiceClipRejected(
-            f"it is over the {settings.max_voice_clip_bytes / 1e6:.0f} MB limit"
-        )
-    return data
-
-
-def _seconds(duration: object) -> float:
-    total_seconds = getattr(duration, "total_seconds", None)
-    return float(total_seconds() if callable(total_seconds) else duration or 0)  # type: ignore[arg-type]
 
 
 @contextlib.asynccontextmanager

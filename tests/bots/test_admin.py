@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,20 +39,21 @@ from bots.admin import (
 )
 from bots.admin.auth import SESSION_COOKIE
 from bots.asgi_server import serve_app
+from bots.chosen_voice import VoiceSource
+from bots.clips import BytesClip
 from bots.errors import InvalidInput
 from bots.metrics import ProcessMetrics, quantile
 from bots.run import run
-from bots.say import SayFlow, SayRequest, VoiceSource
+from bots.say import SayFlow, SayRequest
 from bots.tts_client import TTSClient
 from storage.redis import RedisHandle, open_redis
 from storage.settings import StorageSettings
 from storage.usage import UsageReader, UsageRecorder, utc_today
-from tests.bots.harness import FAST_RETRY, Service, bot_settings, running_service
+from tests.bots.harness import FAST_RETRY, Service, bot_settings
 from tests.redis_fixtures import free_port
 from tests.standins.telegram_api import TOKEN, TelegramStandin
 from tests.tts_helpers import API_TOKEN
 from tests.tts_service.audio_samples import clip
-from tts_service.engines.piper import PiperEngine
 
 ADMIN_TOKEN = "admin-test-token-0123456789abcdef"
 MESSAGE = "Zebras whisper the purple password at midnight"  # must never come back
@@ -109,12 +110,6 @@ async def admin_server(
         httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as http,
     ):
         yield Admin(url, http, metrics, state)
-
-
-@pytest.fixture(scope="module")
-def service(piper_engine: PiperEngine) -> Iterator[Service]:
-    with running_service(piper_engine) as running:
-        yield running
 
 
 @pytest.fixture
@@ -179,7 +174,8 @@ async def seed_usage(redis: Redis, storage: StorageSettings) -> tuple[dt.date, d
         ("discord", "3003", "error", {"error_code": "tts_busy"}, last),
         ("telegram", "4004", "error", {"error_code": "tts_busy"}, last),
     ]:
-        await recorder.record(platform, user, outcome, day=day, **kwargs)  # type: ignore[arg-type]
+        recorder.record_soon(platform, user, outcome, day=day, **kwargs)  # type: ignore[arg-type]
+    await recorder.flush()
     return first, last
 
 
@@ -655,8 +651,8 @@ async def test_metrics_count_the_flow_and_parse(
         redis_client, storage, tts, metrics=metrics.storage, observer=metrics.observer
     )
     sent_clip = clip("wav")  # the user's saved voice: it must never come back either
-    voice_id = await flow.save_voice("telegram", "1001", sent_clip)
-    stored_clip = await flow.voices.get_clip(voice_id)
+    voice_id = (await flow.save_voice("telegram", "1001", BytesClip(sent_clip, "1001"))).voice_id
+    stored_clip = (await flow.voices.lookup_clip(voice_id)).clip
     assert stored_clip is not None
     request = SayRequest(platform="telegram", user_id="1001", chat_id="1001", text=MESSAGE)
     first = await flow.say(request)

@@ -38,8 +38,7 @@ from storage.settings import StorageSettings
 from tests.bots import test_admin as admin_tests
 from tests.bots.test_admin import ADMIN_TOKEN, admin_server, seed_usage
 
-# The admin tests' fixtures, found here by name: a real TTS service, Valkey, price settings.
-service = admin_tests.service
+# The admin tests' fixtures, found here by name (the TTS service and Valkey come from conftest).
 tts = admin_tests.tts
 storage = admin_tests.storage
 redis_handle = admin_tests.redis_handle

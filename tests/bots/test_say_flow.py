@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
+from bots.chosen_voice import VoiceSource, prepare_voice
+from bots.clips import BytesClip
 from bots.errors import InvalidInput, RateLimited, StorageProblem, TTSUnavailable
-from bots.say import SayFlow, SayRequest, VoiceSource, prepare_voice
+from bots.say import SayFlow, SayRequest
 from bots.tts_client import TTSClient
 from storage import keys
 from storage.redis import make_client
@@ -142,7 +144,7 @@ async def test_a_saved_voice_never_gets_the_built_in_voices_cached_audio(
     async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
         built_in = await flow.say(request("The same words, two voices."))
         assert (built_in.voice, built_in.from_cache) == (VoiceSource.BUILT_IN, False)
-        await flow.save_voice("test", "1", clip("wav"))
+        await flow.save_voice("test", "1", BytesClip(clip("wav"), "1"))
         before_tts = cloning_service.counter.tts_requests
         before = (flow.cache.metrics.cache_hits, flow.cache.metrics.cache_misses)
         saved = await flow.say(request("The same words, two voices."))
@@ -213,7 +215,7 @@ async def test_saving_a_voice_with_redis_down_says_so(service: Service) -> None:
         async with say_flow(redis, settings, service.url) as flow:
             server.stop()
             with pytest.raises(StorageProblem):
-                await flow.save_voice("test", "1", clip("wav"))
+                await flow.save_voice("test", "1", BytesClip(clip("wav"), "1"))
             result = await flow.say(request("Speaking without storage."))
             assert result.audio and not result.from_cache
     finally:
@@ -226,7 +228,7 @@ async def test_a_storage_blip_while_loading_a_saved_voice_falls_back_and_keeps_i
     """The pointer reads fine, the clip read fails: the built-in voice speaks, the user is
     not told their voice expired, and the pointer is still there for the next request."""
     async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
-        voice_id = await flow.save_voice("test", "1", clip("wav"))
+        voice_id = (await flow.save_voice("test", "1", BytesClip(clip("wav"), "1"))).voice_id
     async with (
         restricted_client(redis_client, open_settings, NOT_VOICE_KEYS, ["+@all"]) as blinking,
         say_flow(blinking, open_settings, cloning_service.url) as flow,
@@ -244,7 +246,7 @@ async def test_an_expired_voice_whose_pointer_cannot_be_cleared_still_gets_a_rep
     redis_client: Redis, open_settings: StorageSettings, cloning_service: Service
 ) -> None:
     async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
-        voice_id = await flow.save_voice("test", "1", clip("wav"))
+        voice_id = (await flow.save_voice("test", "1", BytesClip(clip("wav"), "1"))).voice_id
     await redis_client.delete(keys.voice_clip(voice_id))  # expired
     async with (
         restricted_client(redis_client, open_settings, ["*"], ["+@all", "-del"]) as no_del,
@@ -263,15 +265,16 @@ async def test_using_a_saved_voice_keeps_the_users_list_of_voices_alive(
     redis_client: Redis, open_settings: StorageSettings, cloning_service: Service
 ) -> None:
     async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
-        voice_id = await flow.save_voice("test", "1", clip("wav"))
+        voice_id = (await flow.save_voice("test", "1", BytesClip(clip("wav"), "1"))).voice_id
         for key in (keys.user_voices("test", "1"), keys.voice_clip(voice_id)):
             await redis_client.expire(key, 5)
         assert (await flow.say(request("Still mine."))).voice is VoiceSource.SAVED
     idle_ttl_s = open_settings.voice_idle_ttl_s
     for key in (keys.user_voices("test", "1"), keys.voice_clip(voice_id)):
         assert await redis_client.ttl(key) > idle_ttl_s - 60, key
-    listed = await flow.voices.list_for_user("test", "1")
-    assert [(v.voice_id, v.saved) for v in listed] == [(voice_id, True)]
+    saved = await redis_client.smembers(keys.user_voices("test", "1"))
+    assert {keys.as_text(v) for v in saved} == {voice_id}
+    assert await redis_client.exists(keys.user_attached("test", "1")) == 0
 
 
 async def test_forget_deletes_audio_made_with_a_clip_sent_for_one_request(
@@ -280,7 +283,11 @@ async def test_forget_deletes_audio_made_with_a_clip_sent_for_one_request(
     sent = clip("wav", seconds=2.0)
     voice_id = (await prepare_voice(sent)).voice_id
     once = SayRequest(
-        platform="test", user_id="5", chat_id="5", text="Once, in my voice.", reference_clip=sent
+        platform="test",
+        user_id="5",
+        chat_id="5",
+        text="Once, in my voice.",
+        clip=BytesClip(sent, "5"),
     )
     async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
         spoken = await flow.say(once)
@@ -288,18 +295,20 @@ async def test_forget_deletes_audio_made_with_a_clip_sent_for_one_request(
         cached = list(await redis_client.smembers(keys.voice_audio(voice_id)))
         assert len(cached) == 1 and await redis_client.exists(*cached) == 1
         assert await redis_client.exists(keys.voice_clip(voice_id)) == 0, "the clip is not kept"
-        listed = await flow.voices.list_for_user("test", "5")
-        assert [(v.voice_id, v.saved, v.size_bytes, v.is_default) for v in listed] == [
-            (voice_id, False, 0, False)
-        ]
-        assert listed[0].expires_in_s > open_settings.voice_idle_ttl_s - 60
+        sent_ids = await redis_client.smembers(keys.user_attached("test", "5"))
+        assert {keys.as_text(v) for v in sent_ids} == {voice_id}
+        assert await redis_client.exists(keys.user_voices("test", "5")) == 0
+        assert await redis_client.exists(keys.user_default("test", "5")) == 0
+        attached_ttl_s = await redis_client.ttl(keys.user_attached("test", "5"))
+        assert attached_ttl_s > open_settings.voice_idle_ttl_s - 60
 
         report = await flow.forget_voice("test", "5")
 
         assert report.attached_voices_forgotten == [voice_id]
         assert report.cache_entries_deleted == 1 and report.anything_removed
         assert await redis_client.exists(*cached, keys.voice_audio(voice_id)) == 0
-        assert await flow.voices.list_for_user("test", "5") == []
+        user_keys = [keys.user_voices("test", "5"), keys.user_attached("test", "5")]
+        assert await redis_client.exists(*user_keys, keys.user_default("test", "5")) == 0
         before = cloning_service.counter.tts_requests
         assert not (await flow.say(once)).from_cache, "the forgotten answer is not served"
         assert cloning_service.counter.tts_requests == before + 1

@@ -11,7 +11,7 @@ import contextlib
 import io
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -49,12 +49,6 @@ PTB_READ_TIMEOUT_S = 5  # HTTPXRequest's default read timeout
 @pytest.fixture(autouse=True)
 def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "true")
-
-
-@pytest.fixture(scope="module")
-def service(piper_engine: PiperEngine) -> Iterator[Service]:
-    with running_service(piper_engine) as running:
-        yield running
 
 
 SENDS = frozenset({"sendVoice", "sendMessage", "sendAudio", "sendDocument"})
@@ -134,12 +128,6 @@ async def running_bot(
         telegram_app(tg, flow, track_updates=True, **overrides) as running,
     ):
         yield Bot(tg, flow, service, running.settings, running.handled)
-
-
-@pytest.fixture
-def open_storage(storage_settings: StorageSettings) -> StorageSettings:
-    """Rate limiting off: most tests send several requests as one user."""
-    return storage_settings.model_copy(update={"ratelimit_enabled": False})
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import soundfile as sf
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
+from bots.engine_identity import EngineIdentity
 from bots.errors import (
     InvalidInput,
     TTSBusy,
@@ -89,7 +90,7 @@ async def test_synthesize_returns_audio_and_metadata(
     info = sf.info(io.BytesIO(result.audio))
     assert info.subtype == "OPUS"
     assert result.duration_s == pytest.approx(info.duration, abs=0.1)
-    engine = await client.engine_info()
+    engine = await client.fetch_engine_info()
     assert engine.name == "piper"
     assert result.engine_version == engine.model_version
     assert (await client.ready())["status"] == "ready"
@@ -243,37 +244,37 @@ async def eventually(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_engine_info_is_asked_again_once_stale_without_making_anyone_wait(
+async def test_engine_identity_is_asked_again_once_stale_without_making_anyone_wait(
     piper_engine: PiperEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = DropsConnection(create_app(piper_engine, make_settings()))
     with serve_in_thread(service) as url:
         wait_ready(url)
         transport = CountingTransport()
-        client = TTSClient(
-            url, API_TOKEN, retry=FAST_RETRY, transport=transport, engine_info_max_age_s=0.5
-        )
+        client = TTSClient(url, API_TOKEN, retry=FAST_RETRY, transport=transport)
+        identity = EngineIdentity(client.fetch_engine_info, max_age_s=0.5)
         try:
-            first = await client.engine_info()
-            assert await client.engine_info() == first
+            first = await identity.current()
+            assert await identity.current() == first
             assert transport.requests == ["GET /v1/engine"]  # remembered while fresh
             await asyncio.sleep(0.6)
             service.engine_gate.clear()  # the service is slow to answer now (a cold start)
             # Stale: answered at once with what is known, and asked again in the background.
-            assert await asyncio.wait_for(client.engine_info(), 5) == first
+            assert await asyncio.wait_for(identity.current(), 5) == first
             await eventually(lambda: len(transport.requests) == 2)
-            assert await client.engine_info() == first
+            assert await identity.current() == first
             assert len(transport.requests) == 2  # one question at a time
             service.engine_gate.set()
             await eventually(lambda: transport.exchanges[1].status == 200)
             await asyncio.sleep(0.6)
             service.drop_engine_requests = 1  # the service cannot answer just now
-            assert await client.engine_info() == first
+            assert await identity.current() == first
             await eventually(lambda: "keeping the TTS engine's last known identity" in caplog.text)
-            assert client.known_engine_info == first  # the last answer keeps serving
+            assert identity.known == first  # the last answer keeps serving
             assert transport.requests == ["GET /v1/engine"] * 3
         finally:
             service.engine_gate.set()
+            await identity.aclose()
             await client.aclose()
 
 

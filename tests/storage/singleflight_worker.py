@@ -4,8 +4,9 @@
 
 Starts ``REQUESTS`` identical ``get_or_create`` calls, spread over ``CACHES`` independent
 ``AudioCache`` objects (each its own connection pool), once the test sets ``GO_KEY``.
-Each synthesis counts itself with ``INCR COUNTER_KEY`` and returns random bytes, so equal
-results can only come from one synthesis. Prints one JSON line: ``[[sha256, from_cache], …]``.
+Each synthesis counts itself with ``INCR COUNTER_KEY`` and returns random bytes (after a real
+OpusHead page), so equal results can only come from one synthesis. Prints one JSON line:
+``[[sha256, from_cache], …]``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from storage.cache import AudioCache, CachedAudio, cache_key
+from storage.cache import AudioCache, CachedAudio
+from storage.cache_keys import cache_key
 from storage.redis import make_client
+from tests.audio_bytes import ogg
 from tests.redis_fixtures import make_settings
 from tts_service.schema import AudioFormat, TTSParams
 
@@ -44,7 +47,7 @@ async def run(url: str, requests: int, caches: int) -> list[tuple[str, bool]]:
             await control.incr(COUNTER_KEY)
             await asyncio.sleep(SYNTHESIS_S)
             return CachedAudio(
-                os.urandom(40_000), AudioFormat.OGG_OPUS, 2.0, "stand-in", time.time()
+                ogg(os.urandom(40_000)), AudioFormat.OGG_OPUS, 2.0, "stand-in", time.time()
             )
 
         await control.incr(READY_KEY)

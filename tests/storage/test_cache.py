@@ -7,6 +7,7 @@ nothing but Redis. The two-OS-process test is in ``test_singleflight_processes.p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -15,18 +16,14 @@ import pytest
 from redis.asyncio import Redis
 
 from storage import keys
-from storage.cache import (
-    AudioCache,
-    CachedAudio,
-    cache_key,
-    decode_entry,
-    encode_entry,
-    error_rebuilder,
-)
+from storage.cache import AudioCache, CachedAudio, decode_entry, encode_entry
+from storage.cache_keys import cache_key
 from storage.errors import SingleFlightFailed, SingleFlightTimeout
 from storage.metrics import StorageMetrics
 from storage.redis import make_client
 from storage.settings import StorageSettings
+from storage.singleflight import error_rebuilder
+from tests.audio_bytes import OGG_HEAD_PAGE, ogg
 from tts_service.schema import AudioFormat, TTSParams
 
 VOICE = "f0" * 32
@@ -50,9 +47,7 @@ class TTSBusy(TTSTimeout):
         self.retry_after_s = retry_after_s
 
 
-def entry(
-    audio: bytes = b"OggS" + bytes(range(256)) * 16, voice_id: str | None = None
-) -> CachedAudio:
+def entry(audio: bytes = ogg(bytes(range(256)) * 16), voice_id: str | None = None) -> CachedAudio:
     return CachedAudio(
         audio=audio,
         format=AudioFormat.OGG_OPUS,
@@ -80,7 +75,7 @@ class Counting:
         await asyncio.sleep(self.delay_s)
         if self.fail is not None:
             raise self.fail
-        return entry(audio=b"made-" + str(self.calls).encode())
+        return entry(audio=ogg(b"made-" + str(self.calls).encode()))
 
 
 @pytest.fixture
@@ -131,12 +126,27 @@ async def test_hits_refresh_nothing(redis_client: Redis, storage_settings: Stora
 async def test_oversized_entries_are_not_stored(
     redis_client: Redis, storage_settings: StorageSettings
 ) -> None:
-    cache = AudioCache(redis_client, with_settings(storage_settings, cache_max_entry_bytes=1000))
+    limit = 1000 + len(OGG_HEAD_PAGE)
+    cache = AudioCache(redis_client, with_settings(storage_settings, cache_max_entry_bytes=limit))
     k = key()
-    assert not await cache.put(k, entry(audio=b"x" * 1000))
+    assert not await cache.put(k, entry(audio=ogg(b"x" * 1000)))
     assert await redis_client.exists(k) == 0
     assert cache.metrics.cache_too_large == 1
-    assert await cache.put(k, entry(audio=b"x" * 500))
+    assert await cache.put(k, entry(audio=ogg(b"x" * 500)))
+
+
+async def test_put_refuses_what_is_not_audio(
+    redis_client: Redis, storage_settings: StorageSettings
+) -> None:
+    """A proxy's HTML page, or a stream that holds no audio, is never cached."""
+    cache = AudioCache(redis_client, storage_settings)
+    html, silent = key("an error page"), key("nothing said")
+    page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    assert await cache.put(html, entry(audio=page, voice_id=VOICE)) is False
+    assert await cache.put(silent, dataclasses.replace(entry(), duration_s=0.0)) is False
+    assert await redis_client.exists(html, silent, keys.voice_audio(VOICE)) == 0
+    assert cache.metrics.cache_not_audio == 2
+    assert (cache.metrics.cache_stores, cache.metrics.cache_too_large) == (0, 0)
 
 
 async def test_undecodable_value_is_a_miss_and_gets_replaced(
@@ -227,7 +237,6 @@ async def test_a_failed_synthesis_wakes_waiters_with_its_error(
     assert isinstance(led, TTSTimeout)
     assert isinstance(followed, SingleFlightFailed)
     assert (followed.code, followed.message) == ("tts_timeout", "the GPU never warmed")
-    assert followed.error_type.endswith("test_cache.TTSTimeout")
     assert waited < 2, "the waiter must not sit out the wait timeout"
     assert follower.calls == 0
     # The failure is not cached: the next request tries again.

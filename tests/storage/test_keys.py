@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from storage import keys
-from storage.cache import PARAM_DECIMALS, cache_key
+from storage.cache_keys import PARAM_DECIMALS, cache_key
 from tts_service.schema import AudioFormat, TTSParams
 
 REF = "ab" * 32

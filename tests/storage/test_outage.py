@@ -15,13 +15,15 @@ from typing import TypeVar
 
 import pytest
 
-from storage.cache import AudioCache, CachedAudio, cache_key
+from storage.cache import AudioCache, CachedAudio
+from storage.cache_keys import cache_key
 from storage.errors import StorageUnavailable
 from storage.metrics import StorageMetrics
 from storage.ratelimit import FAIL_CLOSED_RETRY_AFTER_S, RateLimiter
 from storage.redis import open_redis
 from storage.usage import UsageRecorder
 from storage.voices import VoiceStore
+from tests.audio_bytes import ogg
 from tests.redis_fixtures import make_settings, start_valkey
 from tts_service.schema import AudioFormat, TTSParams
 
@@ -39,7 +41,7 @@ async def quickly(call: Awaitable[T]) -> T:
 
 
 def made(text: str) -> CachedAudio:
-    return CachedAudio(text.encode(), AudioFormat.OGG_OPUS, 1.0, "piper", time.time())
+    return CachedAudio(ogg(text.encode()), AudioFormat.OGG_OPUS, 1.0, "piper", time.time())
 
 
 @pytest.mark.timeout(60)
@@ -77,17 +79,18 @@ async def test_storage_degrades_while_redis_is_down_and_recovers(tmp_path: Path)
             return made("during")
 
         entry, from_cache = await quickly(cache.get_or_create(key, synthesize))
-        assert (entry.audio, from_cache, calls) == (b"during", False, 1)
+        assert (entry.audio, from_cache, calls) == (ogg(b"during"), False, 1)
 
         decision = await quickly(open_limiter.check("telegram", "1"))
         assert decision.allowed and decision.degraded
         decision = await quickly(closed_limiter.check("telegram", "1"))
         assert not decision.allowed and decision.retry_after_s == FAIL_CLOSED_RETRY_AFTER_S
 
-        await quickly(usage.record("telegram", "1", "miss", audio_seconds=1.0))
+        usage.record_soon("telegram", "1", "miss", audio_seconds=1.0)
+        await quickly(usage.flush())
         assert await quickly(voices.default_voice("telegram", "1")) is None
-        assert await quickly(voices.get_clip(VOICE)) is None
-        assert await quickly(voices.list_for_user("telegram", "1")) == []
+        assert (await quickly(voices.lookup_clip(VOICE))).clip is None
+        assert await quickly(voices.note_attached("telegram", "1", VOICE)) is False
         with pytest.raises(StorageUnavailable):
             await quickly(voices.save("telegram", "1", VOICE, b"clip"))
         with pytest.raises(StorageUnavailable):
@@ -102,7 +105,7 @@ async def test_storage_degrades_while_redis_is_down_and_recovers(tmp_path: Path)
         while not await cache.put(key, made("after")):  # the breaker lets a probe through
             assert time.monotonic() < deadline, "the cache never recovered"
             await asyncio.sleep(0.05)
-        assert (await cache.get(key) or made("")).audio == b"after"
+        assert (await cache.get(key) or made("")).audio == ogg(b"after")
         assert metrics.redis_up
         assert (await open_limiter.check("telegram", "1")).degraded is False
     finally:

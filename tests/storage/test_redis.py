@@ -14,11 +14,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError
 from redis.retry import Retry
 
-from storage.cache import AudioCache, CachedAudio, cache_key
+from storage.cache import AudioCache, CachedAudio
+from storage.cache_keys import cache_key
 from storage.errors import StorageUnavailable
 from storage.metrics import StorageMetrics
 from storage.redis import default_data_dir, mask_url, open_redis
 from storage.settings import StorageSettings
+from tests.audio_bytes import ogg
 from tests.redis_fixtures import free_port, make_settings, start_valkey
 from tts_service.schema import AudioFormat, TTSParams
 
@@ -86,7 +88,7 @@ async def test_a_password_in_redis_url_is_used_and_a_wrong_one_is_named_in_the_l
         ):
             anon.ping()  # the server really asks for it
         key = cache_key(TTSParams(text="behind a password"), None, "piper", "1")
-        made = CachedAudio(b"guarded", AudioFormat.OGG_OPUS, 1.0, "piper", time.time())
+        made = CachedAudio(ogg(b"guarded"), AudioFormat.OGG_OPUS, 1.0, "piper", time.time())
 
         settings = make_settings(f"redis://:{password}@127.0.0.1:{guarded.port}")
         async with await open_redis(settings) as handle:

@@ -25,17 +25,18 @@ def settings(storage_settings: StorageSettings) -> StorageSettings:
 
 
 async def fill(recorder: UsageRecorder) -> None:
-    await recorder.record(
+    recorder.record_soon(
         "telegram", "1", "miss", audio_seconds=2.5, synthesis_seconds=1.25, day=DAY1
     )
-    await recorder.record("telegram", "1", "hit", audio_seconds=2.5, day=DAY1)
-    await recorder.record("discord", "7", "hit", audio_seconds=1.0, day=DAY1)
-    await recorder.record("discord", "7", "error", error_code="tts_busy", day=DAY2)
-    await recorder.record("discord", "8", "error", error_code="tts_busy", day=DAY2)
-    await recorder.record("discord", "8", "error", error_code="invalid_input", day=DAY2)
-    await recorder.record(
+    recorder.record_soon("telegram", "1", "hit", audio_seconds=2.5, day=DAY1)
+    recorder.record_soon("discord", "7", "hit", audio_seconds=1.0, day=DAY1)
+    recorder.record_soon("discord", "7", "error", error_code="tts_busy", day=DAY2)
+    recorder.record_soon("discord", "8", "error", error_code="tts_busy", day=DAY2)
+    recorder.record_soon("discord", "8", "error", error_code="invalid_input", day=DAY2)
+    recorder.record_soon(
         "telegram", "2", "miss", audio_seconds=0.1, synthesis_seconds=3.0, day=DAY2
     )
+    await recorder.flush()
 
 
 async def test_summary_totals_days_platforms_errors_and_cost(
@@ -68,7 +69,8 @@ async def test_errors_by_code_per_platform_and_days_per_platform(
 ) -> None:
     recorder = UsageRecorder(redis_client, settings)
     await fill(recorder)
-    await recorder.record("telegram", "3", "error", error_code="tts_busy", day=DAY1)
+    recorder.record_soon("telegram", "3", "error", error_code="tts_busy", day=DAY1)
+    await recorder.flush()
     summary = await UsageReader(redis_client, settings).summary(DAY1, DAY2)
 
     assert summary.errors_by_platform == {
@@ -137,7 +139,8 @@ async def test_buckets_expire_after_the_retention(
 ) -> None:
     recorder = UsageRecorder(redis_client, settings.model_copy(update={"usage_retention_days": 90}))
     today = utc_today()
-    await recorder.record("telegram", "1", "hit")
+    recorder.record_soon("telegram", "1", "hit")
+    await recorder.flush()
     end_of_retention = dt.datetime.combine(today + dt.timedelta(days=91), dt.time(), tzinfo=dt.UTC)
     expected_s = end_of_retention.timestamp() - time.time()
     for key in (keys.usage_day(today.isoformat()), keys.usage_users(today.isoformat())):
@@ -147,13 +150,10 @@ async def test_buckets_expire_after_the_retention(
 async def test_concurrent_increments_are_not_lost(
     redis_client: Redis, settings: StorageSettings
 ) -> None:
-    recorder = UsageRecorder(redis_client, settings)
-    await asyncio.gather(
-        *(
-            recorder.record("discord", str(i % 5), "miss", synthesis_seconds=0.001, day=DAY1)
-            for i in range(200)
-        )
-    )
+    recorders = [UsageRecorder(redis_client, settings, flush_interval_s=60) for _ in range(200)]
+    for i, recorder in enumerate(recorders):  # 200 processes, one request each
+        recorder.record_soon("discord", str(i % 5), "miss", synthesis_seconds=0.001, day=DAY1)
+    await asyncio.gather(*(recorder.flush() for recorder in recorders))
     summary = await UsageReader(redis_client, settings).summary(DAY1, DAY1)
     assert summary.totals.requests == 200 and summary.totals.synthesis_ms == 200
 
@@ -172,12 +172,13 @@ async def test_one_round_trip_per_request(settings: StorageSettings, valkey_url:
     pool = BlockingConnectionPool.from_url(valkey_url, connection_class=CountingConnection)
     client = Redis.from_pool(pool)
     try:
-        recorder = UsageRecorder(client, settings)
-        await recorder.record("discord", "1", "hit", day=DAY1)  # connects (HELLO…) first
+        recorder = UsageRecorder(client, settings, flush_interval_s=60)
+        await client.ping()  # connects (HELLO…) first
         before = CountingConnection.writes
-        await recorder.record(
+        recorder.record_soon(
             "discord", "1", "error", error_code="x", audio_seconds=1, synthesis_seconds=1, day=DAY1
         )
+        await recorder.flush()
         assert CountingConnection.writes - before == 1
     finally:
         await client.aclose()
@@ -239,9 +240,10 @@ async def test_forget_user_drops_only_their_per_user_counts(
 ) -> None:
     recorder = UsageRecorder(redis_client, settings)
     today = utc_today()
-    await recorder.record("telegram", "1", "miss", synthesis_seconds=2, day=today)
-    await recorder.record("telegram", "2", "hit", day=today - dt.timedelta(days=3))
-    await recorder.record("telegram", "1", "hit", day=today - dt.timedelta(days=3))
+    recorder.record_soon("telegram", "1", "miss", synthesis_seconds=2, day=today)
+    recorder.record_soon("telegram", "2", "hit", day=today - dt.timedelta(days=3))
+    recorder.record_soon("telegram", "1", "hit", day=today - dt.timedelta(days=3))
+    await recorder.flush()
     assert await recorder.forget_user("telegram", "1") > 0
     reader = UsageReader(redis_client, settings)
     users = await reader.top_users(today - dt.timedelta(days=5), today, n=10)
@@ -253,5 +255,7 @@ async def test_days_past_the_retention_are_not_kept(
     redis_client: Redis, settings: StorageSettings
 ) -> None:
     old = utc_today() - dt.timedelta(days=settings.usage_retention_days + 2)
-    await UsageRecorder(redis_client, settings).record("telegram", "1", "hit", day=old)
+    recorder = UsageRecorder(redis_client, settings)
+    recorder.record_soon("telegram", "1", "hit", day=old)
+    await recorder.flush()
     assert await redis_client.exists(keys.usage_day(old.isoformat())) == 0

@@ -10,12 +10,14 @@ import pytest
 from redis.asyncio import Redis
 
 from storage import keys
-from storage.cache import AudioCache, CachedAudio, cache_key
+from storage.cache import AudioCache, CachedAudio
+from storage.cache_keys import cache_key
 from storage.errors import VoiceTooLarge
 from storage.metrics import StorageMetrics
 from storage.redis import make_client
 from storage.settings import StorageSettings
 from storage.voices import ClipLookup, VoiceStore
+from tests.audio_bytes import ogg
 from tests.redis_fixtures import make_settings, start_valkey
 from tts_service.schema import AudioFormat, TTSParams
 
@@ -34,12 +36,23 @@ def store(redis_client: Redis, storage_settings: StorageSettings) -> VoiceStore:
     return VoiceStore(redis_client, settings)
 
 
+async def clip_of(store: VoiceStore, voice_id: str) -> bytes | None:
+    return (await store.lookup_clip(voice_id)).clip
+
+
+async def voices_of(redis_client: Redis, user: tuple[str, str]) -> tuple[set[str], set[str]]:
+    """What ``forget`` finds for the user: the voices they saved, and those they only sent."""
+    saved = await redis_client.smembers(keys.user_voices(*user))
+    sent = await redis_client.smembers(keys.user_attached(*user))
+    return {keys.as_text(v) for v in saved}, {keys.as_text(v) for v in sent}
+
+
 async def cache_answer(
     redis_client: Redis, settings: StorageSettings, text: str, voice_id: str | None
 ) -> str:
     key = cache_key(TTSParams(text=text), voice_id, "chatterbox", "0.1.7")
     entry = CachedAudio(
-        b"audio " + text.encode(), AudioFormat.OGG_OPUS, 1.0, "chatterbox", time.time(), voice_id
+        ogg(text.encode()), AudioFormat.OGG_OPUS, 1.0, "chatterbox", time.time(), voice_id
     )
     assert await AudioCache(redis_client, settings).put(key, entry)
     return key
@@ -49,10 +62,10 @@ async def test_save_get_and_default(store: VoiceStore) -> None:
     assert await store.default_voice(*ALICE) is None
     await store.save(*ALICE, VOICE_A, b"clip-a")
     assert await store.default_voice(*ALICE) == VOICE_A
-    assert await store.get_clip(VOICE_A) == b"clip-a"
+    assert await clip_of(store, VOICE_A) == b"clip-a"
     await store.save(*ALICE, VOICE_B, b"clip-b", make_default=False)
     assert await store.default_voice(*ALICE) == VOICE_A
-    assert await store.get_clip("00" * 32) is None
+    assert await clip_of(store, "00" * 32) is None
 
 
 async def test_clips_over_the_cap_are_refused(store: VoiceStore, redis_client: Redis) -> None:
@@ -74,38 +87,33 @@ async def test_use_restarts_the_idle_ttl(store: VoiceStore, redis_client: Redis)
     for key in (keys.voice_clip(VOICE_A), keys.voice_owners(VOICE_A), keys.user_default(*ALICE)):
         assert 990 <= await redis_client.ttl(key) <= 1000
         await redis_client.expire(key, 5)
-    assert await store.get_clip(VOICE_A) == b"clip-a"
+    assert await clip_of(store, VOICE_A) == b"clip-a"
     assert await store.default_voice(*ALICE) == VOICE_A
     for key in (keys.voice_clip(VOICE_A), keys.voice_owners(VOICE_A), keys.user_default(*ALICE)):
         assert await redis_client.ttl(key) > 900, key
 
 
-async def test_set_default_only_to_own_voices(store: VoiceStore) -> None:
-    await store.save(*ALICE, VOICE_A, b"clip-a", make_default=False)
+async def test_clear_default_keeps_the_clip(store: VoiceStore) -> None:
+    await store.save(*ALICE, VOICE_A, b"clip-a")
     await store.save(*BOB, VOICE_B, b"clip-b")
-    assert not await store.set_default(*ALICE, VOICE_B)
-    assert await store.default_voice(*ALICE) is None
-    assert await store.set_default(*ALICE, VOICE_A)
     assert await store.default_voice(*ALICE) == VOICE_A
     assert await store.clear_default(*ALICE)
     assert not await store.clear_default(*ALICE)
     assert await store.default_voice(*ALICE) is None
-    assert await store.get_clip(VOICE_A) == b"clip-a", "clearing the default keeps the clip"
+    assert await store.default_voice(*BOB) == VOICE_B, "only the user's own default"
+    assert await clip_of(store, VOICE_A) == b"clip-a", "clearing the default keeps the clip"
 
 
-async def test_list_for_user(store: VoiceStore, redis_client: Redis) -> None:
+async def test_save_records_the_voice_for_its_user(store: VoiceStore, redis_client: Redis) -> None:
     await store.save(*ALICE, VOICE_A, b"clip-a")
     await store.save(*ALICE, VOICE_B, b"clip-bb", make_default=False)
     await store.save(*BOB, VOICE_SHARED, b"bob's")
-    listed = await store.list_for_user(*ALICE)
-    assert [(v.voice_id, v.size_bytes, v.is_default) for v in listed] == [
-        (VOICE_A, 6, True),
-        (VOICE_B, 7, False),
-    ]
-    assert all(900 < v.expires_in_s <= 1000 for v in listed)
-    await redis_client.delete(keys.voice_clip(VOICE_B))  # expired
-    assert [v.voice_id for v in await store.list_for_user(*ALICE)] == [VOICE_A]
-    assert await store.list_for_user("telegram", "nobody") == []
+    assert await voices_of(redis_client, ALICE) == ({VOICE_A, VOICE_B}, set())
+    assert await store.default_voice(*ALICE) == VOICE_A
+    assert [await redis_client.strlen(keys.voice_clip(v)) for v in (VOICE_A, VOICE_B)] == [6, 7]
+    for key in (keys.user_voices(*ALICE), keys.voice_clip(VOICE_A), keys.voice_clip(VOICE_B)):
+        assert 900 < await redis_client.ttl(key) <= 1000, key
+    assert await voices_of(redis_client, ("telegram", "nobody")) == (set(), set())
 
 
 async def test_forget_removes_clips_default_and_their_cached_audio(
@@ -127,15 +135,15 @@ async def test_forget_removes_clips_default_and_their_cached_audio(
     assert report.voices_still_owned_by_others == []
     assert report.cache_entries_deleted == 4 and report.default_cleared and report.anything_removed
     for voice_id in (VOICE_A, VOICE_B):
-        assert await store.get_clip(voice_id) is None
+        assert await clip_of(store, voice_id) is None
         assert (
             await redis_client.exists(keys.voice_owners(voice_id), keys.voice_audio(voice_id)) == 0
         )
     assert await redis_client.exists(*made_with_a, made_with_b) == 0
     assert await store.default_voice(*ALICE) is None
-    assert await store.list_for_user(*ALICE) == []
+    assert await voices_of(redis_client, ALICE) == (set(), set())
     # Bob's voice, his audio and the built-in voice's audio are untouched.
-    assert await store.get_clip(VOICE_SHARED) == b"bob's"
+    assert await clip_of(store, VOICE_SHARED) == b"bob's"
     assert await redis_client.exists(bobs, built_in) == 2
     assert not (await store.forget(*ALICE)).anything_removed
 
@@ -149,13 +157,13 @@ async def test_forget_keeps_a_clip_another_user_also_saved(
 
     report = await store.forget(*ALICE)
     assert report.voices_still_owned_by_others == [VOICE_SHARED] and report.voices_deleted == []
-    assert await store.get_clip(VOICE_SHARED) == b"same bytes"
+    assert await clip_of(store, VOICE_SHARED) == b"same bytes"
     assert await store.default_voice(*ALICE) is None
     assert await store.default_voice(*BOB) == VOICE_SHARED
 
     report = await store.forget(*BOB)
     assert report.voices_deleted == [VOICE_SHARED] and report.cache_entries_deleted == 1
-    assert await store.get_clip(VOICE_SHARED) is None
+    assert await clip_of(store, VOICE_SHARED) is None
     assert await redis_client.exists(answer) == 0
 
 
@@ -167,7 +175,7 @@ async def test_forget_does_not_delete_a_voice_the_user_does_not_own(
     await redis_client.set(keys.user_default(*ALICE), VOICE_B)
     report = await store.forget(*ALICE)
     assert report.voices_deleted == [] and report.default_cleared
-    assert await store.get_clip(VOICE_B) == b"bob's"
+    assert await clip_of(store, VOICE_B) == b"bob's"
 
 
 async def test_use_with_the_user_restarts_the_idle_ttl_of_their_voice_list(
@@ -177,7 +185,7 @@ async def test_use_with_the_user_restarts_the_idle_ttl_of_their_voice_list(
     await redis_client.expire(keys.user_voices(*ALICE), 5)
     assert await store.lookup_clip(VOICE_A, *ALICE) == ClipLookup(clip=b"clip-a")
     assert await redis_client.ttl(keys.user_voices(*ALICE)) > 900
-    assert [v.voice_id for v in await store.list_for_user(*ALICE)] == [VOICE_A]
+    assert await voices_of(redis_client, ALICE) == ({VOICE_A}, set())
 
 
 async def test_lookup_tells_an_expired_clip_from_a_dead_server(tmp_path: Path) -> None:
@@ -202,7 +210,7 @@ async def test_lookup_tells_an_expired_clip_from_a_dead_server(tmp_path: Path) -
             server.stop()
 
 
-async def test_a_voice_sent_once_is_listed_and_forgotten_with_its_audio_but_never_stored(
+async def test_a_voice_sent_once_is_recorded_and_forgotten_with_its_audio_but_never_stored(
     store: VoiceStore, redis_client: Redis, storage_settings: StorageSettings
 ) -> None:
     assert await store.note_attached(*ALICE, VOICE_A)
@@ -211,11 +219,8 @@ async def test_a_voice_sent_once_is_listed_and_forgotten_with_its_audio_but_neve
     ]
     assert await redis_client.exists(keys.voice_clip(VOICE_A), keys.voice_owners(VOICE_A)) == 0
     assert 990 <= await redis_client.ttl(keys.user_attached(*ALICE)) <= 1000
-    listed = await store.list_for_user(*ALICE)
-    assert [(v.voice_id, v.size_bytes, v.is_default, v.saved) for v in listed] == [
-        (VOICE_A, 0, False, False)
-    ]
-    assert 990 <= listed[0].expires_in_s <= 1000
+    assert await voices_of(redis_client, ALICE) == (set(), {VOICE_A})
+    assert await store.default_voice(*ALICE) is None
 
     report = await store.forget(*ALICE)
 
@@ -223,15 +228,16 @@ async def test_a_voice_sent_once_is_listed_and_forgotten_with_its_audio_but_neve
     assert report.cache_entries_deleted == 2 and report.anything_removed
     assert await redis_client.exists(*answers, keys.voice_audio(VOICE_A)) == 0
     assert await redis_client.exists(keys.user_attached(*ALICE)) == 0
-    assert await store.list_for_user(*ALICE) == []
+    assert await voices_of(redis_client, ALICE) == (set(), set())
 
 
-async def test_a_saved_voice_also_sent_once_is_listed_once(store: VoiceStore) -> None:
+async def test_a_saved_voice_also_sent_once_is_forgotten_once(
+    store: VoiceStore, redis_client: Redis
+) -> None:
     await store.save(*ALICE, VOICE_A, b"clip-a")
     await store.note_attached(*ALICE, VOICE_A)
     await store.note_attached(*ALICE, VOICE_B)
-    listed = await store.list_for_user(*ALICE)
-    assert [(v.voice_id, v.saved) for v in listed] == [(VOICE_A, True), (VOICE_B, False)]
+    assert await voices_of(redis_client, ALICE) == ({VOICE_A}, {VOICE_A, VOICE_B})
     report = await store.forget(*ALICE)
     assert (report.voices_deleted, report.attached_voices_forgotten) == ([VOICE_A], [VOICE_B])
 
@@ -245,7 +251,7 @@ async def test_sending_a_voice_someone_saved_does_not_let_forget_delete_theirs(
     report = await store.forget(*ALICE)
     assert report.attached_voices_forgotten == [VOICE_SHARED]
     assert report.cache_entries_deleted == 0
-    assert await store.get_clip(VOICE_SHARED) == b"bob's"
+    assert await clip_of(store, VOICE_SHARED) == b"bob's"
     assert await redis_client.exists(bobs) == 1
     assert await redis_client.exists(keys.voice_forgotten(VOICE_SHARED)) == 0
 
@@ -263,7 +269,7 @@ async def test_a_synthesis_finishing_after_forget_does_not_cache_its_audio(
         running.set()
         await finish.wait()
         return CachedAudio(
-            b"made after forget", AudioFormat.OGG_OPUS, 1.0, "chatterbox", time.time(), VOICE_A
+            ogg(b"made after forget"), AudioFormat.OGG_OPUS, 1.0, "chatterbox", time.time(), VOICE_A
         )
 
     in_flight = asyncio.create_task(cache.get_or_create(k, synthesize))
@@ -275,7 +281,7 @@ async def test_a_synthesis_finishing_after_forget_does_not_cache_its_audio(
     finish.set()
 
     made, from_cache = await asyncio.wait_for(in_flight, 10)
-    assert made.audio == b"made after forget" and not from_cache, "the asker still gets it"
+    assert made.audio == ogg(b"made after forget") and not from_cache, "the asker still gets it"
     assert await redis_client.exists(k, keys.voice_audio(VOICE_A)) == 0
     assert cache.metrics.cache_voice_forgotten == 1
     # Other voices and the built-in voice cache as before.

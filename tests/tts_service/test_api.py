@@ -17,6 +17,7 @@ from tests.tts_helpers import API_TOKEN, make_settings, wait_ready
 from tests.tts_service.engine_wrappers import FailingEngine, GatedEngine
 from tts_service.api import UnsafeBind, check_bind_allowed, create_app
 from tts_service.engines.piper import PiperEngine
+from tts_service.settings import TTSSettings
 
 HELLO = {"text": "Hello from saybot. This is a test."}
 LONG_TEXT = ("The quick brown fox jumps over the lazy dog near the river bank. " * 15).strip()
@@ -367,3 +368,17 @@ def test_no_token_means_loopback_only() -> None:
         with pytest.raises(UnsafeBind, match="TTS_API_TOKEN"):
             check_bind_allowed(host, open_settings)
     check_bind_allowed("0.0.0.0", make_settings())
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_token_is_no_token_for_the_bind_rule_and_the_auth_alike(
+    piper_engine: PiperEngine, monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    monkeypatch.setenv("TTS_API_TOKEN", blank)  # `TTS_API_TOKEN=` in a shell or an .env file
+    settings = TTSSettings(_env_file=None)  # type: ignore[call-arg]
+    for host in ("0.0.0.0", "192.168.1.10"):
+        with pytest.raises(UnsafeBind, match="TTS_API_TOKEN"):
+            check_bind_allowed(host, settings)
+    check_bind_allowed("127.0.0.1", settings)
+    with serve_in_thread(create_app(piper_engine, settings)) as url:
+        assert httpx.get(f"{url}/v1/engine").status_code == 200  # as with no token at all

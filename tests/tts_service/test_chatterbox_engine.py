@@ -247,17 +247,29 @@ def test_a_returning_voice_skips_prepare_conditionals() -> None:
     assert [call.voice for call in model.generate_calls] == expected
 
 
+def served_from_cache(
+    engine: ChatterboxEngine, model: ChatterboxTTSStandIn, references: list[ReferenceClip]
+) -> list[bool]:
+    """Speak in each voice in turn: whether its conditionals were cached (no
+    ``prepare_conditionals``). Each turn is a use too, so it moves the voice in the LRU."""
+    cached = []
+    for reference in references:
+        before = len(model.prepare_calls)
+        engine.synthesize("Hello.", params(), reference)
+        cached.append(len(model.prepare_calls) == before)
+    return cached
+
+
 def test_the_cache_evicts_the_least_recently_used_voice() -> None:
     engine, model = make_engine(cache_size=2)
     a, b, c = voice(1), voice(2), voice(3)
-    for reference in (a, b, a, c):  # a was used after b, so c evicts b
-        engine.synthesize("Hello.", params(), reference)
-    assert engine.cached_voices == [a.sha256, c.sha256]
-    engine.synthesize("Hello.", params(), a)
-    assert len(model.prepare_calls) == 3  # a: still cached
-    engine.synthesize("Hello.", params(), b)
-    assert len(model.prepare_calls) == 4  # b: prepared again
-    assert engine.cached_voices == [a.sha256, b.sha256]
+    # a was used after b, so c evicts b: cached are a, c, least recently used first.
+    assert served_from_cache(engine, model, [a, b, a, c]) == [False, False, True, False]
+    # In that order: b, prepared again, evicts a (not c); a, prepared again, evicts b.
+    assert served_from_cache(engine, model, [b, c, a]) == [False, True, False]
+    # Cached now are c, a: b evicts c; a is still there; c, prepared again, evicts b.
+    assert served_from_cache(engine, model, [b, a, c]) == [False, True, False]
+    assert len(model.prepare_calls) == 7
 
 
 def test_a_new_exaggeration_never_changes_a_cached_voice() -> None:

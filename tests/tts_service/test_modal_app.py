@@ -105,6 +105,14 @@ def test_no_token_no_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
         build_local_app(monkeypatch, tmp_path, TTS_ENGINE="piper")
 
 
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_token_is_no_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, blank: str
+) -> None:
+    with pytest.raises(UnsafeBind, match=f"modal secret create {DEPLOYMENT.secret_name}"):
+        build_local_app(monkeypatch, tmp_path, TTS_ENGINE="piper", TTS_API_TOKEN=blank)
+
+
 def test_the_snapshot_hook_imports_the_gpu_runtime(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

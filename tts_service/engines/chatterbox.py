@@ -182,12 +182,6 @@ class ChatterboxEngine:
     def is_loaded(self) -> bool:
         return self._model is not None
 
-    @property
-    def cached_voices(self) -> list[str]:
-        """sha256 of the voices whose conditionals are cached, least recently used first."""
-        with self._lock:
-            return list(self._conds_cache)
-
     def load(self) -> None:
         with self._load_lock:
             if self._model is not None:

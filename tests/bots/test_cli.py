@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import httpx
 import pytest
 import soundfile as sf
 
+from tests.redis_fixtures import free_port
 from tests.tts_service.audio_samples import clip
 
 
@@ -110,12 +110,6 @@ def test_an_engine_that_cannot_load_exits_1_with_one_line(tmp_path: Path) -> Non
     )
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.ogg").exists()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_ctrl_c_stops_the_service_with_exit_130(tmp_path: Path) -> None:
