@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from pydantic import ValidationError
@@ -132,6 +132,10 @@ async def _none() -> None:
     return None
 
 
+def _nothing_to_do() -> None:
+    pass
+
+
 @dataclass
 class SayFlow:
     """``say`` and the voice commands, over injected storage, TTS client and engine identity."""
@@ -198,13 +202,18 @@ class SayFlow:
 
     # --- /say --------------------------------------------------------------------------------
 
-    async def say(self, request: SayRequest) -> SayResult:
+    async def say(
+        self, request: SayRequest, *, admitted: Callable[[], None] | None = None
+    ) -> SayResult:
+        """Speak ``request``. ``admitted`` is called once everything that can refuse it
+        without real work has passed (text, options, clip metadata, rate limit, cloning
+        available): an adapter may then show progress (Discord's "thinking…")."""
         started = time.perf_counter()
         self.observer.request_started(request.platform)
         outcome = "bug"
         try:
             with storage_errors_as_say_errors():
-                result = await self._say(request)
+                result = await self._say(request, admitted or _nothing_to_do)
             outcome = "hit" if result.from_cache else "miss"
         except asyncio.CancelledError:
             # The chat interaction gave up or the bot is stopping; the shielded synthesis
@@ -243,10 +252,13 @@ class SayFlow:
         """A clip refused by its declared size, type and duration, before any download."""
         clips.check_metadata(clip, self.clip_limits)
 
-    async def _say(self, request: SayRequest) -> SayResult:
+    async def _say(self, request: SayRequest, admitted: Callable[[], None]) -> SayResult:
         params = self.check(request)
         saved_voice_id = await self._admit(request)
         engine = await self.engine.current()
+        if request.clip is not None and not engine.can_clone_voice:
+            raise VoiceCloningUnavailable("this service's engine cannot clone voices")
+        admitted()
         voice = await self._voice(request, engine, saved_voice_id)
         return await self._cached_or_synthesized(request, params, engine, voice)
 
@@ -269,8 +281,6 @@ class SayFlow:
         """The voice to speak in. A clip sent now is downloaded only once the engine is
         known to clone; a saved voice is named by its id (its clip is loaded on a miss)."""
         if request.clip is not None:
-            if not engine.can_clone_voice:
-                raise VoiceCloningUnavailable("this service's engine cannot clone voices")
             voice = await prepare_voice(await clips.download(request.clip, self.clip_limits))
             # Not the clip: only its id, so "forget my voice" finds the audio cached with it.
             await self.voices.note_attached(request.platform, request.user_id, voice.voice_id)

@@ -8,6 +8,7 @@ refused by ``SayFlow.check`` before deferring. Every error reaches ``SayTree.on_
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -20,20 +21,16 @@ from bots.discord_bot.replies import (
     TURNED_AWAY,
     answer,
     reply_with_error,
-    retrieve_outcome,
     send_result,
     think,
-    think_while,
+    think_once_admitted,
 )
-from bots.discord_bot.state import BotState, Interaction, state_of
-from bots.errors import VoiceCloningUnavailable
+from bots.discord_bot.state import Interaction, state_of
 from bots.messages import BUILT_IN_AGAIN, forget_text, saved_text
 from bots.say import SayRequest
 from tts_service.schema import MAX_TEXT_CHARS, PARAM_RANGES
 
 PLATFORM = "discord"
-# How long a check may hold up the acknowledgement (Discord's deadline is 3 s).
-EARLY_CHECK_S = 1.0
 
 _EXAGGERATION = PARAM_RANGES["exaggeration"]
 _TEMPERATURE = PARAM_RANGES["temperature"]
@@ -120,28 +117,11 @@ async def say(
         params={name: value for name, value in options.items() if value is not None},
         clip=DiscordClip(voice, sender_id=user_id) if voice is not None else None,
     )
-    # Bad text, options or clip metadata: answered at once, privately, before "thinking…".
-    bot.flow.check(request)
-    if voice is not None:
-        await refuse_cloning_early(bot)
-    result = await think_while(interaction, bot.flow.say(request), private=False)
+    # What can be refused without real work (text, options, clip metadata, the rate limit,
+    # an engine that cannot clone) is answered privately in one call, before "thinking…".
+    say_it = functools.partial(bot.flow.say, request)
+    result = await think_once_admitted(interaction, lambda admitted: say_it(admitted=admitted))
     await send_result(interaction, result, voice_message=bot.settings.discord_voice_messages)
-
-
-async def refuse_cloning_early(bot: BotState) -> None:
-    """Refuse a clip the engine cannot use privately, before a public "thinking…".
-
-    Only when the answer is quick (the engine info is usually known already): a cold
-    service must not make the command miss Discord's 3 s acknowledgement deadline, and
-    the flow checks again after deferring, before downloading anything.
-    """
-    check = asyncio.ensure_future(bot.flow.can_clone())
-    done, _ = await asyncio.wait({check}, timeout=EARLY_CHECK_S)
-    if not done:
-        check.add_done_callback(retrieve_outcome)
-        return
-    if not check.result():
-        raise VoiceCloningUnavailable("the engine cannot clone voices")
 
 
 # --- /voice ----------------------------------------------------------------------------------

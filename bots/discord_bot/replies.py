@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Awaitable
+from asyncio import FIRST_COMPLETED
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import discord
@@ -60,6 +61,9 @@ HELP = (
     "the built-in voice · **/voice forget** — delete your clips and everything made with them."
 )
 
+# How long the early checks may hold up the acknowledgement (Discord's deadline is 3 s).
+EARLY_CHECK_S = 1.0
+
 # interaction.extras key: "public" or "private" while the deferred "thinking…" is unresolved
 _THINKING = "saybot.thinking"
 
@@ -70,11 +74,23 @@ async def think(interaction: Interaction, *, private: bool) -> None:
     interaction.extras[_THINKING] = "private" if private else "public"
 
 
-async def think_while(interaction: Interaction, work: Awaitable[T], *, private: bool) -> T:
-    """``think``, with ``work`` already running: the acknowledgement's round trip to
-    Discord overlaps the work (a cache hit is usually ready by the time it is confirmed)."""
-    task = asyncio.ensure_future(work)
+async def think_once_admitted(
+    interaction: Interaction,
+    work: Callable[[Callable[[], None]], Awaitable[T]],
+    *,
+    private: bool = False,
+) -> T:
+    """Run ``work(admitted)``; acknowledge with "thinking…" once it calls ``admitted`` (or
+    after ``EARLY_CHECK_S``, well inside Discord's 3 s), while it goes on. What it refuses
+    before that is answered in one private message, with no public trace."""
+    admitted = asyncio.Event()
+    task = asyncio.ensure_future(work(admitted.set))
     try:
+        waiter = asyncio.ensure_future(admitted.wait())
+        await asyncio.wait({task, waiter}, timeout=EARLY_CHECK_S, return_when=FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():
+            return task.result()
         await think(interaction, private=private)
     except BaseException:
         task.cancel()
@@ -92,7 +108,11 @@ def retrieve_outcome(task: asyncio.Future[Any]) -> None:
 async def answer(
     interaction: Interaction, content: str, *, files: list[discord.File] | None = None
 ) -> None:
-    """Resolve the "thinking…" message with ``content`` (and ``files``)."""
+    """Resolve the "thinking…" message with ``content`` (and ``files``); answer directly if
+    the interaction was not acknowledged yet."""
+    if not interaction.response.is_done():
+        await interaction.response.send_message(content, files=files or discord.utils.MISSING)
+        return
     if files:
         await interaction.edit_original_response(content=content, attachments=files)
     else:

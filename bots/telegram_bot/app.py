@@ -51,6 +51,9 @@ def build_application(settings: BotSettings, flow: SayFlow) -> Application:  # t
     application.add_handler(MessageHandler(clip_with_caption & NOT_EDITS, handlers.on_command))
     plain_text = filters.TEXT & ~filters.COMMAND
     application.add_handler(MessageHandler(plain_text & NOT_EDITS, handlers.on_plain_text))
+    # Last: whatever no handler above took (unknown commands, stickers, bare voice notes).
+    private = filters.ChatType.PRIVATE
+    application.add_handler(MessageHandler(private & NOT_EDITS, handlers.on_anything_else))
     application.add_error_handler(handlers.on_error)
     return application
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatAction, ChatType
-from telegram.error import TelegramError, TimedOut
+from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bots.draining import GAVE_UP_TIMEOUT_S
@@ -24,6 +24,7 @@ from bots.messages import BUILT_IN_AGAIN, GAVE_UP, caption, error_text, forget_t
 from bots.say import SayFlow, SayRequest
 from bots.settings import BotSettings
 from bots.telegram_bot.clips import TelegramClip
+from bots.telegram_bot.delivery import DeliveryCounts, deliver
 from bots.telegram_bot.parsing import Command, parse_options, split_command
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,11 @@ HELP = (
     "caption /say <text>, to speak in that voice.\n"
     "/voice — reply to a voice note to make it your voice · /voice default — back to the "
     "built-in voice · /voice forget — delete your voice and everything made with it."
+)
+
+VOICE_NOTE_HELP = (
+    "Reply /voice to this voice note to make it your voice for /say, or reply "
+    "/say <text> to it to hear that text in it once."
 )
 
 TELEGRAM_WORDING: dict[type[SayError], str] = {
@@ -61,6 +67,7 @@ class Deps:
     settings: BotSettings
     # The tasks handling messages right now: stopping waits for them (bounded).
     in_flight: set[asyncio.Task[Any]] = field(default_factory=set)
+    delivery: DeliveryCounts = field(default_factory=DeliveryCounts)
 
 
 def deps_of(context: ContextTypes.DEFAULT_TYPE) -> Deps:
@@ -76,6 +83,19 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await update.effective_message.reply_text(HELP, do_quote=True)
 
 
+async def on_anything_else(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Private chats: a message nothing else answered (an unknown command, a sticker, a voice
+    note with no caption) still gets a reply saying what can be done. Groups stay quiet."""
+    message = update.effective_message
+    if message is not None and message.chat.type == ChatType.PRIVATE:
+        text = _what_to_do(message)
+        await _send_reply(message, context, lambda: message.reply_text(text, do_quote=True))
+
+
+def _what_to_do(message: Message) -> str:
+    return VOICE_NOTE_HELP if message.voice or message.audio else HELP
+
+
 async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """``/say`` and ``/voice``: as a text (maybe replying to a text, voice note or audio), or
     as the caption of a voice note or audio."""
@@ -83,11 +103,11 @@ async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if message is None:
         return
     command = split_command(message.text or message.caption or "")
-    if command is None or not _addressed_to_us(command, context):
+    work = COMMANDS_WORK.get(command.name) if command is not None else None
+    if command is None or work is None or not _addressed_to_us(command, context):
+        await on_anything_else(update, context)  # e.g. a voice note captioned "hi"
         return
-    work = COMMANDS_WORK.get(command.name)
-    if work is not None:
-        await _handle(message, context, lambda: work(message, command, context))
+    await _handle(message, context, lambda: work(message, command, context))
 
 
 async def on_plain_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -102,6 +122,7 @@ async def on_plain_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
             return
         text = _without(text, mentions)
     elif not deps_of(context).settings.telegram_speak_private_messages:
+        await on_anything_else(update, context)
         return
     await _handle(message, context, lambda: _speak(message, context, text, {}, None))
 
@@ -143,19 +164,12 @@ async def _handle(
             in_flight.discard(task)
 
 
-async def _send_reply(message: Message, send: Awaitable[Message]) -> None:
-    """Send the one reply. A timeout is ambiguous (Telegram may have taken the upload and
-    only the answer was lost), so it is logged, not followed by an error reply that could
-    make a second one."""
-    try:
-        await send
-    except TimedOut:
-        log.warning(
-            "the reply to telegram message %s in chat %s timed out; it may have arrived, "
-            "so no error reply follows",
-            message.message_id,
-            message.chat_id,
-        )
+async def _send_reply(
+    message: Message, context: ContextTypes.DEFAULT_TYPE, send: Callable[[], Awaitable[Message]]
+) -> None:
+    """Send the one reply, again where it cannot have arrived (``delivery``)."""
+    where = f"telegram message {message.message_id} in chat {message.chat_id}"
+    await deliver(send, where, deps_of(context).delivery)
 
 
 async def _say_from_command(
@@ -191,7 +205,8 @@ async def _speak(
         result = await deps.flow.say(request)
         await _send_reply(
             message,
-            message.reply_voice(
+            context,
+            lambda: message.reply_voice(
                 voice=result.audio,
                 duration=max(1, round(result.duration_s)),
                 caption=caption(result),
@@ -209,11 +224,14 @@ async def _voice_command(
     action = command.rest.strip().lower()
     if action == "forget":
         report = await deps.flow.forget_voice(PLATFORM, user_id)
-        await _send_reply(message, message.reply_text(forget_text(report), do_quote=True))
+        forgotten = forget_text(report)
+        await _send_reply(message, context, lambda: message.reply_text(forgotten, do_quote=True))
         return
     if action == "default":
         await deps.flow.use_built_in_voice(PLATFORM, user_id)
-        await _send_reply(message, message.reply_text(BUILT_IN_AGAIN, do_quote=True))
+        await _send_reply(
+            message, context, lambda: message.reply_text(BUILT_IN_AGAIN, do_quote=True)
+        )
         return
     if action:
         raise InvalidInput("use /voice (replying to a voice note), /voice default or /voice forget")
@@ -224,7 +242,8 @@ async def _voice_command(
             "reply /voice to a voice note or audio file, or send one with the caption /voice"
         )
     saved = await deps.flow.save_voice(PLATFORM, user_id, clip)
-    await _send_reply(message, message.reply_text(saved_text(saved), do_quote=True))
+    done = saved_text(saved)
+    await _send_reply(message, context, lambda: message.reply_text(done, do_quote=True))
 
 
 CommandWork = Callable[[Message, Command, ContextTypes.DEFAULT_TYPE], Awaitable[None]]

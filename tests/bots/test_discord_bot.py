@@ -486,6 +486,9 @@ async def test_rate_limit_says_when_to_try_again(
         refused = await bot.say("One too many.")
         # 6 per minute: the next token is at most 10 s away.
         assert re.search(r"try again in (10|9|8) s\.", refused.private_text())
+        # Refused before "thinking…": one private answer, no public trace, no clean-up.
+        assert [c.path.rsplit("/", 1)[-1] for c in refused.calls] == ["callback"]
+        assert refused.callback.json["type"] == 4  # a message at once, not a deferral
         other_user = await bot.say("Someone else.", user_id=USER + 1)
         assert other_user.upload()
 

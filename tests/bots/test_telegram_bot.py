@@ -27,6 +27,7 @@ from bots.messages import GAVE_UP, UNEXPECTED
 from bots.say import SayFlow, SayRequest
 from bots.settings import BotSettings
 from bots.telegram_bot.app import build_application, stop_telegram
+from bots.telegram_bot.handlers import HELP, VOICE_NOTE_HELP
 from storage.redis import make_client
 from storage.settings import StorageSettings
 from tests.bots.harness import (
@@ -240,7 +241,8 @@ async def test_private_plain_text_can_be_switched_off(
         redis_client, open_storage, service, telegram_speak_private_messages=False
     ) as bot:
         plain = bot.tg.send_text(USER, USER, "Not a command.")
-        await bot.no_reply_to(plain)
+        help_ = await bot.reply_to(plain, "sendMessage")  # a private chat always gets an answer
+        assert help_.params["text"] == HELP
         command = bot.tg.send_command(USER, USER, "say", "Still a command.")
         await bot.reply_to(command, "sendVoice")
 
@@ -317,8 +319,10 @@ async def test_say_replying_to_a_voice_note_or_audio_clones_it(bot: Bot) -> None
     reply = await bot.reply_to(captioned, "sendMessage")
     assert "Voice cloning needs the GPU engine" in reply.params["text"]
     assert bot.tg.download_count() == 0  # refused before downloading anything
-    await bot.no_reply_to(note)
-    await bot.no_reply_to(song)
+    # The clips themselves, sent with no caption in a private chat, get what to do with them.
+    for clip_message in (note, song):
+        told = await bot.reply_to(clip_message, "sendMessage")
+        assert told.params["text"] == VOICE_NOTE_HELP
 
 
 async def test_voice_saved_from_an_audio_file(bot: Bot) -> None:
@@ -468,6 +472,37 @@ async def test_a_timed_out_voice_upload_gets_no_second_reply(
     assert "may have arrived, so no error reply follows" in caplog.text
     again = await bot.reply_to(bot.tg.send_command(USER, USER, "say", "Fast."), "sendVoice")
     assert again.ok
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after"), [(500, None), (502, None), (429, 1)], ids=["500", "502", "429"]
+)
+async def test_a_refused_voice_upload_is_sent_again_once_delivered(
+    bot: Bot, status: int, retry_after: int | None
+) -> None:
+    """Telegram answered that it did not take the voice note: it is sent again, and the
+    user gets exactly one voice note, no error sentence."""
+    bot.tg.fail_next("sendVoice", status, retry_after=retry_after)
+    message = bot.tg.send_command(USER, USER, "say", f"Refused once with {status}.")
+    async with asyncio.timeout(30):
+        await bot.settled()
+    sends = bot.replies_to(message)
+    assert [(c.method, c.status) for c in sends] == [("sendVoice", status), ("sendVoice", 200)]
+    assert bot.flow.cache.metrics.cache_stores >= 1  # the answer was made once
+
+
+async def test_every_private_message_gets_an_answer_and_groups_stay_quiet(bot: Bot) -> None:
+    unknown = bot.tg.send_command(USER, USER, "nosuchcommand")
+    assert (await bot.reply_to(unknown, "sendMessage")).params["text"] == HELP
+    captioned = bot.tg.send_voice(USER, USER, clip("ogg_opus"), duration=2, caption="hi there")
+    told = await bot.reply_to(captioned, "sendMessage")
+    assert told.params["text"] == VOICE_NOTE_HELP
+    group = -100
+    await bot.no_reply_to(bot.tg.send_command(group, USER, "nosuchcommand", chat_type="group"))
+    await bot.no_reply_to(
+        bot.tg.send_voice(group, USER, clip("ogg_opus"), duration=2, chat_type="group")
+    )
+    await bot.no_reply_to(bot.tg.send_text(group, USER, "chatting", chat_type="group"))
 
 
 async def test_unexpected_error_is_logged_once_with_context(
