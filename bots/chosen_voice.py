@@ -24,6 +24,7 @@ class VoiceSource(StrEnum):
     BUILT_IN = "built-in voice"
     SAVED = "your saved voice"
     ATTACHED = "the voice you sent"
+    STAND_IN = "stand-in voice"  # the fallback's, while the GPU is away
 
 
 # Why a request did not speak in the user's saved voice (shown in the reply's caption).

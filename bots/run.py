@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from bots.draining import CLOSE_RESERVE_S, ShutdownClock
+from bots.engine_identity import EngineIdentity
 from bots.errors import TTSMisconfigured
+from bots.fallback import Fallback
 from bots.say import SayFlow
 from bots.settings import BotSettings
 from bots.tts_client import RetryPolicy, TTSClient
@@ -50,16 +52,44 @@ async def tts_endpoint(settings: BotSettings) -> AsyncIterator[TTSEndpoint]:
         token = secret_value(settings.tts_api_token)
         yield TTSEndpoint(settings.tts_service_url, token, local=False)
         return
+    async with local_tts_endpoint(TTSSettings()) as endpoint:
+        log.info("no TTS_SERVICE_URL: serving the local engine at %s", endpoint.url)
+        yield endpoint
+
+
+@contextlib.asynccontextmanager
+async def local_tts_endpoint(tts_settings: TTSSettings) -> AsyncIterator[TTSEndpoint]:
+    """The TTS service served in this process, on loopback, with a token of its own."""
     from bots.asgi_server import serve_app
     from tts_service.api import create_app
     from tts_service.engines import build_engine
 
     token = secrets.token_urlsafe(32)  # per run: nothing else on the box can use it
-    tts_settings = TTSSettings().model_copy(update={"api_token": SecretStr(token)})
+    tts_settings = tts_settings.model_copy(update={"api_token": SecretStr(token)})
     app = create_app(build_engine(tts_settings), tts_settings)
     async with serve_app(app, "127.0.0.1", 0) as url:
-        log.info("no TTS_SERVICE_URL: serving the local %s engine at %s", tts_settings.engine, url)
         yield TTSEndpoint(url, token, local=True)
+
+
+async def open_fallback(
+    stack: contextlib.AsyncExitStack, settings: BotSettings, endpoint: TTSEndpoint
+) -> Fallback | None:
+    """``TTS_FALLBACK=local`` with a remote service: the bundled Piper voice, served here."""
+    if settings.tts_fallback != "local":
+        return None
+    if endpoint.local:
+        log.info("TTS_FALLBACK=local: the service is local already; no stand-in needed")
+        return None
+    piper = TTSSettings().model_copy(update={"engine": "piper"})
+    local = await stack.enter_async_context(local_tts_endpoint(piper))
+    tts = open_tts_client(local, settings)
+    stack.push_async_callback(tts.aclose)
+    log.info(
+        "TTS_FALLBACK=local: the bundled voice stands in after %g s", settings.tts_fallback_after_s
+    )
+    return Fallback(
+        tts, EngineIdentity(tts.fetch_engine_info), after_s=settings.tts_fallback_after_s
+    )
 
 
 def open_tts_client(endpoint: TTSEndpoint, settings: BotSettings) -> TTSClient:
@@ -145,6 +175,7 @@ async def start_parts(
     if endpoint.local:  # a remote one (a GPU that may be asleep) is not waited for
         await wait_for_tts(tts)
     lifecycle.part_started("tts")
+    fallback = await open_fallback(stack, settings, endpoint)
     metrics = lifecycle.metrics
     flow = SayFlow.over_redis(
         redis.client,
@@ -154,6 +185,7 @@ async def start_parts(
         observer=metrics.observer,
         clip_limits=settings.clip_limits(),
         engine_info_max_age_s=settings.tts_engine_info_max_age_s,
+        fallback=fallback,
     )
     # Runs after the adapters stop, before the clients close: background syntheses get
     # what is left of the budget but the time to close.

@@ -48,7 +48,9 @@ from bots.errors import (
     is_transient,
     storage_errors_as_say_errors,
 )
+from bots.fallback import Fallback
 from bots.flow_observer import FlowObserver, NoObserver
+from bots.synthesis import Synthesizer
 from bots.tts_client import TTSClient
 from storage.cache import AudioCache, CachedAudio
 from storage.cache_keys import cache_key
@@ -148,6 +150,10 @@ class SayFlow:
     engine: EngineIdentity
     observer: FlowObserver = field(default_factory=NoObserver)
     clip_limits: ClipLimits = field(default_factory=ClipLimits)
+    fallback: Fallback | None = None  # a stand-in voice when the GPU is away (opt-in)
+
+    def __post_init__(self) -> None:
+        self._synthesizer = Synthesizer(self.cache, self.observer)
 
     @classmethod
     def over_redis(
@@ -160,6 +166,7 @@ class SayFlow:
         observer: FlowObserver | None = None,
         clip_limits: ClipLimits | None = None,
         engine_info_max_age_s: float = 300.0,
+        fallback: Fallback | None = None,
     ) -> SayFlow:
         """The flow over one Redis client, its storage sharing one metrics object."""
         metrics = metrics or StorageMetrics()
@@ -187,6 +194,7 @@ class SayFlow:
             ),
             observer=observer or NoObserver(),
             clip_limits=clip_limits or ClipLimits(),
+            fallback=fallback,
         )
 
     async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
@@ -194,6 +202,8 @@ class SayFlow:
         Redis and TTS clients close under them."""
         await self.cache.drain(timeout_s)
         await self.engine.aclose()
+        if self.fallback is not None:
+            await self.fallback.engine.aclose()
         await self.settled()
 
     async def settled(self) -> None:
@@ -255,6 +265,26 @@ class SayFlow:
     async def _say(self, request: SayRequest, admitted: Callable[[], None]) -> SayResult:
         params = self.check(request)
         saved_voice_id = await self._admit(request)
+        spoken = self._spoken(request, params, saved_voice_id, admitted)
+        if self.fallback is None or request.clip is not None:  # a clip is never faked
+            return await spoken
+        answer = await self.fallback.within_budget(spoken)
+        if answer is not None:
+            return answer
+        admitted()
+        voice, made = await self.fallback.stand_in(
+            params, request.platform, request.user_id, saved_voice_id is not None, self._synthesizer
+        )
+        return self._answer(request, made.entry, made.from_cache, made.synthesis_s, voice)
+
+    async def _spoken(
+        self,
+        request: SayRequest,
+        params: TTSParams,
+        saved_voice_id: str | None,
+        admitted: Callable[[], None],
+    ) -> SayResult:
+        """The answer of the TTS service (or its cache)."""
         engine = await self.engine.current()
         if request.clip is not None and not engine.can_clone_voice:
             raise VoiceCloningUnavailable("this service's engine cannot clone voices")
@@ -302,16 +332,8 @@ class SayFlow:
             voice = await self._load_saved_clip(request, voice)
             if voice.voice_id is None:  # fell back to the built-in voice: another key
                 return await self._cached_or_synthesized(request, params, engine, voice)
-        synthesis_s = 0.0
-
-        async def synthesize() -> CachedAudio:
-            nonlocal synthesis_s
-            made = await self._synthesize(params, voice)
-            synthesis_s = made.synthesis_s
-            return made.entry
-
-        entry, from_cache = await self.cache.get_or_create(key, synthesize, known_missing=True)
-        return self._answer(request, entry, from_cache, synthesis_s, voice)
+        made = await self._synthesizer.make(key, params, voice, self.tts, self.engine)
+        return self._answer(request, made.entry, made.from_cache, made.synthesis_s, voice)
 
     async def _cached(
         self, key: str, request: SayRequest, voice: ChosenVoice
@@ -338,25 +360,6 @@ class SayFlow:
         with contextlib.suppress(StorageUnavailable):
             await self.voices.clear_default(request.platform, request.user_id)
         return ChosenVoice.built_in(SAVED_VOICE_EXPIRED)
-
-    async def _synthesize(self, params: TTSParams, voice: ChosenVoice) -> _Synthesized:
-        called = time.perf_counter()
-        try:
-            made = await self.tts.synthesize(params, voice.clip)
-        except SayError as exc:
-            self.observer.tts_called(time.perf_counter() - called, exc.code)
-            raise
-        self.observer.tts_called(time.perf_counter() - called, None)
-        self.engine.observed(made.engine, made.engine_version)
-        entry = CachedAudio(
-            audio=made.audio,
-            format=made.format,
-            duration_s=made.duration_s,
-            engine=made.engine,
-            created_at=time.time(),
-            voice_id=voice.voice_id,
-        )
-        return _Synthesized(entry, made.synthesis_s)
 
     def _answer(
         self,
@@ -404,9 +407,3 @@ class SayFlow:
 
     async def can_clone(self) -> bool:
         return (await self.engine.current()).can_clone_voice
-
-
-@dataclass(frozen=True)
-class _Synthesized:
-    entry: CachedAudio
-    synthesis_s: float

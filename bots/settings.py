@@ -5,7 +5,7 @@ Tokens are ``SecretStr`` so they never show up in logs or reprs.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -42,6 +42,10 @@ class BotSettings(BaseSettings):
     # How long a request waits for the service's room (busy answers retried, Retry-After
     # honoured) before the user is told it is busy.
     tts_request_deadline_s: float = Field(default=120.0, gt=0, le=900)
+    # "local": when the service is away (or a cold GPU has not answered within
+    # TTS_FALLBACK_AFTER_S), the bundled Piper voice answers instead, captioned as a stand-in.
+    tts_fallback: Literal["none", "local"] = "none"
+    tts_fallback_after_s: float = Field(default=20.0, gt=0)
     # The engine's name and version are part of every cache key: re-ask this often, so a
     # redeployed service is noticed even by a bot that only ever hits the cache.
     tts_engine_info_max_age_s: float = Field(default=300.0, gt=0)
