@@ -390,7 +390,12 @@ class SayFlow:
     # --- voice commands ----------------------------------------------------------------------
 
     async def save_voice(self, platform: str, user_id: str, clip: ClipSource) -> SavedVoice:
-        """Make the clip the user's default voice."""
+        """Make the clip the user's default voice: its metadata checked and the user's rate
+        limit asked before anything is downloaded (uploads are the costly part)."""
+        self.check_clip(clip)
+        limit = await self.limiter.check(platform, user_id)
+        if not limit.allowed:
+            raise RateLimited(limit.retry_after_s)
         voice = await prepare_voice(await clips.download(clip, self.clip_limits))
         with storage_errors_as_say_errors():
             await self.voices.save(platform, user_id, voice.voice_id, voice.clip)

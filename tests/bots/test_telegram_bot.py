@@ -29,6 +29,7 @@ from bots.settings import BotSettings
 from bots.telegram_bot.app import build_application, stop_telegram
 from bots.telegram_bot.handlers import HELP, VOICE_NOTE_HELP
 from storage.redis import make_client
+from storage import keys
 from storage.settings import StorageSettings
 from tests.bots.harness import (
     HandledUpdates,
@@ -401,6 +402,27 @@ async def test_rate_limit_says_when_to_try_again(
             bot.tg.send_command(USER + 1, USER + 1, "say", "Someone else."), "sendVoice"
         )
         assert other_user.files["voice"]
+
+
+async def test_voice_uploads_are_rate_limited_before_anything_is_downloaded(
+    redis_client: Redis, storage_settings: StorageSettings, service: Service
+) -> None:
+    """Six /voice in a row with a burst of one: one download, one saved clip, and five
+    users told to slow down without a byte fetched."""
+    limited = storage_settings.model_copy(update={"ratelimit_burst": 1, "ratelimit_per_minute": 1})
+    async with running_bot(redis_client, limited, service) as bot:
+        sent = [
+            bot.tg.send_voice(
+                USER, USER, clip("ogg_opus", seconds=2.0 + n / 10), duration=2, caption="/voice"
+            )
+            for n in range(6)
+        ]
+        replies = [(await bot.reply_to(m, "sendMessage")).params["text"] for m in sent]
+    assert sum(r.startswith("Saved") for r in replies) == 1, replies
+    assert sum("going a bit fast" in r for r in replies) == 5, replies
+    assert bot.tg.download_count() == 1
+    saved = await redis_client.smembers(keys.user_voices("telegram", str(USER)))
+    assert len(saved) == 1
 
 
 async def test_tts_service_down_gets_a_reply_and_the_bot_keeps_serving(
