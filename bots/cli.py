@@ -183,11 +183,13 @@ def settings_error(exc: ValidationError) -> str | None:
 def command_serve_tts(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from bots.log_redaction import redact_secrets_in_logs
     from tts_service.api import UnsafeBind, check_bind_allowed, create_app
     from tts_service.engines import build_engine
     from tts_service.settings import TTSSettings
 
     settings = TTSSettings()
+    redact_secrets_in_logs(settings.api_token)  # uvicorn's own handlers included
     host = args.host or settings.host
     port = args.port or settings.port
     try:

@@ -56,6 +56,11 @@ class ClipSource(Protocol):
         """The platform's id of whoever sent the clip (not always who asks to use it)."""
         ...
 
+    @property
+    def forwarded(self) -> bool:
+        """Passed on from someone else's message: not the sender's own recording."""
+        ...
+
     async def read(self, max_bytes: int, timeout_s: float) -> bytes:
         """The clip's bytes. Raises ``ClipDownloadFailed`` when the platform or the clip's
         host fails, ``VoiceClipRejected`` when more than ``max_bytes`` arrive; the caller
@@ -112,6 +117,7 @@ class BytesClip:
     sender_id: str
     content_type: str | None = None
     declared_seconds: float | None = None
+    forwarded: bool = False
 
     @property
     def declared_bytes(self) -> int:

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from bots.errors import TTSFailure
+from bots.errors import TTSFailure, TTSMisconfigured
 from storage.engine_identity import EngineIdentityStore
 from tts_service.schema import EngineInfo
 
@@ -95,6 +95,10 @@ class EngineIdentity:
     async def _refresh_in_background(self) -> None:
         try:
             await self._ask()
+        except TTSMisconfigured:
+            # Not logged again: the client said it once, naming TTS_API_TOKEN; a warning
+            # every RETRY_S would repeat it for as long as the token stays wrong.
+            self._expires = time.monotonic() + min(RETRY_S, self._max_age_s)
         except TTSFailure as exc:
             log.warning("keeping the TTS engine's last known identity: %s", exc.message)
             self._expires = time.monotonic() + min(RETRY_S, self._max_age_s)

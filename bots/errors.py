@@ -5,6 +5,9 @@ SayError                         something the user should hear about
 ├── RateLimited                  too many requests; carries retry_after_s
 ├── VoiceClipRejected            the clip is too big, too long, silent or undecodable
 ├── ClipDownloadFailed           the platform or the clip's host failed or hung
+├── NotYourClip                  someone else's (or a forwarded) voice note: never cloned
+├── ConsentNeeded                not an error: the sender must confirm the clip first
+├── ConsentLapsed                a consent button pressed after its clip was dropped
 ├── VoiceCloningUnavailable      the running engine cannot clone (Piper)
 ├── NoSavedVoice                 /voice forget or a saved voice that has expired
 └── TTSFailure                   the TTS service could not help
@@ -58,6 +61,24 @@ class VoiceClipRejected(SayError):
 
 class ClipDownloadFailed(SayError):
     code = "clip_download_failed"
+
+
+class NotYourClip(SayError):
+    code = "not_your_clip"
+
+
+class ConsentNeeded(SayError):
+    """The clip waits (``bots.consent.PendingConsents``) for its sender to confirm it."""
+
+    code = "consent_needed"
+
+    def __init__(self, pending_id: str) -> None:
+        super().__init__("the sender has not confirmed this voice yet")
+        self.pending_id = pending_id
+
+
+class ConsentLapsed(SayError):
+    code = "consent_lapsed"
 
 
 class VoiceCloningUnavailable(SayError):

@@ -6,15 +6,19 @@ commands, so there is one table per platform and one shared base.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 from collections.abc import Mapping
 
 from bots.chosen_voice import CLONING_OFF
+from bots.consent import CONSENT_WORDING
 from bots.errors import (
     ClipDownloadFailed,
+    ConsentLapsed,
     InvalidInput,
     NoSavedVoice,
+    NotYourClip,
     RateLimited,
     SayError,
     StorageProblem,
@@ -25,7 +29,7 @@ from bots.errors import (
     VoiceClipRejected,
     VoiceCloningUnavailable,
 )
-from bots.say import SavedVoice, SayResult
+from bots.say import Erased, SavedVoice, SayResult, VoiceStatus
 from storage.voices import ForgetReport
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,16 @@ UNEXPECTED = "Something went wrong on my side — please try again in a moment."
 # For a request the bot was still working on when it had to stop.
 GAVE_UP = "I had to restart before I could finish that — please try again in a moment."
 BUILT_IN_AGAIN = "Back to the built-in voice."
+
+# Asked once per recording, before it is first cloned (bots.consent).
+CONSENT_PROMPT = (
+    f"Before I use this recording, please confirm: “{CONSENT_WORDING}”\n"
+    "I ask once per recording. Until you answer, nothing is stored or cloned."
+)
+CONSENT_YES = "Yes, I confirm"
+CONSENT_NO = "No, delete it"
+CONSENT_RECORDED = "✅ Confirmed. Thank you — your consent is recorded for this recording."
+CONSENT_DECLINED = "Deleted that clip: nothing was stored or cloned."
 
 
 def _seconds(value: float | None) -> str:
@@ -55,6 +69,10 @@ def error_text(
             return f"I can't say that: {error.message}."
         case VoiceClipRejected():
             return f"I can't use that voice clip: {error.message}."
+        case NotYourClip():
+            return f"I won't clone that: {error.message}."
+        case ConsentLapsed():
+            return "That question has lapsed and its clip is gone — please send it again."
         case ClipDownloadFailed():
             return f"I couldn't download your clip ({error.message}) — please send it again."
         case VoiceCloningUnavailable():
@@ -86,9 +104,14 @@ def error_text(
     return UNEXPECTED
 
 
+# Every reply says it is synthetic first (the EU AI Act's Art. 50 transparency duty).
+AI_MARKER = "🤖🔊 AI voice"
+
+
 def caption(result: SayResult) -> str:
-    """Which voice spoke and for how long, plus why a saved voice was not used."""
-    text = f"🔊 {result.voice.value} · {result.duration_s:.1f} s"
+    """That the audio is AI-generated, which voice spoke and for how long, plus why a saved
+    voice was not used."""
+    text = f"{AI_MARKER} · {result.voice.value} · {result.duration_s:.1f} s"
     if result.note:
         text += f" ({result.note})"
     return text
@@ -100,10 +123,44 @@ def saved_text(saved: SavedVoice) -> str:
     return f"Saved: /say now speaks in this voice{later}."
 
 
-def forget_text(report: ForgetReport) -> str:
-    """The answer to "forget my voice": what was deleted, in numbers."""
-    if not report.anything_removed:
+def voice_status_text(status: VoiceStatus, how: str) -> str:
+    """The answer to ``/voice`` alone: which voice speaks, and the consents on record."""
+    voice = (
+        f"your saved voice ({status.default_voice_id[:8]}…)"
+        if status.default_voice_id
+        else "the built-in voice"
+    )
+    lines = [f"/say speaks in {voice}."]
+    if status.consents:
+        last = status.consents[-1]
+        when = dt.datetime.fromtimestamp(last.given_at, dt.UTC).date().isoformat()
+        lines.append(
+            f"You confirmed {len(status.consents)} recording(s) as your own voice; the last "
+            f"on {when} (wording version {last.wording_version})."
+        )
+    else:
+        lines.append("You have confirmed no recording as your own voice.")
+    lines.append(how)
+    return "\n".join(lines)
+
+
+def forget_text(erased: Erased) -> str:
+    """The answer to "forget everything of mine": what was deleted, in numbers."""
+    if not erased.anything_removed:
         return "There was nothing of yours to delete."
+    deleted = _voices_deleted(erased.voices) if erased.voices.anything_removed else []
+    if erased.consents:
+        deleted.append(f"your {erased.consents} consent record(s)")
+    if erased.waiting_clips:
+        deleted.append(f"the {erased.waiting_clips} clip(s) waiting for your answer")
+    if erased.usage_counters:
+        deleted.append("your usage history")
+    *first, last = deleted
+    listed = f"{', '.join(first)} and {last}" if first else last
+    return f"Done: deleted {listed}."
+
+
+def _voices_deleted(report: ForgetReport) -> list[str]:
     clips = len(report.voices_deleted) + len(report.voices_still_owned_by_others)
     deleted = [f"your {clips} saved voice clip(s)"] if clips else []
     if report.attached_voices_forgotten:
@@ -113,6 +170,4 @@ def forget_text(report: ForgetReport) -> str:
         deleted.append("your default voice")
     made_with = "them" if deleted else "your voices"
     deleted.append(f"{report.cache_entries_deleted} recording(s) made with {made_with}")
-    *first, last = deleted
-    listed = f"{', '.join(first)} and {last}" if first else last
-    return f"Done: deleted {listed}."
+    return deleted

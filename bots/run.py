@@ -168,6 +168,7 @@ async def start_parts(
 
     redis = await open_redis(storage_settings)
     stack.push_async_callback(redis.aclose)
+    lifecycle.redis_opened(redis.client)
     lifecycle.part_started("redis")
     endpoint = await stack.enter_async_context(tts_endpoint(settings))
     tts = open_tts_client(endpoint, settings)
@@ -186,6 +187,8 @@ async def start_parts(
         clip_limits=settings.clip_limits(),
         engine_info_max_age_s=settings.tts_engine_info_max_age_s,
         fallback=fallback,
+        cache_redis=redis.cache_client,
+        clip_cipher=redis.clip_cipher,
     )
     # Runs after the adapters stop, before the clients close: background syntheses get
     # what is left of the budget but the time to close.
@@ -262,6 +265,8 @@ def run_product() -> int:
         settings.admin_token,
         settings.telegram_webhook_secret,
         storage_settings.redis_url,
+        storage_settings.cache_redis_url,
+        storage_settings.data_key,
     )
     asyncio.run(run(settings, storage_settings))
     return 0

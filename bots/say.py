@@ -15,25 +15,22 @@ into one sentence.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from bots import clips
 from bots.chosen_voice import (
-    CLONING_OFF,
-    SAVED_VOICE_EXPIRED,
-    SAVED_VOICE_UNREACHABLE,
     ChosenVoice,
+    PreparedVoice,
     VoiceSource,
     prepare_voice,
 )
 from bots.clips import ClipLimits, ClipSource
+from bots.consent import CONSENT_WORDING_VERSION, PendingConsents, check_own_clip
 from bots.draining import DRAIN_TIMEOUT_S
 from bots.engine_identity import EngineIdentity
 from bots.errors import (
@@ -50,74 +47,45 @@ from bots.errors import (
 )
 from bots.fallback import Fallback
 from bots.flow_observer import FlowObserver, NoObserver
+from bots.requests import (
+    Erased,
+    SavedVoice,
+    SayRequest,
+    SayResult,
+    VoiceStatus,
+    parse_params,
+)
 from bots.synthesis import Synthesizer
 from bots.tts_client import TTSClient
+from bots.voice_choice import VoiceChooser
 from storage.cache import AudioCache, CachedAudio
 from storage.cache_keys import cache_key
+from storage.clip_cipher import ClipCipher
+from storage.consents import ConsentStore
 from storage.engine_identity import EngineIdentityStore
-from storage.errors import StorageUnavailable
 from storage.metrics import StorageMetrics
 from storage.ratelimit import RateLimiter
 from storage.settings import StorageSettings
 from storage.singleflight import error_rebuilder
 from storage.usage import UsageRecorder
-from storage.voices import ForgetReport, VoiceStore
+from storage.voices import VoiceStore
 from tts_service.schema import (
-    PARAM_RANGES,
-    AudioFormat,
     EngineInfo,
     TTSParams,
-    describe_validation_error,
 )
+
+__all__ = [
+    "Erased",
+    "SavedVoice",
+    "SayFlow",
+    "SayRequest",
+    "SayResult",
+    "VoiceStatus",
+    "parse_params",
+]
 
 log = logging.getLogger(__name__)
 CANCELLED = "cancelled"  # the outcome (and usage error code) of a request cancelled mid-way
-
-
-@dataclass(frozen=True)
-class SayRequest:
-    """One ``/say``, as any platform delivers it."""
-
-    platform: str
-    user_id: str
-    chat_id: str
-    text: str
-    params: Mapping[str, float | int] = field(default_factory=dict)
-    clip: ClipSource | None = None  # a clip sent with this request: clone it this once
-    use_saved_voice: bool = True
-    format: AudioFormat = AudioFormat.OGG_OPUS
-
-
-@dataclass(frozen=True)
-class SayResult:
-    audio: bytes
-    format: AudioFormat
-    duration_s: float
-    voice: VoiceSource
-    from_cache: bool
-    engine: str
-    note: str | None = None  # e.g. why a saved voice was not used
-
-
-@dataclass(frozen=True)
-class SavedVoice:
-    voice_id: str
-    usable_now: bool  # False: the engine cannot clone right now; it is used once it can
-
-
-def parse_params(request: SayRequest) -> TTSParams:
-    """The request's text and options as the service's contract, or ``InvalidInput``."""
-    unknown = sorted(set(request.params) - set(PARAM_RANGES))
-    if unknown:
-        allowed = ", ".join(f"{name} ({r.describe()})" for name, r in PARAM_RANGES.items())
-        raise InvalidInput(f"unknown option {', '.join(unknown)}; the options are {allowed}")
-    try:
-        return TTSParams.model_validate(
-            {**request.params, "text": request.text, "format": request.format}
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidInput(describe_validation_error(tuple(first["loc"]), first["msg"])) from exc
 
 
 def _key(params: TTSParams, voice: ChosenVoice, engine: EngineInfo) -> str:
@@ -148,12 +116,15 @@ class SayFlow:
     limiter: RateLimiter
     usage: UsageRecorder
     engine: EngineIdentity
+    consents: ConsentStore
     observer: FlowObserver = field(default_factory=NoObserver)
     clip_limits: ClipLimits = field(default_factory=ClipLimits)
     fallback: Fallback | None = None  # a stand-in voice when the GPU is away (opt-in)
+    pending: PendingConsents = field(default_factory=PendingConsents)  # clips awaiting consent
 
     def __post_init__(self) -> None:
         self._synthesizer = Synthesizer(self.cache, self.observer)
+        self._chooser = VoiceChooser(self.voices, self.consents, self.pending, self.clip_limits)
 
     @classmethod
     def over_redis(
@@ -167,8 +138,12 @@ class SayFlow:
         clip_limits: ClipLimits | None = None,
         engine_info_max_age_s: float = 300.0,
         fallback: Fallback | None = None,
+        cache_redis: Redis | None = None,
+        clip_cipher: ClipCipher | None = None,
     ) -> SayFlow:
-        """The flow over one Redis client, its storage sharing one metrics object."""
+        """The flow over Redis, its storage sharing one metrics object: ``redis`` holds the
+        durable data, ``cache_redis`` the audio cache (default: ``redis``); ``clip_cipher``
+        seals saved clips (None: stored as they are)."""
         metrics = metrics or StorageMetrics()
         # Waiters of a failed single-flight synthesis raise the same error the leader got.
         rebuild = error_rebuilder(
@@ -182,9 +157,16 @@ class SayFlow:
         return cls(
             tts=tts,
             cache=AudioCache(
-                redis, settings, metrics, rebuild_error=rebuild, is_transient=is_transient
+                cache_redis or redis,
+                settings,
+                metrics,
+                data_redis=redis,
+                rebuild_error=rebuild,
+                is_transient=is_transient,
             ),
-            voices=VoiceStore(redis, settings, metrics),
+            voices=VoiceStore(
+                redis, settings, metrics, cache_redis=cache_redis, cipher=clip_cipher
+            ),
             limiter=RateLimiter(redis, settings, metrics),
             usage=UsageRecorder(redis, settings, metrics),
             engine=EngineIdentity(
@@ -192,6 +174,7 @@ class SayFlow:
                 EngineIdentityStore(redis, metrics),
                 max_age_s=engine_info_max_age_s,
             ),
+            consents=ConsentStore(redis, settings, metrics),
             observer=observer or NoObserver(),
             clip_limits=clip_limits or ClipLimits(),
             fallback=fallback,
@@ -218,12 +201,16 @@ class SayFlow:
         """Speak ``request``. ``admitted`` is called once everything that can refuse it
         without real work has passed (text, options, clip metadata, rate limit, cloning
         available): an adapter may then show progress (Discord's "thinking…")."""
+        return await self._observed(request, self._say(request, admitted or _nothing_to_do))
+
+    async def _observed(self, request: SayRequest, work: Awaitable[SayResult]) -> SayResult:
+        """``work``'s answer to ``request``, timed, counted and logged whatever ends it."""
         started = time.perf_counter()
         self.observer.request_started(request.platform)
         outcome = "bug"
         try:
             with storage_errors_as_say_errors():
-                result = await self._say(request, admitted or _nothing_to_do)
+                result = await work
             outcome = "hit" if result.from_cache else "miss"
         except asyncio.CancelledError:
             # The chat interaction gave up or the bot is stopping; the shielded synthesis
@@ -255,6 +242,7 @@ class SayFlow:
         Adapters may call it early (Discord: before a public "thinking…")."""
         params = parse_params(request)
         if request.clip is not None:
+            check_own_clip(request.clip, request.user_id)
             self.check_clip(request.clip)
         return params
 
@@ -289,7 +277,7 @@ class SayFlow:
         if request.clip is not None and not engine.can_clone_voice:
             raise VoiceCloningUnavailable("this service's engine cannot clone voices")
         admitted()
-        voice = await self._voice(request, engine, saved_voice_id)
+        voice = await self._chooser.choose(request, engine, saved_voice_id)
         return await self._cached_or_synthesized(request, params, engine, voice)
 
     async def _admit(self, request: SayRequest) -> str | None:
@@ -305,21 +293,14 @@ class SayFlow:
             raise RateLimited(limit.retry_after_s)
         return saved
 
-    async def _voice(
-        self, request: SayRequest, engine: EngineInfo, saved_voice_id: str | None
-    ) -> ChosenVoice:
-        """The voice to speak in. A clip sent now is downloaded only once the engine is
-        known to clone; a saved voice is named by its id (its clip is loaded on a miss)."""
-        if request.clip is not None:
-            voice = await prepare_voice(await clips.download(request.clip, self.clip_limits))
-            # Not the clip: only its id, so "forget my voice" finds the audio cached with it.
-            await self.voices.note_attached(request.platform, request.user_id, voice.voice_id)
-            return ChosenVoice(VoiceSource.ATTACHED, voice.voice_id, voice.clip)
-        if saved_voice_id is None:
-            return ChosenVoice.built_in()
+    async def _say_consented(self, request: SayRequest, voice: PreparedVoice) -> SayResult:
+        """A request whose clip waited for consent: its limit was spent when it first came."""
+        params = parse_params(request)
+        engine = await self.engine.current()
         if not engine.can_clone_voice:
-            return ChosenVoice.built_in(CLONING_OFF)
-        return ChosenVoice(VoiceSource.SAVED, saved_voice_id)
+            raise VoiceCloningUnavailable("this service's engine cannot clone voices")
+        chosen = await self._chooser.attached(request, voice)
+        return await self._cached_or_synthesized(request, params, engine, chosen)
 
     async def _cached_or_synthesized(
         self, request: SayRequest, params: TTSParams, engine: EngineInfo, voice: ChosenVoice
@@ -329,7 +310,7 @@ class SayFlow:
         if entry is not None:
             return self._answer(request, entry, True, 0.0, voice)
         if voice.source is VoiceSource.SAVED and voice.clip is None:
-            voice = await self._load_saved_clip(request, voice)
+            voice = await self._chooser.with_saved_clip(request, voice)
             if voice.voice_id is None:  # fell back to the built-in voice: another key
                 return await self._cached_or_synthesized(request, params, engine, voice)
         made = await self._synthesizer.make(key, params, voice, self.tts, self.engine)
@@ -346,20 +327,6 @@ class SayFlow:
             self.voices.touch(voice.voice_id, request.platform, request.user_id),
         )
         return entry
-
-    async def _load_saved_clip(self, request: SayRequest, voice: ChosenVoice) -> ChosenVoice:
-        """The saved voice with its clip, or the built-in voice saying why not."""
-        assert voice.voice_id is not None
-        found = await self.voices.lookup_clip(voice.voice_id, request.platform, request.user_id)
-        if found.clip is not None:
-            return replace(voice, clip=found.clip)
-        if found.unavailable:
-            # Storage blinked after the pointer was read: the voice is fine, keep the pointer.
-            return ChosenVoice.built_in(SAVED_VOICE_UNREACHABLE)
-        # If storage fails now, the next request finds the dangling pointer and tries again.
-        with contextlib.suppress(StorageUnavailable):
-            await self.voices.clear_default(request.platform, request.user_id)
-        return ChosenVoice.built_in(SAVED_VOICE_EXPIRED)
 
     def _answer(
         self,
@@ -390,25 +357,60 @@ class SayFlow:
     # --- voice commands ----------------------------------------------------------------------
 
     async def save_voice(self, platform: str, user_id: str, clip: ClipSource) -> SavedVoice:
-        """Make the clip the user's default voice: its metadata checked and the user's rate
-        limit asked before anything is downloaded (uploads are the costly part)."""
+        """Make the clip the user's default voice: whose it is, its metadata and the user's
+        rate limit checked before anything is downloaded (uploads are the costly part), and
+        their consent to the recording before anything is stored."""
+        check_own_clip(clip, user_id)
         self.check_clip(clip)
         limit = await self.limiter.check(platform, user_id)
         if not limit.allowed:
             raise RateLimited(limit.retry_after_s)
         voice = await prepare_voice(await clips.download(clip, self.clip_limits))
+        await self._chooser.consented(platform, user_id, voice, "save")
+        return await self._store_voice(platform, user_id, voice)
+
+    async def _store_voice(self, platform: str, user_id: str, voice: PreparedVoice) -> SavedVoice:
         with storage_errors_as_say_errors():
             await self.voices.save(platform, user_id, voice.voice_id, voice.clip)
         return SavedVoice(voice.voice_id, usable_now=await self.can_clone())
+
+    async def answer_consent(
+        self, platform: str, user_id: str, pending_id: str, accepted: bool
+    ) -> SayResult | SavedVoice | None:
+        """The sender's answer about a waiting clip: yes records the consent and does what the
+        clip was sent for (the answer, or the saved voice); no drops the clip (None)."""
+        pending = self.pending.take(pending_id, platform, user_id)
+        if not accepted:
+            return None
+        with storage_errors_as_say_errors():
+            await self.consents.record(
+                platform, user_id, pending.voice.voice_id, CONSENT_WORDING_VERSION
+            )
+        if pending.request is None:
+            return await self._store_voice(platform, user_id, pending.voice)
+        request = pending.request
+        return await self._observed(request, self._say_consented(request, pending.voice))
 
     async def use_built_in_voice(self, platform: str, user_id: str) -> None:
         with storage_errors_as_say_errors():
             await self.voices.clear_default(platform, user_id)
 
-    async def forget_voice(self, platform: str, user_id: str) -> ForgetReport:
-        """Delete the user's clips, their default pointer and all audio made with them."""
+    async def forget_voice(self, platform: str, user_id: str) -> Erased:
+        """Everything of the user's: their clips, default and all audio made with them, their
+        consent records, clips waiting for consent, and their per-user usage counts."""
+        await self.usage.flush()  # counts still buffered must not come back after the erase
         with storage_errors_as_say_errors():
-            return await self.voices.forget(platform, user_id)
+            voices = await self.voices.forget(platform, user_id)
+            consents = await self.consents.forget(platform, user_id)
+            usage = await self.usage.forget_user(platform, user_id)
+        waiting = self.pending.drop_user(platform, user_id)
+        return Erased(voices, consents, usage, waiting)
+
+    async def voice_status(self, platform: str, user_id: str) -> VoiceStatus:
+        default, consents = await asyncio.gather(
+            self.voices.default_voice(platform, user_id), self.consents.of_user(platform, user_id)
+        )
+        return VoiceStatus(default, consents)
 
     async def can_clone(self) -> bool:
         return (await self.engine.current()).can_clone_voice

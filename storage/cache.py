@@ -6,6 +6,10 @@ eviction of cold entries is Redis's job (see ``storage.redis``). An answer made 
 reference voice is indexed under it (``voice:{<id>}:audio``) so "forget my voice" finds
 it, and is not stored while that voice's forget tombstone is up.
 
+The entries and the single-flight locks live on the cache server, which may evict them at
+any time; the index and the tombstones are durable data and live with the voices on the data
+server (one server may be both: pass no ``data_redis``).
+
 ``get_or_create`` runs the synthesis once among all concurrent callers of one key through
 ``storage.singleflight``, which is told how to read, store and decode an answer here.
 With Redis down, ``get`` misses, ``put`` does nothing and ``get_or_create`` just calls
@@ -14,6 +18,7 @@ With Redis down, ``get`` misses, ``put`` does nothing and ``get_or_create`` just
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from storage import keys
-from storage.metrics import StorageMetrics
+from storage.metrics import REDIS_ERRORS, StorageMetrics
 from storage.settings import StorageSettings
 from storage.singleflight import ErrorRebuilder, SingleFlight
 from tts_service import containers
@@ -88,7 +93,11 @@ return 1
 
 
 class AudioCache:
-    """Get, put and single-flight over one Redis client; never raises for a Redis failure."""
+    """Get, put and single-flight; never raises for a Redis failure.
+
+    ``redis`` is the cache server's client (entries, single-flight); ``data_redis`` the data
+    server's, where the voices' indexes and tombstones live (default: ``redis``).
+    """
 
     def __init__(
         self,
@@ -96,13 +105,15 @@ class AudioCache:
         settings: StorageSettings,
         metrics: StorageMetrics | None = None,
         *,
+        data_redis: Redis | None = None,
         rebuild_error: ErrorRebuilder | None = None,
         is_transient: Callable[[Exception], bool] = lambda exc: False,
     ) -> None:
         self._redis = redis
+        self._data = data_redis if data_redis is not None else redis
         self._settings = settings
         self.metrics = metrics if metrics is not None else StorageMetrics()
-        self._index = redis.register_script(_INDEX_UNLESS_FORGOTTEN_LUA)
+        self._index = self._data.register_script(_INDEX_UNLESS_FORGOTTEN_LUA)
         self._flight = SingleFlight(
             redis,
             settings,
@@ -163,10 +174,22 @@ class AudioCache:
     async def _store(self, key: str, value: bytes, voice_id: str | None) -> bool:
         """SET the value (indexed under its voice, if any); False if the voice was forgotten.
 
-        The audio key and the voice's keys live in different cluster slots, so no single
-        command covers both. The index is written first, atomically with the tombstone check
-        (one slot); a forget that lands after it finds the key in the index and deletes the
-        answer, and one that lands between it and the SET is caught by the second check.
+        The entry (cache server) and the voice's index and tombstone (data server) cannot be
+        written atomically together, so the order does the work, each step awaited before
+        the next starts:
+
+        1. data: index the key, atomically with "no tombstone" (one slot);
+        2. cache: SET the entry;
+        3. data: look for the tombstone again, and DEL the entry if it is up.
+
+        ``VoiceStore.forget`` puts the tombstone up atomically with taking the index, then
+        deletes the indexed entries, then the index. If its step lands before 1, step 1
+        refuses. If after 1, the key is in the index it takes: an entry SET before the
+        deletion is deleted by it, one SET after the deletion was also SET after the
+        tombstone went up, so step 3, later still, sees the tombstone (it outlives any
+        synthesis) and deletes it. Only real-time order is used, so it holds across two
+        servers as it does on one. If step 3 cannot ask, the entry is deleted too: an answer
+        that may belong to a forgotten voice is not kept.
         """
         ttl_s = self._settings.cache_ttl_s
         if voice_id is None:
@@ -176,10 +199,13 @@ class AudioCache:
         indexed = await self._index(keys=[keys.voice_audio(voice_id), tombstone], args=[key, ttl_s])
         if not indexed:
             return False
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.set(key, value, ex=ttl_s)
-        pipe.exists(tombstone)
-        _, forgotten = await pipe.execute()
+        try:
+            await self._redis.set(key, value, ex=ttl_s)
+            forgotten = await self._data.exists(tombstone)
+        except REDIS_ERRORS:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self._redis.delete(key)
+            raise
         if forgotten:
             await self._redis.delete(key)
             return False

@@ -16,10 +16,15 @@ keys in different cluster slots: keys that one Lua script touches together share
     saybot:v1:user:<platform>:<user_id>:attached  set of voice ids the user sent for one request
                                                   without saving them (idle TTL; ids only)
     saybot:v1:user:<platform>:<user_id>:default   the user's default voice id
+    saybot:v1:user:<platform>:<user_id>:consents  the user's consent records, by voice id
     saybot:v1:usage:day:<YYYY-MM-DD>              hash of per-day totals and per-platform counts
     saybot:v1:usage:users:<YYYY-MM-DD>            hash of per-user counts for the day
     saybot:v1:rate:<platform>:<user_id>           token bucket state (hash)
     saybot:v1:engine                              the TTS engine's identity last seen (JSON)
+    saybot:v1:admin:session:<sha256>              an admin dashboard session, under the sha256 of
+                                                  the id its cookie holds (JSON, EX)
+    saybot:v1:admin:{login}:failures:all          failed admin logins in this window (int, PX)
+    saybot:v1:admin:{login}:failures:client:<sha256>  the same from one client address (int, PX)
 """
 
 from __future__ import annotations
@@ -44,6 +49,16 @@ USAGE_RETENTION_DAYS = 90  # a quarter of history for the admin dashboard
 # find every cached answer.
 ENGINE_IDENTITY_TTL_S = AUDIO_TTL_S
 ENGINE_IDENTITY = f"{PREFIX}engine"
+
+# --- the admin endpoint (constants: no setting tunes them) ------------------------------------
+ADMIN_SESSION_TTL_S = 12 * 3600  # a working day; then the login form again
+# Failed logins of the admin form are counted in fixed windows; past either limit the form
+# answers 429 until its window ends, even for the right token. Five guesses per address (a
+# typo or two is fine), fifty from everyone (spreading guesses over many addresses gains
+# nothing) per quarter hour: at most ~4,800 guesses a day against a 32+ character token.
+ADMIN_LOGIN_WINDOW_S = 15 * 60
+ADMIN_LOGIN_FAILURES_PER_CLIENT = 5
+ADMIN_LOGIN_FAILURES_OVERALL = 50
 
 _VOICE_ID = re.compile(r"[0-9a-f]{16,128}")
 _FIELD = re.compile(r"[^:{}\s]{1,128}")
@@ -126,3 +141,32 @@ def usage_users(day: str) -> str:
 
 def rate_bucket(platform: str, user_id: str) -> str:
     return f"{PREFIX}rate:{platform}:{user_id}"
+
+
+# --- saved voices, oldest first (storage.voices keeps at most MAX_VOICES_PER_USER each) -------
+#   saybot:v1:user:<platform>:<user_id>:saved_at  sorted set: voice id → Unix time of its save
+#                                                 (idle TTL, with the user's list of voices)
+def user_voice_saved_at(platform: str, user_id: str) -> str:
+    return f"{PREFIX}user:{platform}:{user_id}:saved_at"
+
+
+def admin_session(digest: str) -> str:
+    """An admin session, under the sha256 of its id: a dump of Redis holds no usable cookie."""
+    return f"{PREFIX}admin:session:{digest}"
+
+
+# The throttle's Lua script reads and counts both keys at once: one {hash tag}, one slot.
+def admin_login_failures_all() -> str:
+    return f"{PREFIX}admin:{{login}}:failures:all"
+
+
+def admin_login_failures_client(digest: str) -> str:
+    """One client address's failures, under the address's sha256 (no addresses in Redis)."""
+    return f"{PREFIX}admin:{{login}}:failures:client:{digest}"
+
+
+# --- consent to clone a voice (storage.consents) ----------------------------------------------
+#   saybot:v1:user:<platform>:<user_id>:consents  hash: voice id → JSON {"at": Unix time,
+#                                                 "wording": version} (idle TTL of a voice)
+def user_consents(platform: str, user_id: str) -> str:
+    return f"{PREFIX}user:{platform}:{user_id}:consents"

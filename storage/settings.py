@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from storage import keys
+from storage.clip_cipher import parse_keys
 
 
 class RateRule(BaseModel):
@@ -23,18 +24,31 @@ class RateRule(BaseModel):
 
 
 class StorageSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # Inputs stay out of validation errors: a mistyped SAYBOT_DATA_KEY or REDIS_URL is a secret.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     # --- connection --------------------------------------------------------------------------
     redis_url: SecretStr | None = Field(
         default=None, description="Unset: an embedded Valkey is started and persisted locally."
     )
+    # The audio cache (entries and single-flight locks) may live apart from durable data, on
+    # a server that evicts (allkeys-lru) without ever touching voices, usage or tombstones.
+    cache_redis_url: SecretStr | None = Field(
+        default=None, description="Unset: the cache shares REDIS_URL's server (or is embedded)."
+    )
     embedded_data_dir: Path | None = Field(
         default=None, description="Unset: <user data dir>/saybot/valkey (platformdirs)."
     )
     embedded_port: int | None = Field(default=None, ge=1, le=65535, description="Unset: any free.")
-    # Only the embedded server is configured by us; a managed Redis keeps its own policy.
-    embedded_maxmemory: str = "256mb"
+    # Only the embedded servers are configured by us; a managed Redis keeps its own policy.
+    # The embedded cache server evicts (allkeys-lru) within this budget; the embedded data
+    # server has no budget and never evicts. EMBEDDED_MAXMEMORY is the name it had before.
+    embedded_cache_maxmemory: str = Field(
+        default="256mb",
+        validation_alias=AliasChoices(
+            "embedded_cache_maxmemory", "EMBEDDED_CACHE_MAXMEMORY", "EMBEDDED_MAXMEMORY"
+        ),
+    )
     # Short: a chat reply must not hang on a dead Redis; the callers degrade instead.
     redis_socket_timeout_s: float = Field(default=1.0, gt=0)
     redis_connect_timeout_s: float = Field(default=1.0, gt=0)
@@ -51,6 +65,13 @@ class StorageSettings(BaseSettings):
     # --- voices ------------------------------------------------------------------------------
     voice_max_bytes: int = Field(default=keys.VOICE_MAX_BYTES, gt=0)
     voice_idle_ttl_s: int = Field(default=keys.VOICE_IDLE_TTL_S, gt=0)
+    # Saving one more drops the user's oldest (and its clip, when nobody else saved it).
+    max_voices_per_user: int = Field(default=3, ge=1)
+    # Keys sealing clips at rest (storage.clip_cipher): URL-safe base64 of 32 bytes each,
+    # comma-separated, the first seals and all open. Unset: the embedded server's key file.
+    data_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("data_key", "SAYBOT_DATA_KEY")
+    )
 
     # --- usage -------------------------------------------------------------------------------
     usage_retention_days: int = Field(default=keys.USAGE_RETENTION_DAYS, ge=1)
@@ -65,6 +86,13 @@ class StorageSettings(BaseSettings):
     # RATELIMIT_ADMINS="telegram:123,discord:456" (commas or spaces)
     ratelimit_admins: Annotated[frozenset[str], NoDecode] = Field(default_factory=frozenset)
     ratelimit_fail_open: bool = True
+
+    @field_validator("data_key")
+    @classmethod
+    def _check_data_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            parse_keys(value.get_secret_value())  # a bad key fails at start, naming no key
+        return value
 
     @field_validator("ratelimit_admins", mode="before")
     @classmethod

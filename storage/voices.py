@@ -4,12 +4,22 @@ A clip lives at ``voice:{<id>}:clip`` with an idle TTL that every use refreshes.
 same bytes saved by two users are stored once and owned by both (``voice:{<id>}:owners``);
 ``forget`` removes the user's ownership, and the clip with every cached answer made
 with it (``voice:{<id>}:audio``, filled by ``AudioCache.put``) once nobody owns it.
+A user keeps at most ``max_voices_per_user`` saved voices: saving one more lets go of the
+oldest the same way (``user:…:saved_at`` orders them).
 A clip sent for one request only is never stored, but its id is noted for the user
 (``note_attached``) because the answers made with it are cached: ``forget`` deletes those
 too. A forget leaves a short tombstone
 (``voice:{<id>}:forgotten``) so a synthesis still running cannot re-cache its answer.
 The voice id is the caller's fingerprint of the normalised audio; this store never
 decodes audio.
+
+Clips are sealed at rest when a ``ClipCipher`` is given (``storage.clip_cipher``); one
+stored in the clear or under an older key is sealed again under the current key when used.
+One that no configured key opens reads as unavailable (logged), never as expired: a wrong
+``SAYBOT_DATA_KEY`` must not make callers drop the pointers to it.
+
+Everything here is durable data on the data server (``redis``), except the cached answers
+that ``forget`` deletes, which live on the cache server (``cache_redis``, default: the same).
 
 Reads degrade (``None``/``False``) when Redis is unavailable — ``lookup_clip`` also says
 whether it was unavailable, so a caller can tell a dead Redis from an expired clip;
@@ -21,12 +31,15 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from storage import keys
+from storage.clip_cipher import ClipCipher, ClipUnreadable, is_sealed
 from storage.errors import VoiceTooLarge
 from storage.metrics import StorageMetrics
 from storage.settings import StorageSettings
@@ -36,21 +49,25 @@ log = logging.getLogger("storage")
 _CANNOT_CHANGE = "voices cannot be changed right now; try again"
 
 # Atomic per voice (all four keys share the {voice_id} slot): drop the user's ownership,
-# and when no owner is left, delete the clip, the owners and the index of cached answers,
-# put up the tombstone, and return the answers' keys for the caller to delete (they live in
-# other slots). ARGV[2] = "1": the user only sent this voice for requests (never saved it),
-# which is reason enough to forget the answers nobody who saved the voice still vouches for.
-# Returns {-1} if the user neither owned nor sent it, {0} if others still own it, else
+# and when no owner is left, delete the clip and the owners, put up the tombstone, and return
+# the keys of the answers made with the voice for the caller to delete (they live on the
+# cache server); the caller deletes the index (KEYS[3]) after them, so a forget interrupted
+# in between (the cache server down) still finds them when the user tries again, while the
+# tombstone is up. ARGV[2] = "1": the user only sent this voice for requests (never saved
+# it), which is reason enough to forget the answers nobody who saved the voice still vouches
+# for. Returns {-1} if the user neither owned nor sent it, {0} if others still own it, else
 # {1, key…}.
 _RELEASE_VOICE_LUA = """
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 and ARGV[2] ~= '1' then
-  return {-1}
+  if redis.call('EXISTS', KEYS[4]) == 0 or redis.call('SCARD', KEYS[1]) > 0 then
+    return {-1}
+  end
 end
 if redis.call('SCARD', KEYS[1]) > 0 then
   return {0}
 end
 local answers = redis.call('SMEMBERS', KEYS[3])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
 local result = {1}
 for _, key in ipairs(answers) do
@@ -58,6 +75,7 @@ for _, key in ipairs(answers) do
 end
 return result
 """
+_RELEASED, _SHARED = 1, 0
 
 
 @dataclass(frozen=True)
@@ -103,11 +121,23 @@ def _owner(platform: str, user_id: str) -> str:
 
 
 class VoiceStore:
+    """Voices on the data server ``redis``; ``cache_redis`` is where the answers made with
+    them are cached (default: ``redis``); ``cipher`` seals clips at rest (None: stored as
+    they are)."""
+
     def __init__(
-        self, redis: Redis, settings: StorageSettings, metrics: StorageMetrics | None = None
+        self,
+        redis: Redis,
+        settings: StorageSettings,
+        metrics: StorageMetrics | None = None,
+        *,
+        cache_redis: Redis | None = None,
+        cipher: ClipCipher | None = None,
     ) -> None:
         self._redis = redis
+        self._cache = cache_redis if cache_redis is not None else redis
         self._settings = settings
+        self._cipher = cipher
         self.metrics = metrics if metrics is not None else StorageMetrics()
         self._release_voice = redis.register_script(_RELEASE_VOICE_LUA)
 
@@ -118,33 +148,112 @@ class VoiceStore:
         voice_id: str,
         clip_bytes: bytes,
         make_default: bool = True,
-    ) -> None:
-        """Store ``clip_bytes`` as ``voice_id``, owned by the user (and their default)."""
+    ) -> list[str]:
+        """Store ``clip_bytes`` as ``voice_id``, owned by the user (and their default).
+
+        Returns the voices let go of to stay within ``max_voices_per_user``: the user's
+        oldest saves (never this one); each clip is deleted, with its cached answers, unless
+        someone else saved it too.
+        """
         owner = _owner(platform, user_id)
         keys.check_voice_id(voice_id)
         if len(clip_bytes) > self._settings.voice_max_bytes:
             raise VoiceTooLarge(len(clip_bytes), self._settings.voice_max_bytes)
+        stored = clip_bytes if self._cipher is None else self._cipher.seal(voice_id, clip_bytes)
         ttl_s = self._settings.voice_idle_ttl_s
+        saved_at = keys.user_voice_saved_at(platform, user_id)
         pipe = self._redis.pipeline(transaction=False)
-        pipe.set(keys.voice_clip(voice_id), clip_bytes, ex=ttl_s)
+        pipe.set(keys.voice_clip(voice_id), stored, ex=ttl_s)
         pipe.sadd(keys.voice_owners(voice_id), owner)
         pipe.expire(keys.voice_owners(voice_id), ttl_s)
         pipe.sadd(keys.user_voices(platform, user_id), voice_id)
         pipe.expire(keys.user_voices(platform, user_id), ttl_s)
+        pipe.zadd(saved_at, {voice_id: time.time()})
+        pipe.expire(saved_at, ttl_s)
         if make_default:
             pipe.set(keys.user_default(platform, user_id), voice_id, ex=ttl_s)
         await self.metrics.required("voice save", pipe.execute, unavailable=_CANNOT_CHANGE)
+        # The save is done and was promised; trimming is housekeeping that the next save
+        # finishes if Redis blinks now.
+        dropped: list[str] = await self.metrics.guarded(
+            "voice trim", lambda: self._drop_oldest(platform, user_id, keep=voice_id), when_down=[]
+        )
+        if dropped:
+            log.info("%s saved a voice over the limit; let go of %d older", owner, len(dropped))
+        return dropped
+
+    async def _drop_oldest(self, platform: str, user_id: str, keep: str) -> list[str]:
+        """Let go of the user's oldest saved voices beyond ``max_voices_per_user``."""
+        voices_key = keys.user_voices(platform, user_id)
+        saved_at_key = keys.user_voice_saved_at(platform, user_id)
+        default_key = keys.user_default(platform, user_id)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.smembers(voices_key)
+        pipe.zrange(saved_at_key, 0, -1, withscores=True)
+        pipe.get(default_key)
+        members, ages, default = await pipe.execute()
+        saved = {keys.as_text(member) for member in members}
+        excess = len(saved) - self._settings.max_voices_per_user
+        if excess <= 0:
+            return []
+        saved_at = {keys.as_text(member): score for member, score in ages}
+        # A voice saved before save times were kept counts as the oldest.
+        by_age = sorted(saved - {keep}, key=lambda v: (saved_at.get(v, 0.0), v))
+        dropped = by_age[:excess]
+        # Ownership (and the clip) first: a pointer must not vanish while the clip stays.
+        await self._release(_owner(platform, user_id), dropped, sent_only=set())
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.srem(voices_key, *dropped)
+        pipe.zrem(saved_at_key, *dropped)
+        if default is not None and keys.as_text(default) in dropped:
+            pipe.delete(default_key)
+        await pipe.execute()
+        return dropped
 
     async def lookup_clip(
         self, voice_id: str, platform: str | None = None, user_id: str | None = None
     ) -> ClipLookup:
         """The clip, restarting its idle TTL (and that of the user's list of saved voices when
-        the user is given); never raises for Redis, but says when Redis could not answer."""
+        the user is given); never raises for Redis, but says when Redis could not answer
+        (or the clip cannot be opened with the configured keys)."""
         pipe = self._used(voice_id, platform, user_id, read_clip=True)
         result = await self.metrics.guarded("voice get", pipe.execute, when_down=None)
         if result is None:
             return ClipLookup(clip=None, unavailable=True)
-        return ClipLookup(clip=result[0])
+        stored: bytes | None = result[0]
+        if stored is None:
+            return ClipLookup(clip=None)
+        return await self._opened(voice_id, stored)
+
+    async def _opened(self, voice_id: str, stored: bytes) -> ClipLookup:
+        """The stored clip opened; sealed again under the current key when it was not."""
+        if self._cipher is None:
+            if not is_sealed(stored):
+                return ClipLookup(clip=stored)
+            log.warning(
+                "the clip of voice %s is encrypted and SAYBOT_DATA_KEY is not set; "
+                "treating it as unavailable",
+                voice_id,
+            )
+            return ClipLookup(clip=None, unavailable=True)
+        if not is_sealed(stored):
+            clip, current = stored, False  # stored before encryption was turned on
+        else:
+            try:
+                clip, current = self._cipher.open(voice_id, stored)
+            except ClipUnreadable as exc:
+                log.warning("the clip of voice %s cannot be decrypted (%s)", voice_id, exc)
+                return ClipLookup(clip=None, unavailable=True)
+        if not current:
+            resealed = self._cipher.seal(voice_id, clip)
+            key = keys.voice_clip(voice_id)
+            # XX: a clip forgotten meanwhile stays forgotten; KEEPTTL: the TTL just restarted.
+            await self.metrics.guarded(
+                "voice reseal",
+                lambda: self._redis.set(key, resealed, xx=True, keepttl=True),
+                when_down=None,
+            )
+        return ClipLookup(clip=clip)
 
     async def touch(self, voice_id: str, platform: str, user_id: str) -> None:
         """A use of the voice that needs no clip (a cache hit): its idle TTL restarts all the
@@ -168,6 +277,7 @@ class VoiceStore:
             _owner(platform, user_id)
             # The list that lets the user forget the clip lives as long as the clip.
             pipe.expire(keys.user_voices(platform, user_id), ttl_s)
+            pipe.expire(keys.user_voice_saved_at(platform, user_id), ttl_s)
         return pipe
 
     async def note_attached(self, platform: str, user_id: str, voice_id: str) -> bool:
@@ -236,9 +346,41 @@ class VoiceStore:
         if default is not None:
             voice_ids.add(keys.as_text(default))
         attached_only = {keys.as_text(member) for member in attached_members} - voice_ids
+        outcomes, report.cache_entries_deleted = await self._release(
+            owner, voice_ids | attached_only, sent_only=attached_only
+        )
+        for voice_id, outcome in outcomes.items():
+            if voice_id in attached_only:
+                report.attached_voices_forgotten.append(voice_id)
+            elif outcome == _RELEASED:
+                report.voices_deleted.append(voice_id)
+            elif outcome == _SHARED:
+                report.voices_still_owned_by_others.append(voice_id)
+        # The user's own keys last: a forget interrupted before this point finds every voice
+        # again when the user tries again.
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(default_key)
+        pipe.delete(voices_key)
+        pipe.delete(attached_key)
+        pipe.delete(keys.user_voice_saved_at(platform, user_id))
+        deleted_default, *_ = await pipe.execute()
+        report.default_cleared = bool(deleted_default)
+        return report
+
+    async def _release(
+        self, owner: str, voice_ids: Iterable[str], *, sent_only: set[str]
+    ) -> tuple[dict[str, int], int]:
+        """Drop ``owner``'s hold on each voice; those nobody holds any more lose their clip,
+        their cached answers (cache server) and then their index (see ``AudioCache._store``
+        for why this order keeps a synthesis finishing meanwhile from caching its answer).
+
+        Returns each voice's outcome (``_RELEASED``, ``_SHARED``, or -1: not the owner's)
+        and how many cached answers were deleted.
+        """
+        outcomes: dict[str, int] = {}
+        released: list[str] = []
         answers: list[bytes] = []
-        for voice_id in sorted(voice_ids | attached_only):
-            was_attached = voice_id in attached_only
+        for voice_id in sorted(voice_ids):
             result = await self._release_voice(
                 keys=[
                     keys.voice_owners(voice_id),
@@ -246,26 +388,24 @@ class VoiceStore:
                     keys.voice_audio(voice_id),
                     keys.voice_forgotten(voice_id),
                 ],
-                args=[owner, "1" if was_attached else "0", self._forgotten_ttl_s],
+                args=[owner, "1" if voice_id in sent_only else "0", self._forgotten_ttl_s],
             )
-            if was_attached:
-                report.attached_voices_forgotten.append(voice_id)
+            outcomes[voice_id] = int(result[0])
+            if outcomes[voice_id] == _RELEASED:
+                released.append(voice_id)
                 answers.extend(result[1:])
-            elif result[0] == 1:
-                report.voices_deleted.append(voice_id)
-                answers.extend(result[1:])
-            elif result[0] == 0:
-                report.voices_still_owned_by_others.append(voice_id)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.delete(default_key)
-        pipe.delete(voices_key)
-        pipe.delete(attached_key)
-        for answer in answers:  # one key per command: answers live in many cluster slots
-            pipe.delete(answer)
-        deleted_default, _, _, *deleted_answers = await pipe.execute()
-        report.default_cleared = bool(deleted_default)
-        report.cache_entries_deleted = sum(deleted_answers)
-        return report
+        deleted = 0
+        if answers:
+            pipe = self._cache.pipeline(transaction=False)
+            for answer in answers:  # one key per command: answers live in many cluster slots
+                pipe.delete(answer)
+            deleted = sum(await pipe.execute())
+        if released:
+            pipe = self._redis.pipeline(transaction=False)
+            for voice_id in released:
+                pipe.delete(keys.voice_audio(voice_id))
+            await pipe.execute()
+        return outcomes, deleted
 
     @property
     def _forgotten_ttl_s(self) -> int:

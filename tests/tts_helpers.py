@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from tts_service.settings import TTSSettings
 
-API_TOKEN = "test-token-not-a-secret"
+API_TOKEN = "test-token-not-a-secret-0123456789"  # 32+: it guards non-loopback binds too
 
 
 def make_settings(**overrides: object) -> TTSSettings:

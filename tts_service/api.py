@@ -30,7 +30,7 @@ from tts_service.errors import (
     TTSError,
     Unauthorized,
 )
-from tts_service.exposure import is_loopback, secret_value
+from tts_service.exposure import WeakToken, check_strong_token, is_loopback, secret_value
 from tts_service.schema import (
     HEADER_DURATION,
     HEADER_ENGINE,
@@ -62,11 +62,16 @@ class UnsafeBind(RuntimeError):
 
 
 def check_bind_allowed(host: str, settings: TTSSettings) -> None:
-    """With no API token (unset or blank) the service may only listen on loopback."""
+    """With no API token (unset or blank) the service may only listen on loopback; beyond
+    it, the token must be a strong one (``check_strong_token``)."""
     if secret_value(settings.api_token) is None and not is_loopback(host):
         raise UnsafeBind(
             f"refusing to listen on {host} without TTS_API_TOKEN; set a token or bind 127.0.0.1"
         )
+    try:
+        check_strong_token("TTS_API_TOKEN", settings.api_token, host)
+    except WeakToken as exc:
+        raise UnsafeBind(f"refusing to listen on {host}: {exc}") from exc
 
 
 class InFlightLimit:

@@ -3,8 +3,9 @@
 Output: float32 mono → OGG/Opus (48 kHz, what Telegram voice notes and Discord
 play) via PyAV's libopus, WAV PCM16 or MP3 via libsndfile (``soundfile``). Input: reference clips
 in whatever a phone or a chat app produces, decoded to mono float32 at the
-engine's rate: libsndfile first (OGG/Opus, OGG/Vorbis, MP3, WAV, FLAC), PyAV
-(FFmpeg inside its wheel) for m4a/AAC and WebM.
+engine's rate: libsndfile first (OGG/Opus, OGG/Vorbis, WAV, FLAC), PyAV
+(FFmpeg inside its wheel) for MP3, m4a/AAC and WebM. A user's clip is decoded within
+``clip_limits``: metadata checked first, then a counted budget of frames, block by block.
 """
 
 from __future__ import annotations
@@ -14,9 +15,19 @@ import io
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import soundfile as sf
 import soxr
 
+from tts_service.clip_limits import (
+    DECODE_SLOTS,
+    FrameBudget,
+    check_sample_rate,
+    check_stream,
+    length_message,
+)
+from tts_service.clip_limits import MAX_REFERENCE_S as MAX_REFERENCE_S  # re-exported
+from tts_service.clip_limits import MIN_REFERENCE_S as MIN_REFERENCE_S
 from tts_service.engines.base import FloatAudio, ReferenceClip
 from tts_service.errors import PayloadTooLarge, ReferenceAudioError
 from tts_service.schema import MAX_REFERENCE_BYTES, AudioFormat
@@ -38,8 +49,8 @@ PEAK_CEILING = 10 ** (-1.0 / 20)  # -1 dBFS leaves room for the lossy encoders' 
 # the absolute floor are silence whatever the clip: digital zeros, dither, faint hiss.
 SILENCE_BELOW_PEAK_DB = 35.0
 SILENCE_FLOOR_DBFS = -60.0
-MIN_REFERENCE_S = 1.0
-MAX_REFERENCE_S = 60.0
+BLOCK_FRAMES = 16_384  # decoded per libsndfile read: 512 KB even at 8 channels
+_SF_UNKNOWN_FRAMES = 2**63 - 1  # SF_COUNT_MAX: libsndfile cannot tell the length
 
 
 def resample(samples: FloatAudio, from_rate: int, to_rate: int) -> FloatAudio:
@@ -121,41 +132,139 @@ def encode_ogg_opus(samples_48k: FloatAudio) -> bytes:
 
 
 def decode(data: bytes) -> tuple[FloatAudio, int]:
-    """Any supported container/codec → (mono float32, the rate the decoder reports)."""
+    """Trusted audio (the service's own output) → (mono float32, the rate the decoder reports).
+
+    No limits: a user's clip goes through ``decode_reference`` instead.
+    """
+    return _decode(data, checked=False, to_rate=None)
+
+
+def decode_reference(data: bytes, sample_rate: int) -> FloatAudio:
+    """A user's clip → mono float32 at ``sample_rate``, within ``clip_limits``.
+
+    The container's metadata is checked before anything is decoded; then at most
+    ``MAX_DECODED_S`` of audio is decoded, counted as it comes (the metadata may lie),
+    downmixed and resampled a block at a time, so a clip that claims or holds hours
+    costs no more memory than one that is just over the limit.
+    """
     try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        return np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32), int(rate)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        samples, _ = _decode(data, checked=True, to_rate=sample_rate)
+    except MemoryError as exc:  # a last resort: the budget should leave nothing this large
+        raise ReferenceAudioError(
+            "the voice clip is too large to decode; send a shorter clip"
+        ) from exc
+    return samples
+
+
+def _decode(data: bytes, *, checked: bool, to_rate: int | None) -> tuple[FloatAudio, int]:
+    try:
+        return _decode_with_libsndfile(data, _MonoAudio(checked, to_rate))
+    except (_NotForLibsndfile, sf.LibsndfileError, RuntimeError, TypeError, ValueError):
         pass
-    return _decode_with_av(data)
+    return _decode_with_av(data, _MonoAudio(checked, to_rate))
 
 
-def _decode_with_av(data: bytes) -> tuple[FloatAudio, int]:
-    import av  # FFmpeg is heavy to load; only m4a/webm clips need it
+class _MonoAudio:
+    """Decoded blocks as they come, downmixed to mono by the decoder, kept as float32.
+
+    ``checked``: the first block's sample rate must be a voice clip's and a
+    ``FrameBudget`` counts each block before it is kept. ``to_rate``: each block is
+    resampled on the way in (soxr's stream gives the same samples as one whole-clip
+    call), so what is kept is at the engine's rate whatever the clip's.
+    """
+
+    def __init__(self, checked: bool, to_rate: int | None) -> None:
+        self.checked = checked
+        self.to_rate = to_rate
+        self.rate = 0  # of the decoded blocks; 0 until the first
+        self._budget: FrameBudget | None = None
+        self._resampler: Any = None
+        self._parts: list[FloatAudio] = []
+
+    def start(self, rate: int) -> None:
+        if self.checked:
+            check_sample_rate(rate)
+            self._budget = FrameBudget(rate)
+        if self.to_rate is not None and self.to_rate != rate:
+            self._resampler = soxr.ResampleStream(rate, self.to_rate, 1, "float32", "HQ")
+        self.rate = rate
+
+    def add(self, block: npt.NDArray[Any]) -> None:
+        if self._budget is not None:
+            self._budget.take(block.size)
+        if self._resampler is not None:
+            block = self._resampler.resample_chunk(block)
+        self._parts.append(np.asarray(block, dtype=np.float32))
+
+    def result(self) -> tuple[FloatAudio, int]:
+        """(all the samples, their rate): ``to_rate`` when one was asked for."""
+        if self._resampler is not None:
+            self._parts.append(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        samples = np.concatenate(self._parts) if self._parts else np.zeros(0, np.float32)
+        return samples.astype(np.float32, copy=False), self.to_rate or self.rate
+
+
+class _NotForLibsndfile(Exception):
+    """A file libsndfile opens but should not decode: FFmpeg decodes it instead."""
+
+
+def _decode_with_libsndfile(data: bytes, mono: _MonoAudio) -> tuple[FloatAudio, int]:
+    with sf.SoundFile(io.BytesIO(data)) as file:
+        if file.format == "MP3":
+            # libsndfile 1.2's MP3 decoder garbles audio read a block at a time
+            # (libmpg123 "part2_3_length too large", python-soundfile#402); FFmpeg's does not.
+            raise _NotForLibsndfile(file.format)
+        if mono.checked:
+            known = 0 <= file.frames < _SF_UNKNOWN_FRAMES
+            declared_s = file.frames / file.samplerate if known and file.samplerate else None
+            check_stream(file.channels, file.samplerate, declared_s)
+        mono.start(file.samplerate)
+        block = np.empty((BLOCK_FRAMES, file.channels), dtype=np.float32)
+        while len(read := file.read(BLOCK_FRAMES, dtype="float32", always_2d=True, out=block)):
+            mono.add(np.ascontiguousarray(read.mean(axis=1), dtype=np.float32))
+    return mono.result()
+
+
+def _decode_with_av(data: bytes, mono: _MonoAudio) -> tuple[FloatAudio, int]:
+    import av  # FFmpeg is heavy to load; only MP3, m4a and webm clips need it
 
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
-            stream = next((s for s in container.streams if s.type == "audio"), None)
+            stream = next(iter(container.streams.audio), None)
             if stream is None:
                 raise ReferenceAudioError("the file has no audio track")
+            if mono.checked:
+                codec = stream.codec_context
+                check_stream(codec.channels, codec.sample_rate, _declared_s(container, stream))
             resampler = av.AudioResampler(format="flt", layout="mono")
-            parts: list[Any] = []
-            rate = 0
             for frame in container.decode(stream):
-                if not isinstance(frame, av.AudioFrame):
-                    continue
-                for out in resampler.resample(frame):
-                    rate = out.sample_rate
-                    parts.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                parts.append(out.to_ndarray().reshape(-1))
+                if isinstance(frame, av.AudioFrame):
+                    _keep_frames(resampler.resample(frame), mono)
+            _keep_frames(resampler.resample(None), mono)
     except av.FFmpegError as exc:
         raise ReferenceAudioError(
             "the voice clip could not be decoded; send OGG, MP3, WAV, FLAC, M4A or WebM audio"
         ) from exc
-    if not parts or rate <= 0:
+    if not mono.rate:
         raise ReferenceAudioError("the voice clip contains no audio")
-    return np.concatenate(parts).astype(np.float32), rate
+    return mono.result()
+
+
+def _keep_frames(frames: list[Any], mono: _MonoAudio) -> None:
+    """FFmpeg's mono float frames, the first one's rate taken as the clip's."""
+    for frame in frames:
+        if not mono.rate:
+            mono.start(frame.sample_rate)
+        mono.add(frame.to_ndarray().reshape(-1))
+
+
+def _declared_s(container: Any, stream: Any) -> float | None:
+    """The length FFmpeg read from the container; None when it has none (a live WebM)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return float(container.duration) / 1_000_000  # AV_TIME_BASE: microseconds
+    return None
 
 
 def trim_silence(samples: FloatAudio, sample_rate: int) -> FloatAudio:
@@ -185,7 +294,10 @@ def fingerprint(samples: FloatAudio) -> str:
 
 
 def prepare_reference(data: bytes, sample_rate: int) -> ReferenceClip:
-    """Validate and normalise a reference clip for an engine running at ``sample_rate``."""
+    """Validate and normalise a reference clip for an engine running at ``sample_rate``.
+
+    Blocking; the decode waits for one of ``DECODE_SLOTS`` (see ``clip_limits``).
+    """
     if len(data) > MAX_REFERENCE_BYTES:
         raise PayloadTooLarge(
             f"the voice clip is {len(data) / 1e6:.1f} MB; the limit is "
@@ -193,16 +305,14 @@ def prepare_reference(data: bytes, sample_rate: int) -> ReferenceClip:
         )
     if not data:
         raise ReferenceAudioError("the voice clip is empty")
-    samples, rate = decode(data)
-    duration_s = samples.size / rate
-    if duration_s > MAX_REFERENCE_S * 2:  # generous before trimming; exact check below
-        raise ReferenceAudioError(_length_message(duration_s))
-    samples = trim_silence(resample(samples, rate, sample_rate), sample_rate)
+    with DECODE_SLOTS.hold():
+        samples = decode_reference(data, sample_rate)
+    samples = trim_silence(samples, sample_rate)
     if samples.size == 0:
         raise ReferenceAudioError("the voice clip is silent; record a few seconds of speech")
     duration_s = samples.size / sample_rate
     if not MIN_REFERENCE_S <= duration_s <= MAX_REFERENCE_S:
-        raise ReferenceAudioError(_length_message(duration_s))
+        raise ReferenceAudioError(length_message(duration_s))
     samples = normalize_loudness(samples)
     return ReferenceClip(samples=samples, sample_rate=sample_rate, sha256=fingerprint(samples))
 
@@ -212,13 +322,6 @@ def encode_reference(reference: ReferenceClip) -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, reference.samples, reference.sample_rate, format="FLAC", subtype="PCM_24")
     return buffer.getvalue()
-
-
-def _length_message(duration_s: float) -> str:
-    return (
-        f"the voice clip has {duration_s:.1f} s of speech; it needs between "
-        f"{MIN_REFERENCE_S:g} and {MAX_REFERENCE_S:g} seconds"
-    )
 
 
 def duration_of(samples: FloatAudio, sample_rate: int) -> float:

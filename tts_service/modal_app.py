@@ -1,10 +1,11 @@
 """The TTS service on Modal: the same FastAPI app as locally, around Chatterbox on a GPU.
 
     modal token new
-    modal secret create saybot-tts TTS_API_TOKEN=<a long random string>
+    export TTS_API_TOKEN=$(python -c "import secrets; print(secrets.token_urlsafe(32))")
+    modal secret create saybot-tts TTS_API_TOKEN=$TTS_API_TOKEN  # 32+ characters, or no start
     modal run -m tts_service.modal_app::download_weights     # once: weights onto the volume
     modal deploy -m tts_service.modal_app                    # prints the URL for TTS_SERVICE_URL
-    TTS_API_TOKEN=<same> modal run -m tts_service.modal_app  # one request to the deployment
+    modal run -m tts_service.modal_app                       # one request to the deployment
 
 The whole guide, with costs, is in ``docs/modal.md``. Only this module imports
 modal; nothing else in the project depends on it.
@@ -56,7 +57,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tts_service.api import UnsafeBind, create_app
 from tts_service.engines import build_engine
 from tts_service.engines.chatterbox import ChatterboxEngine, download_checkpoint
-from tts_service.exposure import secret_value
+from tts_service.exposure import MAKE_TOKEN, WeakToken, check_strong_token, secret_value
 from tts_service.settings import TTSSettings
 
 ENV_PREFIX = "SAYBOT_MODAL_"
@@ -75,6 +76,10 @@ SERVICE_REQUIREMENTS = (
     "av==18.1.0",
     "huggingface_hub==1.33.0",
 )
+# The image installs requirements/tts-image.lock: these, with every transitive dependency
+# pinned too (`make locks` makes it from them; a test keeps the two in step).
+IMAGE_REQUIREMENTS = (*GPU_REQUIREMENTS, *SERVICE_REQUIREMENTS)
+IMAGE_LOCK = Path(__file__).resolve().parents[1] / "requirements" / "tts-image.lock"
 
 
 class ModalDeployment(BaseSettings):
@@ -144,9 +149,21 @@ class ModalDeployment(BaseSettings):
 
 DEPLOYMENT = ModalDeployment()
 
+
+def check_container_token(settings: TTSSettings) -> None:
+    """A container serves a public URL: never without a token, never with a weak one."""
+    create = f"modal secret create {DEPLOYMENT.secret_name} TTS_API_TOKEN=$({MAKE_TOKEN})"
+    if secret_value(settings.api_token) is None:
+        raise UnsafeBind(f"TTS_API_TOKEN is not set; create it with `{create}`")
+    try:
+        check_strong_token("TTS_API_TOKEN", settings.api_token, host=None)
+    except WeakToken as exc:
+        raise UnsafeBind(f"{exc}; replace it with `{create} --force`") from exc
+
+
 image = (
     modal.Image.debian_slim(python_version="3.11")
-    .uv_pip_install(*GPU_REQUIREMENTS, *SERVICE_REQUIREMENTS)
+    .uv_pip_install(requirements=[str(IMAGE_LOCK)])  # read when the image is built
     .add_local_python_source("tts_service")  # the service as local source, not a wheel
 )
 weights_volume = modal.Volume.from_name(DEPLOYMENT.volume_name, create_if_missing=True)
@@ -194,11 +211,7 @@ class TTSService:
     def load_engine(self) -> None:
         """After restore: load the weights onto the GPU and build the app."""
         settings = TTSSettings()
-        if secret_value(settings.api_token) is None:  # a public URL: never without a token
-            raise UnsafeBind(
-                f"TTS_API_TOKEN is not set; create it with `modal secret create "
-                f"{DEPLOYMENT.secret_name} TTS_API_TOKEN=...`"
-            )
+        check_container_token(settings)
         self.engine.load()
         self.web_app = create_app(self.engine, settings)
 

@@ -11,7 +11,13 @@
 
 Everything but ``/healthz``, the login form and its static files needs ``ADMIN_TOKEN``
 (``bots.admin.auth``). Errors are ``{"error": {"code", "message"}}`` with a real status,
-as in the TTS service. No response carries a token, a message text or audio.
+as in the TTS service; the login form's own refusals are the form again, saying why (401
+wrong token, 429 throttled with ``Retry-After``, 503 Redis down, 403 from another site).
+No response carries a token, a message text or audio.
+
+The login and logout POSTs answer 403 to an ``Origin`` other than the endpoint's own (the
+scheme uvicorn saw — ``X-Forwarded-Proto`` from a trusted proxy — and the ``Host``): a page
+elsewhere cannot log a browser in or out. Without ``Origin`` (curl, scripts) they proceed.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Annotated
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,7 +42,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bots.admin.auth import (
     SESSION_COOKIE,
     AdminAuth,
+    AdminAuthError,
     AdminUnauthorized,
+    LoginThrottled,
+    SessionsUnavailable,
     check_admin_bind,
 )
 from bots.admin.context import AdminContext, AdminLifecycle
@@ -50,6 +60,8 @@ from storage.usage import UsageReader, UsageSummary, UserUsage
 log = logging.getLogger(__name__)
 
 MAX_LOGIN_BODY_BYTES = 4096
+SESSIONS_RETRY_AFTER_S = 5  # Redis down: what the login form tells a browser to wait
+DEFAULT_PORTS = {"http": 80, "https": 443}
 USAGE_READ_TIMEOUT_S = 5.0
 DASHBOARD_TOP_USERS = 10
 MAX_DASHBOARD_DAYS = 90  # the default usage retention
@@ -57,6 +69,7 @@ STATIC_FILES = {  # name → media type; nothing else is served from the package
     "admin.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
+REFERRER_POLICY = "same-origin"  # as the pages' own <meta name="referrer">
 # The dashboard loads only its own stylesheet and icon; no scripts, no inline styles.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -92,9 +105,74 @@ class RequireAdmin:
     def __init__(self, auth: AdminAuth) -> None:
         self.auth = auth
 
-    def __call__(self, request: Request, credentials: Credentials) -> None:
+    async def __call__(self, request: Request, credentials: Credentials) -> None:
         bearer = credentials.credentials if credentials is not None else None
-        self.auth.authorize(bearer, request.cookies.get(SESSION_COOKIE))
+        await self.auth.authorize(bearer, request.cookies.get(SESSION_COOKIE))
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """``scheme://host[:port]`` as (scheme, host, port), default ports filled in."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if parts.hostname is None or scheme not in DEFAULT_PORTS:
+        return None
+    return scheme, parts.hostname.lower(), port if port is not None else DEFAULT_PORTS[scheme]
+
+
+def foreign_origin(request: Request) -> bool:
+    """True when the request names an ``Origin`` that is not this endpoint's own (``null``
+    and garbled ones included); a request without one (not from a browser) is not foreign."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    own = _origin(f"{request.url.scheme}://{request.url.netloc}")
+    return own is None or _origin(origin) != own
+
+
+def client_address(request: Request) -> str:
+    """Who the throttle counts: the peer, or what a trusted proxy says in X-Forwarded-For
+    (uvicorn applies it for ``forwarded_allow_ips``, loopback by default)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def _wait_text(seconds: float) -> str:
+    """When to try again, as a sentence's end: "in 15 minutes (after 14:05 UTC)"."""
+    minutes = max(1, math.ceil(seconds / 60))
+    after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+    if after.second or after.microsecond:  # round up: never name a time that is too early
+        after = after.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    span = "a minute" if minutes == 1 else f"{minutes} minutes"
+    return f"in {span} (after {after:%H:%M} UTC)"
+
+
+def login_refusal(exc: AdminAuthError) -> HTMLResponse:
+    """The login form again, saying why: the one place login errors become user text."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, LoginThrottled):
+        message = f"Too many failed logins. Try again {_wait_text(exc.retry_after_s)}."
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    elif isinstance(exc, SessionsUnavailable):
+        message = (
+            "Logging in needs Redis, which is unavailable right now; try again shortly. "
+            "Scripts can still send the token as a bearer header."
+        )
+        headers["Retry-After"] = str(SESSIONS_RETRY_AFTER_S)
+    elif exc.code == "admin_token_not_configured":
+        return HTMLResponse(render_login(None, configured=False), status_code=401)
+    else:
+        message = exc.message
+    return HTMLResponse(render_login(message, True), status_code=exc.status, headers=headers)
+
+
+def foreign_refusal() -> HTMLResponse:
+    return HTMLResponse(
+        render_login("This form was sent from another site. Log in from this page.", True),
+        status_code=403,
+    )
 
 
 def _load_static() -> dict[str, bytes]:
@@ -155,7 +233,11 @@ def create_admin_app(
     """The admin app over ``context`` (or a lifecycle that gets its context once ``run()``
     has started every part); ``auth`` defaults to ``settings.admin_token``."""
     lifecycle = context if isinstance(context, AdminLifecycle) else AdminLifecycle.running(context)
-    auth = auth or AdminAuth(settings.admin_token)
+    auth = auth or AdminAuth(
+        settings.admin_token,
+        redis=lambda: lifecycle.redis,
+        metrics=lifecycle.metrics.storage,
+    )
     static = _load_static()
     # No /docs or /openapi.json: they would be unauthenticated pages about this endpoint.
     app = FastAPI(title="saybot admin", docs_url=None, redoc_url=None, openapi_url=None)
@@ -170,7 +252,9 @@ def create_admin_app(
         response = await call_next(request)
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # Not "no-referrer": under it a browser sends `Origin: null` with the page's own form
+        # POSTs, which the Origin check must refuse. "same-origin" still tells no other site.
+        response.headers["Referrer-Policy"] = REFERRER_POLICY
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         return response
@@ -216,7 +300,7 @@ def create_admin_app(
     ) -> Response:
         """The page; a browser without a session is sent to the login form instead of a 401."""
         try:
-            require(request, credentials)
+            await require(request, credentials)
         except AdminUnauthorized:
             return RedirectResponse("/admin/login", status_code=303)
         days = min(max(days, 1), MAX_DASHBOARD_DAYS)
@@ -254,6 +338,8 @@ def create_admin_app(
     @app.post("/admin/login", response_class=HTMLResponse)
     async def login(request: Request) -> Response:
         """The form's token → an HttpOnly session cookie, then the dashboard."""
+        if foreign_origin(request):
+            return foreign_refusal()
         if not auth.configured:
             return HTMLResponse(render_login(None, configured=False), status_code=401)
         body = b""
@@ -262,14 +348,17 @@ def create_admin_app(
             if len(body) > MAX_LOGIN_BODY_BYTES:
                 return HTMLResponse(render_login("That is not a token.", True), status_code=413)
         given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
-        if not auth.token_matches(given):
-            client = request.client.host if request.client else "?"
-            log.warning("admin login refused from %s: wrong token", client)
-            return HTMLResponse(render_login("Wrong token.", True), status_code=401)
+        try:
+            session = await auth.login(given, client_address(request))
+        except AdminAuthError as exc:
+            return login_refusal(exc)
+        previous = request.cookies.get(SESSION_COOKIE)
+        if previous is not None:  # a new login replaces the browser's old session
+            await auth.end_session(previous)
         response = RedirectResponse("/admin", status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
-            auth.new_session(),
+            session,
             max_age=auth.session_ttl_s,
             path="/",
             httponly=True,
@@ -279,8 +368,24 @@ def create_admin_app(
         return response
 
     @app.post("/admin/logout")
-    async def logout() -> Response:
-        response = RedirectResponse("/admin/login", status_code=303)
+    async def logout(request: Request) -> Response:
+        """Ends the session in Redis (a copy of the cookie stops working too), then the form."""
+        if foreign_origin(request):
+            return foreign_refusal()
+        cookie = request.cookies.get(SESSION_COOKIE)
+        ended = cookie is None or await auth.end_session(cookie)
+        response: Response = RedirectResponse("/admin/login", status_code=303)
+        if not ended:
+            log.warning("admin logout: Redis unavailable, the session lasts until it expires")
+            response = HTMLResponse(
+                render_login(
+                    "Logged out in this browser, but Redis is unavailable, so the session "
+                    "could not be ended on the server: it lasts until it expires.",
+                    True,
+                ),
+                status_code=503,
+                headers={"Retry-After": str(SESSIONS_RETRY_AFTER_S)},
+            )
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
 

@@ -5,12 +5,16 @@ answers from the first moment (a supervisor must not kill a process that is only
 for its TTS service). Until every part is up ``AdminLifecycle`` has no ``AdminContext``:
 ``/readyz`` answers 503 "starting" with the parts still pending, ``/usage`` 503, and the
 dashboard shows the same. Once ``run()`` stops, "stopping", so a load balancer drains it.
+Admin sessions live in Redis (``AdminLifecycle.redis``), so the login form makes none until
+``run()`` has opened it; bearer requests need nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+
+from redis.asyncio import Redis
 
 from bots.admin.status import PROBE_TIMEOUT_S, RUNNING, STARTING, STOPPING, Readiness
 from bots.metrics import ProcessMetrics
@@ -38,6 +42,7 @@ class AdminLifecycle:
         self.metrics = metrics  # exists before any part: /metrics answers while starting
         self._pending = list(parts)
         self._context: AdminContext | None = None
+        self._redis: Redis | None = None
         self._stopping = False
 
     @classmethod
@@ -65,6 +70,19 @@ class AdminLifecycle:
         if self._stopping:
             return STOPPING
         return RUNNING if self._context is not None else STARTING
+
+    def redis_opened(self, client: Redis) -> None:
+        """Redis is up: admin sessions and the login throttle may use it from now on, while
+        the other parts are still starting."""
+        self._redis = client
+
+    @property
+    def redis(self) -> Redis | None:
+        """The Redis client once ``run()`` opened it, kept while it stops (the admin sessions
+        and login throttle live there); None before."""
+        if self._context is not None:
+            return self._context.redis.client
+        return self._redis
 
     @property
     def context(self) -> AdminContext | None:

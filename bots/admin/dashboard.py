@@ -51,7 +51,7 @@ def _page(title: str, body: str) -> str:
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="referrer" content="no-referrer">'
+        '<meta name="referrer" content="same-origin">'  # its forms then send their Origin
         f"<title>{escape(title)}</title>"
         '<link rel="icon" href="/admin/static/favicon.svg" type="image/svg+xml">'
         '<link rel="stylesheet" href="/admin/static/admin.css">'

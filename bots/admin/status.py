@@ -86,7 +86,9 @@ class Readiness:
 
 
 async def redis_status(redis: RedisHandle) -> ComponentStatus:
-    detail = {"embedded": redis.is_embedded}
+    detail: dict[str, Any] = {"embedded": redis.is_embedded}
+    if redis.warnings:  # e.g. voice clips stored unencrypted in a shared Redis
+        detail["warnings"] = list(redis.warnings)
     if await redis.ping():
         return ComponentStatus("redis", True, detail=detail)
     return ComponentStatus("redis", False, "not answering PING", detail)

@@ -14,6 +14,7 @@ from bots.errors import ClipDownloadFailed
 class DiscordClip:
     attachment: discord.Attachment
     sender_id: str  # an attachment option belongs to the interaction's own user
+    forwarded: bool = False  # an option's file is uploaded with the command itself
 
     @property
     def declared_bytes(self) -> int:

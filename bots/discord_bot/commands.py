@@ -26,7 +26,7 @@ from bots.discord_bot.replies import (
     think_once_admitted,
 )
 from bots.discord_bot.state import Interaction, state_of
-from bots.messages import BUILT_IN_AGAIN, forget_text, saved_text
+from bots.messages import BUILT_IN_AGAIN, forget_text, saved_text, voice_status_text
 from bots.say import SayRequest
 from tts_service.schema import MAX_TEXT_CHARS, PARAM_RANGES
 
@@ -58,6 +58,9 @@ class SayTree(app_commands.CommandTree[discord.Client]):
                 )
             )
         self.add_command(voice)
+        self.add_command(
+            app_commands.Command(name="forget", description=FORGET, callback=voice_forget)
+        )
         self.add_command(app_commands.Command(name="help", description=HELP_ME, callback=help_))
 
     async def interaction_check(self, interaction: Interaction, /) -> bool:
@@ -143,6 +146,11 @@ async def voice_forget(interaction: Interaction) -> None:
     await answer(interaction, forget_text(report))
 
 
+async def voice_show(interaction: Interaction) -> None:
+    status = await state_of(interaction).flow.voice_status(PLATFORM, str(interaction.user.id))
+    await interaction.response.send_message(voice_status_text(status, VOICE_HOW), ephemeral=True)
+
+
 async def voice_default(interaction: Interaction) -> None:
     await think(interaction, private=True)
     await state_of(interaction).flow.use_built_in_voice(PLATFORM, str(interaction.user.id))
@@ -150,10 +158,13 @@ async def voice_default(interaction: Interaction) -> None:
 
 
 VOICE_COMMANDS: list[tuple[str, str, Callable[..., Coroutine[Any, Any, None]]]] = [
-    ("set", "Make a voice clip your voice for /say", voice_set),
-    ("forget", "Delete your voice clips and everything made with them", voice_forget),
+    ("set", "Make a clip of your own voice your voice for /say", voice_set),
+    ("show", "What I keep of your voice, and the consents you gave", voice_show),
+    ("forget", "Delete everything of yours: voices, consents, usage", voice_forget),
     ("default", "Go back to the built-in voice", voice_default),
 ]
+VOICE_HOW = "/voice set with a clip of your own voice saves one; /forget deletes it all."
+FORGET = "Delete everything of yours: voices, consents, recordings made with them, usage"
 
 # --- /help -----------------------------------------------------------------------------------
 

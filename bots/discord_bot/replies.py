@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 import discord
 from discord import app_commands
 
-from bots.discord_bot.state import Interaction
+from bots.discord_bot.consent_view import ConsentView
+from bots.discord_bot.state import Interaction, state_of
 from bots.discord_bot.voice_message import send_voice_message
-from bots.errors import NoSavedVoice, SayError
-from bots.messages import caption, error_text
+from bots.errors import ConsentNeeded, NoSavedVoice, SayError
+from bots.messages import CONSENT_PROMPT, caption, error_text
 from bots.say import SayResult
 from tts_service.audio import MAX_REFERENCE_S, MIN_REFERENCE_S
 from tts_service.schema import MAX_TEXT_CHARS, PARAM_RANGES
@@ -57,8 +58,11 @@ HELP = (
     f"`exaggeration` ({_range('exaggeration')}), `temperature` ({_range('temperature')}), "
     f"`cfg_weight` ({_range('cfg_weight')}), `seed` ({_range('seed')}; the same seed "
     "repeats the same audio).\n"
-    "**/voice set** `attachment` — make a clip your voice · **/voice default** — back to "
-    "the built-in voice · **/voice forget** — delete your clips and everything made with them."
+    "**/voice set** `attachment` — make a clip of your own voice your voice (I ask you to "
+    "confirm it is yours once) · **/voice show** — what I keep · **/voice default** — back "
+    "to the built-in voice · **/forget** — delete everything of yours: voices, consents, "
+    "every recording made with them and your usage history.\n"
+    "Every answer is AI-generated speech and says so."
 )
 
 # How long the early checks may hold up the acknowledgement (Discord's deadline is 3 s).
@@ -138,23 +142,28 @@ async def send_result(interaction: Interaction, result: SayResult, *, voice_mess
         await interaction.followup.send(file=file)
 
 
-async def reply_privately(interaction: Interaction, text: str) -> None:
-    """``text`` as a message only the user sees, whatever state the interaction is in."""
+async def reply_privately(
+    interaction: Interaction, text: str, *, view: discord.ui.View | None = None
+) -> None:
+    """``text`` (with ``view``'s buttons) as a message only the user sees, whatever state the
+    interaction is in."""
+    buttons = view if view is not None else discord.utils.MISSING
     thinking = interaction.extras.get(_THINKING)
     if not interaction.response.is_done():
-        await interaction.response.send_message(text, ephemeral=True)
+        await interaction.response.send_message(text, ephemeral=True, view=buttons)
     elif thinking == "private":
-        await answer(interaction, text)
+        await interaction.edit_original_response(content=text, view=view)
+        interaction.extras.pop(_THINKING, None)
     elif thinking == "public":
         await answer(interaction, ANSWERED_PRIVATELY)
         try:
-            await interaction.followup.send(text, ephemeral=True)
+            await interaction.followup.send(text, ephemeral=True, view=buttons)
         except discord.HTTPException:
             await interaction.edit_original_response(content=text)  # public, but answered
             raise
         await interaction.delete_original_response()
     else:
-        await interaction.followup.send(text, ephemeral=True)
+        await interaction.followup.send(text, ephemeral=True, view=buttons)
 
 
 def user_text(error: BaseException, *, context: str = "") -> str:
@@ -171,7 +180,12 @@ async def reply_with_error(interaction: Interaction, error: BaseException) -> No
     """Tell the user (ephemerally) what went wrong; log anything unexpected. Never raises."""
     command = interaction.command.qualified_name if interaction.command else "?"
     context = f"/{command} for user {interaction.user.id} in channel {interaction.channel_id}"
+    original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
     try:
+        if isinstance(original, ConsentNeeded):  # not an error: the one-time question
+            view = ConsentView(state_of(interaction), original.pending_id)
+            await reply_privately(interaction, CONSENT_PROMPT, view=view)
+            return
         await reply_privately(interaction, user_text(error, context=context))
     except Exception:
         log.exception("could not tell user %s why /%s failed", interaction.user.id, command)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
 
 from telegram import BotCommand, Update
-from telegram.ext import Application, CommandHandler, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
 
 from bots.draining import DRAIN_TIMEOUT_S, GAVE_UP_TIMEOUT_S, cancel_and_wait, wait_for_in_flight
 from bots.say import SayFlow
 from bots.settings import BotSettings
 from bots.telegram_bot import handlers
+from bots.telegram_bot.webhook import TelegramWebhook
 from tts_service.exposure import secret_value
 
 log = logging.getLogger(__name__)
@@ -23,6 +29,8 @@ CONCURRENT_UPDATES = 64
 # PTB's handlers take edited messages too by default: an edit would be answered a second time.
 NEW_MESSAGES = filters.UpdateType.MESSAGE  # what CommandHandler takes (MESSAGES) minus the edits
 NOT_EDITS = ~filters.UpdateType.EDITED  # what MessageHandler takes (everything) minus the edits
+
+WEBHOOK = "webhook"  # bot_data key of the running TelegramWebhook, in webhook mode
 
 
 def build_application(settings: BotSettings, flow: SayFlow) -> Application:  # type: ignore[type-arg]
@@ -45,12 +53,15 @@ def build_application(settings: BotSettings, flow: SayFlow) -> Application:  # t
         CommandHandler(["start", "help"], handlers.on_start, filters=NEW_MESSAGES)
     )
     application.add_handler(
-        CommandHandler(["say", "voice"], handlers.on_command, filters=NEW_MESSAGES)
+        CommandHandler(["say", "voice", "forget"], handlers.on_command, filters=NEW_MESSAGES)
     )
     clip_with_caption = (filters.VOICE | filters.AUDIO) & filters.CAPTION
     application.add_handler(MessageHandler(clip_with_caption & NOT_EDITS, handlers.on_command))
     plain_text = filters.TEXT & ~filters.COMMAND
     application.add_handler(MessageHandler(plain_text & NOT_EDITS, handlers.on_plain_text))
+    application.add_handler(
+        CallbackQueryHandler(handlers.on_consent_answer, pattern=handlers.CONSENT_DATA)
+    )
     # Last: whatever no handler above took (unknown commands, stickers, bare voice notes).
     private = filters.ChatType.PRIVATE
     application.add_handler(MessageHandler(private & NOT_EDITS, handlers.on_anything_else))
@@ -65,7 +76,8 @@ async def _register_commands(application: Application) -> None:  # type: ignore[
 
 
 async def start_telegram(application: Application, settings: BotSettings) -> None:  # type: ignore[type-arg]
-    """Initialise, then poll (default) or listen for webhooks (``TELEGRAM_WEBHOOK_URL``).
+    """Initialise, then poll (default) or listen for webhooks (``TELEGRAM_WEBHOOK_URL``;
+    see ``bots.telegram_bot.webhook``).
 
     On failure everything started so far is stopped again before the error propagates.
     """
@@ -80,26 +92,21 @@ async def _start(application: Application, settings: BotSettings) -> None:  # ty
     await application.initialize()
     await _register_commands(application)
     await application.start()
+    if settings.telegram_webhook_url:
+        # Served by saybot, not by the updater (see bots.telegram_bot.webhook for why).
+        webhook = TelegramWebhook(application.bot, application.update_queue, settings)
+        application.bot_data[WEBHOOK] = webhook
+        await webhook.start()
+        return
     updater = application.updater
     if updater is None:
         raise RuntimeError("the application was built without an updater")
-    if settings.telegram_webhook_url:
-        await updater.start_webhook(
-            listen=settings.telegram_webhook_listen,
-            port=settings.telegram_webhook_port,
-            url_path=urlsplit(settings.telegram_webhook_url).path.lstrip("/"),
-            webhook_url=settings.telegram_webhook_url,
-            secret_token=secret_value(settings.telegram_webhook_secret),
-            allowed_updates=Update.ALL_TYPES,
-        )
-        log.info("telegram: receiving updates by webhook")
-    else:
-        await updater.start_polling(
-            timeout=settings.telegram_poll_timeout_s,
-            allowed_updates=Update.ALL_TYPES,
-            drop_pending_updates=False,
-        )
-        log.info("telegram: long polling as @%s", application.bot.username)
+    await updater.start_polling(
+        timeout=settings.telegram_poll_timeout_s,
+        allowed_updates=Update.ALL_TYPES,
+        drop_pending_updates=False,
+    )
+    log.info("telegram: long polling as @%s", application.bot.username)
 
 
 async def stop_telegram(
@@ -108,6 +115,9 @@ async def stop_telegram(
 ) -> None:
     """Stop taking updates, let running handlers finish (bounded: those still running then
     are cancelled and tell their users to retry), close the HTTP pool."""
+    webhook = _webhook(application)
+    if webhook is not None:
+        await webhook.stop()
     if application.updater is not None and application.updater.running:
         await application.updater.stop()
     deps = application.bot_data.get("deps")
@@ -125,4 +135,13 @@ async def stop_telegram(
 def is_connected(application: Application) -> bool:  # type: ignore[type-arg]
     """Running and receiving updates (polling or webhook)."""
     updater = application.updater
-    return application.running and updater is not None and updater.running
+    webhook = _webhook(application)
+    receiving = (updater is not None and updater.running) or (
+        webhook is not None and webhook.running
+    )
+    return application.running and receiving
+
+
+def _webhook(application: Application) -> TelegramWebhook | None:  # type: ignore[type-arg]
+    webhook = application.bot_data.get(WEBHOOK)
+    return webhook if isinstance(webhook, TelegramWebhook) else None

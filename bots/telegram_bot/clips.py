@@ -11,12 +11,35 @@ from telegram.error import TimedOut
 from bots.clips import check_size
 from bots.errors import ClipDownloadFailed
 
+# Telegram's "GroupAnonymousBot": every anonymous admin of every group posts as this user.
+GROUP_ANONYMOUS_BOT_ID = 1087968824
+
+
+def sender_id(message: Message) -> str:
+    """Who sent ``message``, as saybot counts senders: the user, or the chat a message was
+    sent on behalf of. Anonymous group admins all share one account (GroupAnonymousBot), so
+    they count as their group (``sender_chat``, a negative id no user has); a post on behalf
+    of a channel counts as that channel."""
+    if message.sender_chat is not None:
+        return str(message.sender_chat.id)
+    user = message.from_user
+    if user is None or user.id == GROUP_ANONYMOUS_BOT_ID:
+        return str(message.chat_id)
+    return str(user.id)
+
+
+def sent_as_a_chat(message: Message) -> bool:
+    """Sent on behalf of a chat (an anonymous admin, a channel), not by a person."""
+    user = message.from_user
+    return message.sender_chat is not None or user is None or user.id == GROUP_ANONYMOUS_BOT_ID
+
 
 @dataclass(frozen=True)
 class TelegramClip:
     attachment: Voice | Audio
     bot: Bot
     sender_id: str
+    forwarded: bool = False  # a forwarded voice note is someone else's recording
 
     @classmethod
     def of(cls, message: Message) -> TelegramClip | None:
@@ -24,8 +47,8 @@ class TelegramClip:
         attachment = message.voice or message.audio
         if attachment is None:
             return None
-        sender = message.from_user.id if message.from_user else message.chat_id
-        return cls(attachment, message.get_bot(), str(sender))
+        forwarded = message.forward_origin is not None
+        return cls(attachment, message.get_bot(), sender_id(message), forwarded)
 
     @property
     def declared_bytes(self) -> int | None:

@@ -9,21 +9,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from telegram import Message, MessageEntity, Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
 from telegram.constants import ChatAction, ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bots.draining import GAVE_UP_TIMEOUT_S
-from bots.errors import InvalidInput, NoSavedVoice, SayError
-from bots.messages import BUILT_IN_AGAIN, GAVE_UP, caption, error_text, forget_text, saved_text
-from bots.say import SayFlow, SayRequest
+from bots.errors import (
+    ConsentLapsed,
+    ConsentNeeded,
+    InvalidInput,
+    NoSavedVoice,
+    NotYourClip,
+    SayError,
+)
+from bots.messages import (
+    BUILT_IN_AGAIN,
+    CONSENT_DECLINED,
+    CONSENT_NO,
+    CONSENT_PROMPT,
+    CONSENT_RECORDED,
+    CONSENT_YES,
+    GAVE_UP,
+    caption,
+    error_text,
+    forget_text,
+    saved_text,
+    voice_status_text,
+)
+from bots.say import SavedVoice, SayFlow, SayRequest, SayResult
 from bots.settings import BotSettings
-from bots.telegram_bot.clips import TelegramClip
+from bots.telegram_bot.clips import TelegramClip, sender_id, sent_as_a_chat
 from bots.telegram_bot.delivery import DeliveryCounts, deliver
 from bots.telegram_bot.parsing import Command, parse_options, split_command
 
@@ -38,13 +59,23 @@ HELP = (
     "(exaggeration 0.25–2, temperature 0.05–5, cfg_weight 0–1, seed ≥ 0).\n"
     "Reply /say to a message to speak it; reply /say to a voice note, or send one with the "
     "caption /say <text>, to speak in that voice.\n"
-    "/voice — reply to a voice note to make it your voice · /voice default — back to the "
-    "built-in voice · /voice forget — delete your voice and everything made with it."
+    "/voice — reply to a voice note of your own to make it your voice (I ask you to confirm "
+    "it is yours once) · /voice alone — what I keep of your voice · /voice default — back "
+    "to the built-in voice · /forget — delete everything of yours: voices, consents, every "
+    "recording made with them and your usage history.\n"
+    "Every answer is AI-generated speech and says so."
 )
+
+VOICE_HOW = "Reply /voice to a voice note of your own to save one; /forget deletes it all."
 
 VOICE_NOTE_HELP = (
     "Reply /voice to this voice note to make it your voice for /say, or reply "
     "/say <text> to it to hear that text in it once."
+)
+
+NO_VOICE_AS_A_CHAT = (
+    "Saved voices belong to one person, and anonymous admins all post as the group — "
+    "send /voice from your own account to save or change yours."
 )
 
 TELEGRAM_WORDING: dict[type[SayError], str] = {
@@ -55,7 +86,8 @@ COMMANDS = [
     ("start", "What this bot does"),
     ("help", "How to use it"),
     ("say", "Speak text: /say Hello there"),
-    ("voice", "Your voice: reply to a voice note; /voice default; /voice forget"),
+    ("voice", "Your voice: reply to your voice note; /voice default; /voice alone shows it"),
+    ("forget", "Delete everything of yours: voices, consents, usage"),
 ]
 
 
@@ -147,6 +179,8 @@ async def _handle(
         in_flight.add(task)
     try:
         await work()
+    except ConsentNeeded as needed:
+        await _ask_consent(message, context, needed.pending_id)
     except asyncio.CancelledError:
         # Stopping could not wait for this one: say so (bounded), then end as cancelled.
         with contextlib.suppress(TelegramError, TimeoutError):
@@ -162,6 +196,62 @@ async def _handle(
     finally:
         if task is not None:
             in_flight.discard(task)
+
+
+# --- consent -------------------------------------------------------------------------------
+CONSENT_DATA = re.compile(r"consent:(?P<id>[\w-]+):(?P<answer>yes|no)")
+
+
+async def _ask_consent(
+    message: Message, context: ContextTypes.DEFAULT_TYPE, pending_id: str
+) -> None:
+    """The one-time question about a recording, with a button for each answer."""
+    buttons = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(CONSENT_YES, callback_data=f"consent:{pending_id}:yes"),
+                InlineKeyboardButton(CONSENT_NO, callback_data=f"consent:{pending_id}:no"),
+            ]
+        ]
+    )
+    await _send_reply(
+        message,
+        context,
+        lambda: message.reply_text(CONSENT_PROMPT, reply_markup=buttons, do_quote=True),
+    )
+
+
+async def on_consent_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A press of a consent button: only the clip's sender may answer. Yes records the
+    consent and does what the clip was sent for; no deletes the clip."""
+    query = update.callback_query
+    matched = CONSENT_DATA.fullmatch(query.data or "") if query is not None else None
+    if query is None or matched is None or not isinstance(query.message, Message):
+        return
+    prompt = query.message
+    original = prompt.reply_to_message or prompt  # the message that brought the clip
+    flow = deps_of(context).flow
+
+    async def work() -> None:
+        try:
+            outcome = await flow.answer_consent(
+                PLATFORM, str(query.from_user.id), matched["id"], matched["answer"] == "yes"
+            )
+        except (NotYourClip, ConsentLapsed) as refused:
+            await query.answer(error_text(refused), show_alert=True)
+            return
+        except BaseException:
+            await query.answer()
+            raise
+        await query.answer()
+        await prompt.edit_text(CONSENT_DECLINED if outcome is None else CONSENT_RECORDED)
+        if isinstance(outcome, SayResult):
+            await _send_voice(original, context, outcome)
+        elif isinstance(outcome, SavedVoice):
+            done = saved_text(outcome)
+            await _send_reply(original, context, lambda: original.reply_text(done, do_quote=True))
+
+    await _handle(original, context, work)
 
 
 async def _send_reply(
@@ -203,29 +293,38 @@ async def _speak(
             clip=clip,
         )
         result = await deps.flow.say(request)
-        await _send_reply(
-            message,
-            context,
-            lambda: message.reply_voice(
-                voice=result.audio,
-                duration=max(1, round(result.duration_s)),
-                caption=caption(result),
-                filename="say.ogg",
-                do_quote=True,
-            ),
-        )
+        await _send_voice(message, context, result)
+
+
+async def _send_voice(
+    message: Message, context: ContextTypes.DEFAULT_TYPE, result: SayResult
+) -> None:
+    await _send_reply(
+        message,
+        context,
+        lambda: message.reply_voice(
+            voice=result.audio,
+            duration=max(1, round(result.duration_s)),
+            caption=caption(result),
+            filename="say.ogg",
+            do_quote=True,
+        ),
+    )
 
 
 async def _voice_command(
     message: Message, command: Command, context: ContextTypes.DEFAULT_TYPE
 ) -> None:
     deps = deps_of(context)
+    if sent_as_a_chat(message):  # all of a group's anonymous admins are one sender: no voice
+        await _send_reply(
+            message, context, lambda: message.reply_text(NO_VOICE_AS_A_CHAT, do_quote=True)
+        )
+        return
     user_id = _user_id(message)
     action = command.rest.strip().lower()
     if action == "forget":
-        report = await deps.flow.forget_voice(PLATFORM, user_id)
-        forgotten = forget_text(report)
-        await _send_reply(message, context, lambda: message.reply_text(forgotten, do_quote=True))
+        await _forget_everything(message, context)
         return
     if action == "default":
         await deps.flow.use_built_in_voice(PLATFORM, user_id)
@@ -237,24 +336,42 @@ async def _voice_command(
         raise InvalidInput("use /voice (replying to a voice note), /voice default or /voice forget")
     replied = message.reply_to_message
     clip = TelegramClip.of(message) or (TelegramClip.of(replied) if replied else None)
-    if clip is None:
-        raise InvalidInput(
-            "reply /voice to a voice note or audio file, or send one with the caption /voice"
-        )
+    if clip is None:  # what is kept of the user's voice, and how to change it
+        status = voice_status_text(await deps.flow.voice_status(PLATFORM, user_id), VOICE_HOW)
+        await _send_reply(message, context, lambda: message.reply_text(status, do_quote=True))
+        return
     saved = await deps.flow.save_voice(PLATFORM, user_id, clip)
     done = saved_text(saved)
     await _send_reply(message, context, lambda: message.reply_text(done, do_quote=True))
 
 
+async def _forget_command(
+    message: Message, command: Command, context: ContextTypes.DEFAULT_TYPE
+) -> None:
+    await _forget_everything(message, context)
+
+
+async def _forget_everything(message: Message, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """``/forget`` (and ``/voice forget``): every clip, consent and usage count of the user."""
+    erased = await deps_of(context).flow.forget_voice(PLATFORM, _user_id(message))
+    forgotten = forget_text(erased)
+    await _send_reply(message, context, lambda: message.reply_text(forgotten, do_quote=True))
+
+
 CommandWork = Callable[[Message, Command, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
-COMMANDS_WORK: dict[str, CommandWork] = {"say": _say_from_command, "voice": _voice_command}
+COMMANDS_WORK: dict[str, CommandWork] = {
+    "say": _say_from_command,
+    "voice": _voice_command,
+    "forget": _forget_command,
+}
 
 
 # --- helpers ---------------------------------------------------------------------------------
 
 
 def _user_id(message: Message) -> str:
-    return str(message.from_user.id if message.from_user else message.chat_id)
+    """The user's id; a group's anonymous admins (and channels) count as their chat."""
+    return sender_id(message)
 
 
 def _addressed_to_us(command: Command, context: ContextTypes.DEFAULT_TYPE) -> bool:

@@ -1,7 +1,9 @@
 """The whole product path for bot tests: real TTS service (Piper) + real Valkey + SayFlow.
 
 ``CountingApp`` counts the syntheses the service performed, so a test can prove
-a cache hit never reached it.
+a cache hit never reached it. ``CannedAnswers`` puts something in front of the service
+that answers ``POST /v1/tts`` itself (a proxy's error page, a captive portal), a given
+number of times, then lets requests through again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import (
     Iterator,
     MutableMapping,
 )
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import SecretStr
@@ -24,7 +26,11 @@ from redis.asyncio import Redis
 from telegram import Update
 from telegram.ext import Application, ContextTypes, TypeHandler
 
-from bots.say import SayFlow
+from bots.chosen_voice import prepare_voice
+from bots.clips import BytesClip, ClipLimits
+from bots.consent import CONSENT_WORDING_VERSION
+from bots.errors import ConsentNeeded
+from bots.say import SavedVoice, SayFlow, SayRequest, SayResult
 from bots.settings import BotSettings
 from bots.telegram_bot.app import build_application, start_telegram, stop_telegram
 from bots.tts_client import RetryPolicy, TTSClient
@@ -57,6 +63,44 @@ class CountingApp:
         await self.app(scope, receive, send)
 
 
+@dataclass(frozen=True)
+class Canned:
+    """One answer to ``POST /v1/tts`` that the service never gave."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class CannedAnswers:
+    """What sits in front of the service (a proxy, a captive portal) answering
+    ``POST /v1/tts`` itself while ``queue`` holds answers, one each, then stepping aside:
+    every other path, and every synthesis once the queue is empty, is the real service's."""
+
+    def __init__(self, *answers: Canned) -> None:
+        self.queue = list(answers)
+        self.served = 0
+
+    def around(self, app: ASGIApp) -> ASGIApp:
+        async def serve(scope: Scope, receive: Any, send: Any) -> None:
+            tts = scope["type"] == "http" and scope["method"] == "POST"
+            if not (tts and scope["path"] == "/v1/tts" and self.queue):
+                await app(scope, receive, send)
+                return
+            canned = self.queue.pop(0)
+            self.served += 1
+            while (await receive()).get("more_body"):
+                pass  # the request is read whole, as a proxy does, then not forwarded
+            headers = [(b"content-type", canned.content_type.encode())] + [
+                (name.lower().encode(), value.encode()) for name, value in canned.headers.items()
+            ]
+            await send({"type": "http.response.start", "status": canned.status, "headers": headers})
+            await send({"type": "http.response.body", "body": canned.body})
+
+        return serve
+
+
 @dataclass
 class Service:
     url: str
@@ -64,9 +108,13 @@ class Service:
 
 
 @contextlib.contextmanager
-def running_service(engine: TTSEngine, **overrides: object) -> Iterator[Service]:
+def running_service(
+    engine: TTSEngine, *, wrap: Callable[[ASGIApp], ASGIApp] | None = None, **overrides: object
+) -> Iterator[Service]:
+    """The real service around ``engine`` on loopback; ``wrap`` puts something in front of
+    it (``counter`` counts only the syntheses that reached the service)."""
     counter = CountingApp(create_app(engine, make_settings(**overrides)))
-    with serve_in_thread(counter) as url:
+    with serve_in_thread(wrap(counter) if wrap else counter) as url:
         wait_ready(url)
         yield Service(url, counter)
 
@@ -83,10 +131,13 @@ def bot_settings(**overrides: Any) -> BotSettings:
 
 
 @contextlib.asynccontextmanager
-async def say_flow(redis: Redis, storage: StorageSettings, tts_url: str) -> AsyncIterator[SayFlow]:
-    """The production flow over the given Redis and TTS service."""
+async def say_flow(
+    redis: Redis, storage: StorageSettings, tts_url: str, *, clip_limits: ClipLimits | None = None
+) -> AsyncIterator[SayFlow]:
+    """The production flow over the given Redis and TTS service (``saybot run`` passes
+    ``settings.clip_limits()`` as ``clip_limits``)."""
     client = TTSClient(tts_url, API_TOKEN, read_timeout_s=60, retry=FAST_RETRY)
-    flow = SayFlow.over_redis(redis, storage, client)
+    flow = SayFlow.over_redis(redis, storage, client, clip_limits=clip_limits)
     try:
         yield flow
     finally:
@@ -148,3 +199,35 @@ async def telegram_app(
         yield RunningTelegram(settings, application, handled)
     finally:
         await stop_telegram(application)
+
+
+async def saved_with_consent(
+    flow: SayFlow, platform: str, user_id: str, clip_bytes: bytes
+) -> SavedVoice:
+    """``/voice`` with a clip of the user's own, confirmed when asked (the button's "yes")."""
+    try:
+        return await flow.save_voice(platform, user_id, BytesClip(clip_bytes, user_id))
+    except ConsentNeeded as needed:
+        outcome = await flow.answer_consent(platform, user_id, needed.pending_id, True)
+    assert isinstance(outcome, SavedVoice), outcome
+    return outcome
+
+
+async def said_with_consent(flow: SayFlow, request: SayRequest) -> SayResult:
+    """``flow.say``, its clip confirmed as the sender's own voice when asked."""
+    try:
+        return await flow.say(request)
+    except ConsentNeeded as needed:
+        outcome = await flow.answer_consent(
+            request.platform, request.user_id, needed.pending_id, True
+        )
+    assert isinstance(outcome, SayResult), outcome
+    return outcome
+
+
+async def consented_before(flow: SayFlow, platform: str, user_id: str, clip_bytes: bytes) -> str:
+    """The user confirmed this recording as theirs earlier (by the button, tested on its
+    own): tests of other things then go straight to cloning. Returns its voice id."""
+    voice_id = (await prepare_voice(clip_bytes)).voice_id
+    await flow.consents.record(platform, user_id, voice_id, CONSENT_WORDING_VERSION)
+    return voice_id

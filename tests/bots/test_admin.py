@@ -40,7 +40,6 @@ from bots.admin import (
 from bots.admin.auth import SESSION_COOKIE
 from bots.asgi_server import serve_app
 from bots.chosen_voice import VoiceSource
-from bots.clips import BytesClip
 from bots.errors import InvalidInput
 from bots.metrics import ProcessMetrics, quantile
 from bots.run import run
@@ -49,7 +48,7 @@ from bots.tts_client import TTSClient
 from storage.redis import RedisHandle, open_redis
 from storage.settings import StorageSettings
 from storage.usage import UsageReader, UsageRecorder, utc_today
-from tests.bots.harness import FAST_RETRY, Service, bot_settings
+from tests.bots.harness import FAST_RETRY, Service, bot_settings, saved_with_consent
 from tests.redis_fixtures import free_port
 from tests.standins.telegram_api import TOKEN, TelegramStandin
 from tests.tts_helpers import API_TOKEN
@@ -355,17 +354,20 @@ async def test_the_session_cookie_is_secure_behind_an_https_proxy(admin: Admin) 
     assert "; Secure" in proxied.headers["set-cookie"]
 
 
-def test_sessions_expire_and_end_when_the_token_changes() -> None:
+async def test_sessions_expire_and_end_when_the_token_changes(redis_client: Redis) -> None:
     now = [1_000_000.0]
-    auth = AdminAuth(SecretStr(ADMIN_TOKEN), session_ttl_s=60, clock=lambda: now[0])
-    session = auth.new_session()
-    assert auth.session_valid(session)
-    expires, _, mac = session.partition(".")
-    assert not auth.session_valid(f"{int(expires) + 1}.{mac}"), "the expiry is under the MAC"
-    assert not auth.session_valid(f"{expires}.{'0' * len(mac)}")
-    assert not AdminAuth(SecretStr(ADMIN_TOKEN + "2"), clock=lambda: now[0]).session_valid(session)
+    auth = AdminAuth(
+        SecretStr(ADMIN_TOKEN), redis=redis_client, session_ttl_s=60, clock=lambda: now[0]
+    )
+    session = await auth.new_session()
+    assert await auth.session_valid(session)
+    other = session[:-1] + ("A" if session[-1] != "A" else "B")
+    assert not await auth.session_valid(other), "only the id that was handed out"
+    assert not await auth.session_valid(f"{now[0] + 60:.0f}.{'0' * 64}")
+    renamed = AdminAuth(SecretStr(ADMIN_TOKEN + "2"), redis=redis_client, clock=lambda: now[0])
+    assert not await renamed.session_valid(session)
     now[0] += 61
-    assert not auth.session_valid(session)
+    assert not await auth.session_valid(session)
 
 
 async def test_without_admin_token_only_healthz_answers(
@@ -605,7 +607,7 @@ async def test_readyz_follows_the_embedded_valkey_down_and_back(
             assert up.json()["components"]["redis"] == {"ok": True, "embedded": True}
             assert await redis_errors() == 0
 
-            server = handle._server  # the valkey-server child, stopped as an outage would
+            server = handle._servers[0]  # the data server child, stopped as an outage would
             assert server is not None
             await asyncio.to_thread(server.stop)
             down = await wait_for_status(admin, 503)
@@ -651,7 +653,7 @@ async def test_metrics_count_the_flow_and_parse(
         redis_client, storage, tts, metrics=metrics.storage, observer=metrics.observer
     )
     sent_clip = clip("wav")  # the user's saved voice: it must never come back either
-    voice_id = (await flow.save_voice("telegram", "1001", BytesClip(sent_clip, "1001"))).voice_id
+    voice_id = (await saved_with_consent(flow, "telegram", "1001", sent_clip)).voice_id
     stored_clip = (await flow.voices.lookup_clip(voice_id)).clip
     assert stored_clip is not None
     request = SayRequest(platform="telegram", user_id="1001", chat_id="1001", text=MESSAGE)

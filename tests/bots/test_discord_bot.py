@@ -21,6 +21,7 @@ import soundfile as sf
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from bots.clips import ClipLimits
 from bots.discord_bot.client import (
     SayBot,
     ShardedSayBot,
@@ -37,7 +38,14 @@ from bots.say import SayFlow, SayRequest
 from bots.settings import BotSettings
 from storage.redis import make_client
 from storage.settings import StorageSettings
-from tests.bots.harness import CountingApp, Service, bot_settings, running_service, say_flow
+from tests.bots.harness import (
+    CountingApp,
+    Service,
+    bot_settings,
+    consented_before,
+    running_service,
+    say_flow,
+)
 from tests.redis_fixtures import make_settings, start_valkey
 from tests.servers import serve_in_thread
 from tests.standins.discord_api import (
@@ -55,6 +63,7 @@ from tests.standins.telegram_api import TelegramStandin
 from tests.tts_helpers import make_settings as tts_settings
 from tests.tts_helpers import wait_ready
 from tests.tts_service.audio_samples import clip
+from tests.tts_service.engine_wrappers import CloningPiper
 from tts_service import audio
 from tts_service.api import create_app
 from tts_service.engines.piper import PiperEngine
@@ -155,12 +164,13 @@ async def running_bot(
     *,
     shards: int = 1,
     make: Callable[..., SayBot] = build_client,
+    clip_limits: ClipLimits | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Bot]:
     async with (
         DiscordStandin(shards=shards) as standin,
         discord_pointed_at(standin),
-        say_flow(redis, storage, service.url) as flow,
+        say_flow(redis, storage, service.url, clip_limits=clip_limits) as flow,
         discord_bot(standin, flow, make, **overrides) as client,
     ):
         yield Bot(standin, client, flow, service, client.settings)
@@ -193,7 +203,7 @@ def assert_public_defer_then_answer(outcome: Outcome) -> Call:
 async def test_commands_sync_globally_with_ranges_and_descriptions(bot: Bot) -> None:
     assert list(bot.standin.synced_commands) == [None]  # global by default
     commands = {c["name"]: c for c in bot.standin.synced_commands[None]}
-    assert set(commands) == {"say", "voice", "help"}
+    assert set(commands) == {"say", "voice", "forget", "help"}
     options = {o["name"]: o for o in commands["say"]["options"]}
     assert list(options) == ["text", "voice", "exaggeration", "temperature", "cfg_weight", "seed"]
     assert options["text"] | {"description": ""} == {
@@ -213,7 +223,7 @@ async def test_commands_sync_globally_with_ranges_and_descriptions(bot: Bot) -> 
     assert "0.25 to 2" in options["exaggeration"]["description"]
     assert all(o["description"] != "…" for o in options.values())
     voice = {o["name"]: o for o in commands["voice"]["options"]}
-    assert list(voice) == ["set", "forget", "default"]
+    assert list(voice) == ["set", "show", "forget", "default"]
     assert voice["set"]["options"][0]["type"] == 11 and voice["set"]["options"][0]["required"]
     identify = bot.standin.identifies[0]
     assert identify["intents"] == 1  # GUILDS only: nothing privileged
@@ -255,7 +265,7 @@ async def test_say_defers_then_answers_with_ogg_opus(bot: Bot) -> None:
     assert 2 < info.duration < 15
     message = outcome.message()
     assert not message["flags"] & (FLAG_EPHEMERAL | FLAG_LOADING)
-    assert re.fullmatch(r"🔊 built-in voice · \d+\.\d s", message["content"])
+    assert re.fullmatch(r"🤖🔊 AI voice · built-in voice · \d+\.\d s", message["content"])
     assert message["attachments"][0]["content_type"] == "audio/ogg"
 
 
@@ -288,7 +298,7 @@ async def test_voice_message_option(
     async with running_bot(redis_client, open_storage, service, discord_voice_messages=True) as bot:
         outcome = await bot.say("This answer is a voice message.")
         edit = assert_public_defer_then_answer(outcome)
-        assert edit.json["content"].startswith("🔊 built-in voice") and not edit.files
+        assert edit.json["content"].startswith("🤖🔊 AI voice · built-in voice") and not edit.files
         post = next(c for c in outcome.calls if c.method == "POST" and c.files)
         assert edit.seq < post.seq
         assert post.json["flags"] == FLAG_IS_VOICE_MESSAGE and "content" not in post.json
@@ -457,6 +467,7 @@ async def test_corrupt_clip_gets_a_clear_reply_and_the_bot_keeps_serving(bot: Bo
 
 
 async def test_set_use_forget_and_default_a_voice(bot: Bot) -> None:
+    await consented_before(bot.flow, "discord", str(USER), clip("ogg_opus"))
     spec = AttachmentSpec("me.ogg", "audio/ogg", clip("ogg_opus"))
     saved = await bot.command("voice", subcommand="set", attachments={"attachment": spec})
     text = saved.private_text()
@@ -655,3 +666,34 @@ async def test_saybot_run_serves_discord_and_telegram_in_one_loop(
             assert edit.files[0].data == voice.files["voice"]  # one synthesis served both
             assert service.counter.tts_requests == before + 1
         assert not any(connected() for connected in started.values())
+
+
+# --- never a late answer: a clip that does not arrive ----------------------------------------
+
+
+async def test_a_clip_download_that_hangs_is_answered_at_once(
+    redis_client: Redis, open_storage: StorageSettings, piper_engine: PiperEngine
+) -> None:
+    """The CDN hangs: "thinking…" turns into "send it again" once CLIP_DOWNLOAD_TIMEOUT_S is
+    up (discord.py itself would wait 300 s), and the next command is served."""
+    limits = bot_settings(clip_download_timeout_s=1).clip_limits()
+    voice = AttachmentSpec("me.ogg", "audio/ogg", clip("ogg_opus"))
+    options = [{"name": "text", "value": "In my own voice."}]
+    with running_service(CloningPiper(piper_engine)) as cloning:
+        async with running_bot(redis_client, open_storage, cloning, clip_limits=limits) as bot:
+            cdn = bot.standin.hold_cdn()  # held until the test lets go, however long
+            try:
+                hung = await bot.command("say", options, attachments={"voice": voice}, timeout=20)
+                assert bot.standin.cdn_held == 1  # the download had begun, and hung
+            finally:
+                cdn.set()
+            assert hung.callback.json == {"type": CALLBACK_DEFERRED}  # "thinking…" first
+            assert hung.private_text() == (
+                "I couldn't download your clip (it did not arrive within 1 s) "
+                "— please send it again."
+            )
+            assert cloning.counter.tts_requests == 0
+            await consented_before(bot.flow, "discord", str(USER), clip("ogg_opus"))
+            again = await bot.command("say", options, attachments={"voice": voice})
+            assert decoded(again.upload()).duration > 0.5
+            assert cloning.counter.tts_requests == 1

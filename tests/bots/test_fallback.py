@@ -20,10 +20,10 @@ from bots.say import SayFlow, SayRequest
 from bots.tts_client import TTSClient
 from storage import keys
 from storage.settings import StorageSettings
-from tests.bots.harness import FAST_RETRY, Service, running_service
-from tests.bots.test_say_flow import CloningPiper
+from tests.bots.harness import FAST_RETRY, Service, running_service, saved_with_consent
 from tests.tts_helpers import API_TOKEN
 from tests.tts_service.audio_samples import clip
+from tests.tts_service.engine_wrappers import CloningPiper
 from tts_service.engines.piper import PiperEngine
 
 
@@ -119,7 +119,7 @@ async def test_someone_with_a_saved_voice_is_told_once_it_comes_back(
         async with flow_with_fallback(
             redis_client, open_settings, gpu.url, local.url, after_s=30
         ) as flow:
-            await flow.save_voice("test", "7", BytesClip(clip("wav"), "7"))
+            await saved_with_consent(flow, "test", "7", clip("wav"))
     async with flow_with_fallback(  # the same Redis, the GPU gone now
         redis_client, open_settings, gpu.url, local.url, after_s=30
     ) as flow:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -21,12 +22,13 @@ import pytest
 from pydantic import SecretStr
 from starlette.responses import JSONResponse
 
-from bots.run import configured_platforms, run
+from bots.run import configured_platforms, run, wait_for_tts
+from bots.tts_client import TTSClient
 from storage.settings import StorageSettings
 from tests.bots.harness import ASGIApp, Scope, bot_settings
 from tests.redis_fixtures import free_port
 from tests.servers import serve_in_thread
-from tests.standins.telegram_api import TOKEN, TelegramStandin
+from tests.standins.telegram_api import TOKEN, Call, TelegramStandin
 from tests.tts_helpers import make_settings
 from tts_service.api import create_app
 from tts_service.engines.piper import PiperEngine
@@ -203,9 +205,108 @@ async def test_platforms_start_at_once_while_a_remote_tts_service_is_still_loadi
 
                 await until(running, task)
                 components = ready[-1].json()["components"]
-                assert components["redis"] == {"ok": True, "embedded": False}
+                # A shared REDIS_URL without SAYBOT_DATA_KEY: ready, and /readyz says that
+                # voice clips are stored unencrypted there.
+                redis_status = components["redis"]
+                assert (redis_status["ok"], redis_status["embedded"]) == (True, False)
+                assert ["unencrypted" in w for w in redis_status["warnings"]] == [True]
                 assert components["tts"]["engine"]["name"] == "piper"
                 assert components["telegram"] == {"ok": True}
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
+
+
+class AnswersSeen:
+    """ASGI wrapper of the real TTS service: the path and status of every answer it gave."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.answers: list[tuple[str, int]] = []
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def noting(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.answers.append((scope["path"], message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, noting)
+
+
+REFUSED_TOKEN = "the TTS service refused our token: check TTS_API_TOKEN"
+
+
+async def test_waiting_for_the_tts_service_ends_at_once_when_it_refuses_our_token(
+    piper_engine: PiperEngine,
+) -> None:
+    """A wrong token will not fix itself: the start-up wait asks once, not for a minute."""
+    service = AnswersSeen(create_app(piper_engine, make_settings()))
+    with serve_in_thread(service) as url:
+        client = TTSClient(url, "not-the-services-token")
+        try:
+            await asyncio.wait_for(wait_for_tts(client, timeout_s=600), 30)
+        finally:
+            await client.aclose()
+    assert service.answers == [("/readyz", 401)]
+
+
+async def test_a_refused_token_is_reported_once_and_does_not_hold_up_start(
+    tg: TelegramStandin,
+    piper_engine: PiperEngine,
+    open_storage: StorageSettings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """TTS_API_TOKEN is wrong: Telegram polls without the service being waited for, every
+    /say reads "unavailable", the log says what to fix once, /readyz says it too."""
+    service = AnswersSeen(create_app(piper_engine, make_settings()))
+    port = free_port()
+    with serve_in_thread(service) as tts_url:
+        settings = bot_settings(
+            tts_service_url=tts_url,
+            tts_api_token=SecretStr("not-the-services-token"),
+            telegram_bot_token=SecretStr(TOKEN),
+            telegram_api_base_url=tg.base_url,
+            telegram_file_base_url=tg.base_file_url,
+            admin_port=port,
+            admin_token=SecretStr(ADMIN_TOKEN),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(settings, open_storage, stop))
+        try:
+            await tg.wait_for("getUpdates", timeout=30)
+            assert not task.done()
+            assert ("/readyz", 401) not in service.answers  # polling began without waiting
+            asked = [tg.send_command(USER, USER, "say", f"Anyone there? ({n})") for n in (1, 2)]
+            for message in asked:
+
+                def answers(call: Call, message: dict[str, Any] = message) -> bool:
+                    return bool(
+                        call.params["reply_parameters"]["message_id"] == message["message_id"]
+                    )
+
+                reply = await tg.wait_for("sendMessage", answers, timeout=30)
+                assert reply.params["text"] == (
+                    "The voice engine is unavailable right now — please try again later."
+                )
+            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10
+            ) as http:
+                ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["components"]["tts"] == {
+                "ok": False,
+                "code": "tts_misconfigured",
+                "reason": REFUSED_TOKEN,
+            }
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+    refusals = {status for _, status in service.answers}
+    assert refusals == {401} and len(service.answers) >= 3  # two /say and the probe at least
+    logged = [r for r in caplog.records if r.getMessage() == REFUSED_TOKEN]
+    assert len(logged) == 1 and logged[0].levelno == logging.ERROR

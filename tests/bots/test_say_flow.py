@@ -24,14 +24,20 @@ from storage import keys
 from storage.redis import make_client
 from storage.settings import StorageSettings
 from storage.usage import UsageReader, utc_today
-from tests.bots.harness import FAST_RETRY, Service, running_service, say_flow
+from tests.bots.harness import (
+    FAST_RETRY,
+    Service,
+    running_service,
+    said_with_consent,
+    saved_with_consent,
+    say_flow,
+)
 from tests.redis_fixtures import make_settings, restricted_client, start_valkey
 from tests.tts_helpers import API_TOKEN
 from tests.tts_service.audio_samples import clip
-from tests.tts_service.engine_wrappers import PiperWrapper
-from tts_service.engines.base import FloatAudio, ReferenceClip
+from tests.tts_service.engine_wrappers import CloningPiper
 from tts_service.engines.piper import PiperEngine
-from tts_service.schema import EngineInfo, TTSParams
+from tts_service.schema import EngineInfo
 
 # Every key the flow touches except the voices' own: a client limited to these fails (NOPERM)
 # exactly when it reads a clip, after the user's default pointer was read fine.
@@ -42,31 +48,6 @@ NOT_VOICE_KEYS = [
     "saybot:v1:audio:*",
     "saybot:v1:sf:*",
 ]
-
-
-class CloningPiper(PiperWrapper):
-    """Piper behind a cloning engine's face; ``gate``, when given, holds every synthesis
-    until it is set, so a test can act while one is in progress."""
-
-    def __init__(self, piper: PiperEngine, gate: threading.Event | None = None) -> None:
-        super().__init__(piper)
-        self._info = piper.info.model_copy(
-            update={"name": "cloning-piper", "can_clone_voice": True}
-        )
-        self.gate = gate
-        self.entered = threading.Event()
-
-    @property
-    def info(self) -> EngineInfo:
-        return self._info
-
-    def synthesize(
-        self, text: str, params: TTSParams, reference: ReferenceClip | None
-    ) -> FloatAudio:
-        self.entered.set()
-        if self.gate is not None and not self.gate.wait(timeout=30):
-            raise RuntimeError("the test never opened the gate")
-        return self.inner.synthesize(text, params, None)
 
 
 class CountingObserver:
@@ -144,7 +125,7 @@ async def test_a_saved_voice_never_gets_the_built_in_voices_cached_audio(
     async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
         built_in = await flow.say(request("The same words, two voices."))
         assert (built_in.voice, built_in.from_cache) == (VoiceSource.BUILT_IN, False)
-        await flow.save_voice("test", "1", BytesClip(clip("wav"), "1"))
+        await saved_with_consent(flow, "test", "1", clip("wav"))
         before_tts = cloning_service.counter.tts_requests
         before = (flow.cache.metrics.cache_hits, flow.cache.metrics.cache_misses)
         saved = await flow.say(request("The same words, two voices."))
@@ -215,7 +196,7 @@ async def test_saving_a_voice_with_redis_down_says_so(service: Service) -> None:
         async with say_flow(redis, settings, service.url) as flow:
             server.stop()
             with pytest.raises(StorageProblem):
-                await flow.save_voice("test", "1", BytesClip(clip("wav"), "1"))
+                await saved_with_consent(flow, "test", "1", clip("wav"))
             result = await flow.say(request("Speaking without storage."))
             assert result.audio and not result.from_cache
     finally:
@@ -228,7 +209,7 @@ async def test_a_storage_blip_while_loading_a_saved_voice_falls_back_and_keeps_i
     """The pointer reads fine, the clip read fails: the built-in voice speaks, the user is
     not told their voice expired, and the pointer is still there for the next request."""
     async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
-        voice_id = (await flow.save_voice("test", "1", BytesClip(clip("wav"), "1"))).voice_id
+        voice_id = (await saved_with_consent(flow, "test", "1", clip("wav"))).voice_id
     async with (
         restricted_client(redis_client, open_settings, NOT_VOICE_KEYS, ["+@all"]) as blinking,
         say_flow(blinking, open_settings, cloning_service.url) as flow,
@@ -246,7 +227,7 @@ async def test_an_expired_voice_whose_pointer_cannot_be_cleared_still_gets_a_rep
     redis_client: Redis, open_settings: StorageSettings, cloning_service: Service
 ) -> None:
     async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
-        voice_id = (await flow.save_voice("test", "1", BytesClip(clip("wav"), "1"))).voice_id
+        voice_id = (await saved_with_consent(flow, "test", "1", clip("wav"))).voice_id
     await redis_client.delete(keys.voice_clip(voice_id))  # expired
     async with (
         restricted_client(redis_client, open_settings, ["*"], ["+@all", "-del"]) as no_del,
@@ -265,7 +246,7 @@ async def test_using_a_saved_voice_keeps_the_users_list_of_voices_alive(
     redis_client: Redis, open_settings: StorageSettings, cloning_service: Service
 ) -> None:
     async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
-        voice_id = (await flow.save_voice("test", "1", BytesClip(clip("wav"), "1"))).voice_id
+        voice_id = (await saved_with_consent(flow, "test", "1", clip("wav"))).voice_id
         for key in (keys.user_voices("test", "1"), keys.voice_clip(voice_id)):
             await redis_client.expire(key, 5)
         assert (await flow.say(request("Still mine."))).voice is VoiceSource.SAVED
@@ -290,7 +271,7 @@ async def test_forget_deletes_audio_made_with_a_clip_sent_for_one_request(
         clip=BytesClip(sent, "5"),
     )
     async with say_flow(redis_client, open_settings, cloning_service.url) as flow:
-        spoken = await flow.say(once)
+        spoken = await said_with_consent(flow, once)
         assert spoken.voice is VoiceSource.ATTACHED and not spoken.from_cache
         cached = list(await redis_client.smembers(keys.voice_audio(voice_id)))
         assert len(cached) == 1 and await redis_client.exists(*cached) == 1
@@ -302,15 +283,20 @@ async def test_forget_deletes_audio_made_with_a_clip_sent_for_one_request(
         attached_ttl_s = await redis_client.ttl(keys.user_attached("test", "5"))
         assert attached_ttl_s > open_settings.voice_idle_ttl_s - 60
 
-        report = await flow.forget_voice("test", "5")
+        erased = await flow.forget_voice("test", "5")
+        report = erased.voices
 
         assert report.attached_voices_forgotten == [voice_id]
+        assert erased.consents == 1  # the consent to the recording goes with it
+        assert await redis_client.exists(keys.user_consents("test", "5")) == 0
         assert report.cache_entries_deleted == 1 and report.anything_removed
         assert await redis_client.exists(*cached, keys.voice_audio(voice_id)) == 0
         user_keys = [keys.user_voices("test", "5"), keys.user_attached("test", "5")]
         assert await redis_client.exists(*user_keys, keys.user_default("test", "5")) == 0
         before = cloning_service.counter.tts_requests
-        assert not (await flow.say(once)).from_cache, "the forgotten answer is not served"
+        assert not (await said_with_consent(flow, once)).from_cache, (
+            "the forgotten answer is not served"
+        )
         assert cloning_service.counter.tts_requests == before + 1
 
 

@@ -23,29 +23,35 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from telegram.error import NetworkError
 
+from bots.clips import ClipLimits
 from bots.messages import GAVE_UP, UNEXPECTED
 from bots.say import SayFlow, SayRequest
 from bots.settings import BotSettings
 from bots.telegram_bot.app import build_application, stop_telegram
 from bots.telegram_bot.handlers import HELP, VOICE_NOTE_HELP
-from storage.redis import make_client
 from storage import keys
+from storage.redis import make_client
 from storage.settings import StorageSettings
 from tests.bots.harness import (
+    Canned,
+    CannedAnswers,
     HandledUpdates,
     Service,
     bot_settings,
+    consented_before,
     running_service,
     say_flow,
     telegram_app,
 )
 from tests.redis_fixtures import free_port, make_settings, start_valkey
-from tests.standins.telegram_api import BOT_USERNAME, TOKEN, Call, TelegramStandin
+from tests.standins.telegram_api import BOT_USERNAME, DOWNLOAD, TOKEN, Call, TelegramStandin
 from tests.tts_service.audio_samples import clip
+from tests.tts_service.engine_wrappers import CloningPiper
 from tts_service.engines.piper import PiperEngine
 
 USER = 1001
 PTB_READ_TIMEOUT_S = 5  # HTTPXRequest's default read timeout
+UNAVAILABLE = "The voice engine is unavailable right now — please try again later."
 
 
 @pytest.fixture(autouse=True)
@@ -122,11 +128,13 @@ async def running_bot(
     storage: StorageSettings,
     service: Service,
     standin: TelegramStandin | None = None,
+    *,
+    clip_limits: ClipLimits | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Bot]:
     async with (
         standin or TelegramStandin(privacy_mode=False) as tg,
-        say_flow(redis, storage, service.url) as flow,
+        say_flow(redis, storage, service.url, clip_limits=clip_limits) as flow,
         telegram_app(tg, flow, track_updates=True, **overrides) as running,
     ):
         yield Bot(tg, flow, service, running.settings, running.handled)
@@ -160,6 +168,7 @@ async def test_say_answers_with_a_voice_note_after_recording_actions(bot: Bot) -
     assert 10 < info.duration < 30
     assert reply.params["duration"] == max(1, round(info.duration))
     assert "built-in voice" in reply.params["caption"]
+    assert reply.params["caption"].startswith("🤖🔊 AI voice · ")  # says it is synthetic, first
     actions = bot.tg.calls("sendChatAction", after_seq=start)
     assert actions and actions[0].seq < reply.seq
     assert actions[0].params["action"] == "record_voice"
@@ -257,7 +266,7 @@ async def test_text_that_only_looks_like_options_is_spoken(bot: Bot) -> None:
 async def test_commands_are_registered(bot: Bot) -> None:
     call = await bot.tg.wait_for("setMyCommands")
     names = [command["command"] for command in call.params["commands"]]
-    assert names == ["start", "help", "say", "voice"]
+    assert names == ["start", "help", "say", "voice", "forget"]
     help_reply = await bot.reply_to(bot.tg.send_command(USER, USER, "help"), "sendMessage")
     assert "/say" in help_reply.params["text"]
 
@@ -327,6 +336,7 @@ async def test_say_replying_to_a_voice_note_or_audio_clones_it(bot: Bot) -> None
 
 
 async def test_voice_saved_from_an_audio_file(bot: Bot) -> None:
+    await consented_before(bot.flow, "telegram", str(USER), clip("wav"))
     song = bot.tg.send_audio(USER, USER, clip("wav"), duration=3, file_name="me.wav")
     saved = await bot.reply_to(
         bot.tg.send_command(USER, USER, "voice", reply_to=song), "sendMessage"
@@ -366,6 +376,7 @@ async def test_corrupt_clip_gets_a_clear_reply(bot: Bot) -> None:
 
 
 async def test_save_use_default_and_forget_a_voice(bot: Bot) -> None:
+    await consented_before(bot.flow, "telegram", str(USER), clip("ogg_opus"))
     note = bot.tg.send_voice(USER, USER, clip("ogg_opus"), duration=3)
     saved = await bot.reply_to(
         bot.tg.send_command(USER, USER, "voice", reply_to=note), "sendMessage"
@@ -411,6 +422,7 @@ async def test_voice_uploads_are_rate_limited_before_anything_is_downloaded(
     users told to slow down without a byte fetched."""
     limited = storage_settings.model_copy(update={"ratelimit_burst": 1, "ratelimit_per_minute": 1})
     async with running_bot(redis_client, limited, service) as bot:
+        await consented_before(bot.flow, "telegram", str(USER), clip("ogg_opus", seconds=2.0))
         sent = [
             bot.tg.send_voice(
                 USER, USER, clip("ogg_opus", seconds=2.0 + n / 10), duration=2, caption="/voice"
@@ -549,6 +561,7 @@ async def test_local_mode_reads_clips_from_the_bot_api_servers_disk(
     async with running_bot(
         redis_client, open_storage, service, local_api, telegram_local_mode=True
     ) as bot:
+        await consented_before(bot.flow, "telegram", str(USER), clip("ogg_opus"))
         note = bot.tg.send_voice(USER, USER, clip("ogg_opus"), duration=3)
         saved = await bot.reply_to(
             bot.tg.send_command(USER, USER, "voice", reply_to=note), "sendMessage"
@@ -599,3 +612,112 @@ async def test_webhook_mode_takes_updates_posted_by_telegram(
         reply = await tg.wait_for("sendVoice", timeout=30)
         assert reply.params["reply_parameters"]["message_id"] == message["message_id"]
         assert not tg.calls("getUpdates")
+
+
+# --- never a wrong answer: what is not audio, what is not speech -----------------------------
+
+
+async def test_a_200_that_is_not_audio_is_never_sent_nor_cached(
+    redis_client: Redis, open_storage: StorageSettings, piper_engine: PiperEngine
+) -> None:
+    """A captive portal answers 200 with its HTML page: the user is told the engine is
+    unavailable (no voice note of HTML), nothing is cached, and once the way to the
+    service is clear the same text is spoken."""
+    portal = CannedAnswers(
+        Canned(200, "text/html", b"<html><body>Sign in to the Wi-Fi first</body></html>")
+    )
+    with running_service(piper_engine, wrap=portal.around) as service:
+        async with running_bot(redis_client, open_storage, service) as bot:
+            text = "Is this really audio?"
+            refused = await bot.reply_to(
+                bot.tg.send_command(USER, USER, "say", text), "sendMessage"
+            )
+            assert refused.params["text"] == UNAVAILABLE
+            assert (portal.served, service.counter.tts_requests) == (1, 0)
+            assert await redis_client.keys("saybot:v1:audio:*") == []
+            spoken = await bot.reply_to(bot.tg.send_command(USER, USER, "say", text), "sendVoice")
+            assert decoded_voice(spoken)[0].duration > 0.5
+            assert service.counter.tts_requests == 1
+            assert len(await redis_client.keys("saybot:v1:audio:*")) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (
+            Canned(
+                500,
+                "application/json",
+                b'{"error": {"code": "internal_error", '
+                b'"message": "the service hit an unexpected error"}}',
+            ),
+            UNEXPECTED,
+        ),
+        (Canned(502, "text/html", b"<html><h1>502 Bad Gateway</h1></html>"), UNAVAILABLE),
+    ],
+    ids=["the-services-own-500", "a-proxys-502-page"],
+)
+async def test_a_failing_service_and_an_unreachable_one_read_differently(
+    redis_client: Redis,
+    open_storage: StorageSettings,
+    piper_engine: PiperEngine,
+    answer: Canned,
+    expected: str,
+) -> None:
+    failing = CannedAnswers(answer)
+    with running_service(piper_engine, wrap=failing.around) as service:
+        async with running_bot(redis_client, open_storage, service) as bot:
+            reply = await bot.reply_to(
+                bot.tg.send_command(USER, USER, "say", "Who failed here?"), "sendMessage"
+            )
+            assert reply.params["text"] == expected
+            assert failing.served == 1
+            again = await bot.reply_to(
+                bot.tg.send_command(USER, USER, "say", "Who failed here?"), "sendVoice"
+            )
+            assert decoded_voice(again)[0].duration > 0.5
+
+
+async def test_control_characters_are_not_spoken_and_alone_are_refused(bot: Bot) -> None:
+    """A NUL used to reach Piper, which raised: "unavailable" for text it could speak."""
+    spoken = await bot.reply_to(
+        bot.tg.send_command(USER, USER, "say", "\x00\x01\x02 control chars"), "sendVoice"
+    )
+    assert decoded_voice(spoken)[0].duration > 0.3
+    before = bot.service.counter.tts_requests
+    refused = await bot.reply_to(bot.tg.send_command(USER, USER, "say", "\x00\x01"), "sendMessage")
+    assert refused.params["text"] == (
+        "I can't say that: text has nothing to say in it (only control characters)."
+    )
+    assert bot.service.counter.tts_requests == before  # refused before asking the service
+
+
+# --- never a late answer: a clip that does not arrive ----------------------------------------
+
+
+async def test_a_clip_download_that_hangs_is_answered_at_once(
+    redis_client: Redis, open_storage: StorageSettings, piper_engine: PiperEngine
+) -> None:
+    """The file host hangs (for ten minutes): the user is asked to send the clip again as
+    soon as CLIP_DOWNLOAD_TIMEOUT_S is up, and the next request is served."""
+    limits = bot_settings(clip_download_timeout_s=1).clip_limits()
+    assert limits.download_timeout_s == 1
+    with running_service(CloningPiper(piper_engine)) as cloning:
+        async with running_bot(redis_client, open_storage, cloning, clip_limits=limits) as bot:
+            bot.tg.delay_next(DOWNLOAD, 600)
+            hung = bot.tg.send_voice(
+                USER, USER, clip("ogg_opus"), duration=3, caption="/say In my own voice."
+            )
+            reply = await bot.reply_to(hung, "sendMessage", timeout=20)  # not after 600 s
+            assert re.fullmatch(
+                r"I couldn't download your clip \(.+\) — please send it again\.",
+                reply.params["text"],
+            ), reply.params["text"]
+            assert cloning.counter.tts_requests == 0 and bot.tg.download_count() == 0
+            await consented_before(bot.flow, "telegram", str(USER), clip("ogg_opus"))
+            again = bot.tg.send_voice(
+                USER, USER, clip("ogg_opus"), duration=3, caption="/say In my own voice."
+            )
+            spoken = await bot.reply_to(again, "sendVoice")
+            assert decoded_voice(spoken)[0].duration > 0.5
+            assert bot.tg.download_count() == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,14 +23,20 @@ from bots.engine_identity import EngineIdentity
 from bots.errors import (
     InvalidInput,
     TTSBusy,
+    TTSMisconfigured,
+    TTSServerError,
     TTSTimeout,
     TTSUnavailable,
     VoiceCloningUnavailable,
 )
 from bots.tts_client import RetryPolicy, TTSClient
+from tests.audio_bytes import ogg
+from tests.bots.harness import Canned, CannedAnswers, Service, running_service
 from tests.servers import serve_in_thread
 from tests.tts_helpers import API_TOKEN, make_settings, wait_ready
 from tests.tts_service.audio_samples import clip
+from tests.tts_service.engine_wrappers import HeldSynthesis
+from tts_service import audio
 from tts_service.api import create_app
 from tts_service.engines.piper import PiperEngine
 from tts_service.schema import AudioFormat, TTSParams
@@ -52,6 +60,7 @@ class CountingTransport(httpx.AsyncBaseTransport):
         self.inner = httpx.AsyncHTTPTransport()
         self.requests: list[str] = []
         self.exchanges: list[Exchange] = []
+        self._answered = asyncio.Condition()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(f"{request.method} {request.url.path}")
@@ -59,7 +68,17 @@ class CountingTransport(httpx.AsyncBaseTransport):
         self.exchanges.append(exchange)
         response = await self.inner.handle_async_request(request)
         exchange.answered_at, exchange.status = time.monotonic(), response.status_code
+        async with self._answered:
+            self._answered.notify_all()
         return response
+
+    def statuses(self) -> list[int | None]:
+        return [exchange.status for exchange in self.exchanges]
+
+    async def answered(self, status: int, count: int, timeout_s: float = 30.0) -> None:
+        """Until ``count`` answers with ``status`` have come back."""
+        async with asyncio.timeout(timeout_s), self._answered:
+            await self._answered.wait_for(lambda: self.statuses().count(status) >= count)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -325,3 +344,214 @@ async def test_follows_modal_style_redirects(service: str) -> None:
         finally:
             await client.aclose()
     assert sf.info(io.BytesIO(result.audio)).subtype == "OPUS"
+
+
+# --- a 200 is audio only if it is audio ------------------------------------------------------
+
+HTML_PAGE = b"<html><body><h1>Please sign in to the Wi-Fi</h1></body></html>"
+WAV_BYTES = audio.encode(audio.silence(0.5, 22_050), 22_050, AudioFormat.WAV)
+
+
+@pytest.fixture(scope="module")
+def fronted(piper_engine: PiperEngine) -> Iterator[tuple[Service, CannedAnswers]]:
+    """The real service behind something that answers ``POST /v1/tts`` itself when told."""
+    canned = CannedAnswers()
+    with running_service(piper_engine, wrap=canned.around) as service:
+        yield service, canned
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (
+            Canned(200, "audio/ogg", HTML_PAGE, {"X-Audio-Duration": "1.000"}),
+            "the bytes are not ogg_opus audio",
+        ),
+        (
+            Canned(200, "audio/ogg", ogg(b"no audio after the head"), {"X-Audio-Duration": "0"}),
+            "it holds no audio (duration 0)",
+        ),
+        (Canned(200, "audio/ogg", ogg(b"no duration header")), "it holds no audio (duration 0)"),
+        (
+            Canned(200, "audio/wav", WAV_BYTES, {"X-Audio-Duration": "0.500"}),
+            "its content type is audio/wav",
+        ),
+        (Canned(200, "text/html", HTML_PAGE), "its content type is text/html"),
+    ],
+    ids=["html-bytes-as-ogg", "duration-0", "no-duration", "wav-for-ogg", "html-page"],
+)
+async def test_a_200_that_is_not_audio_of_the_format_is_unavailable(
+    fronted: tuple[Service, CannedAnswers],
+    answer: Canned,
+    problem: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service, canned = fronted
+    canned.queue.append(answer)
+    before, served = service.counter.tts_requests, canned.served
+    transport = CountingTransport()
+    client = TTSClient(service.url, API_TOKEN, retry=FAST_RETRY, transport=transport)
+    params = TTSParams(text="Is this audio?")
+    try:
+        with pytest.raises(TTSUnavailable, match=re.escape(problem)):
+            await client.synthesize(params, None)
+        assert transport.requests == ["POST /v1/tts"]  # not sent again: it did answer
+        assert canned.served == served + 1 and not canned.queue
+        assert service.counter.tts_requests == before  # the service never saw it
+        assert f"answered 200 with no usable audio: {problem}" in caplog.text
+        spoken = await client.synthesize(params, None)  # the real service's answer passes
+    finally:
+        await client.aclose()
+    assert sf.info(io.BytesIO(spoken.audio)).subtype == "OPUS" and spoken.duration_s > 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (
+            Canned(
+                500,
+                "application/json",
+                b'{"error": {"code": "internal_error", '
+                b'"message": "the service hit an unexpected error"}}',
+            ),
+            TTSServerError,
+        ),
+        (Canned(502, "text/html", b"<html><h1>502 Bad Gateway</h1></html>"), TTSUnavailable),
+    ],
+    ids=["service-500", "proxy-502"],
+)
+async def test_the_services_own_500_is_a_server_error_a_proxys_page_is_unavailable(
+    fronted: tuple[Service, CannedAnswers], answer: Canned, error: type[Exception]
+) -> None:
+    service, canned = fronted
+    canned.queue.append(answer)
+    transport = CountingTransport()
+    client = TTSClient(service.url, API_TOKEN, retry=FAST_RETRY, transport=transport)
+    try:
+        with pytest.raises(error) as caught:
+            await client.synthesize(TTSParams(text="Who failed?"), None)
+    finally:
+        await client.aclose()
+    assert type(caught.value) is error  # TTSServerError is not a kind of TTSUnavailable
+    assert transport.requests == ["POST /v1/tts"]
+    assert "Bad Gateway" not in str(caught.value)  # upstream text is never quoted
+
+
+# --- a refused token -------------------------------------------------------------------------
+
+
+async def test_a_refused_token_is_logged_once_however_many_requests_fail(
+    service: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = CountingTransport()
+    client = TTSClient(service, "not-the-token", retry=FAST_RETRY, transport=transport)
+    try:
+        with caplog.at_level(logging.ERROR, logger="bots.tts_client"):
+            for n in range(3):
+                with pytest.raises(TTSMisconfigured):
+                    await client.synthesize(TTSParams(text=f"Try number {n}."), None)
+            with pytest.raises(TTSMisconfigured):
+                await client.ready()
+            with pytest.raises(TTSMisconfigured):
+                await client.fetch_engine_info()
+    finally:
+        await client.aclose()
+    assert transport.statuses() == [401] * 5  # each asked once, none retried
+    said = [r.getMessage() for r in caplog.records if r.name == "bots.tts_client"]
+    assert said == ["the TTS service refused our token: check TTS_API_TOKEN"]
+
+
+# --- busy: the client's own limit, and retries until the deadline ----------------------------
+
+
+async def test_a_burst_waits_its_turn_in_the_client_instead_of_being_refused(
+    piper_engine: PiperEngine,
+) -> None:
+    """With the client's limit at the service's, a burst queues here: never a 503."""
+    with running_service(piper_engine, max_in_flight=1) as lone:
+        transport = CountingTransport()
+        client = TTSClient(
+            lone.url, API_TOKEN, retry=FAST_RETRY, max_in_flight=1, transport=transport
+        )
+        try:
+            results = await asyncio.gather(
+                *(client.synthesize(TTSParams(text=f"Burst number {n}."), None) for n in range(6))
+            )
+        finally:
+            await client.aclose()
+    assert all(result.duration_s > 0 for result in results)
+    assert len({result.audio for result in results}) == 6
+    assert transport.statuses() == [200] * 6
+    assert lone.counter.tts_requests == 6
+
+
+async def test_busy_answers_are_waited_out_until_the_deadline(piper_engine: PiperEngine) -> None:
+    """Four sent at once to a service with room for one: three refused (503), and retried
+    (Retry-After: 1) as often as it takes, far more than ``max_attempts``, until served."""
+    engine = HeldSynthesis(piper_engine)
+    with running_service(engine, max_in_flight=1, busy_retry_after_s=1) as lone:
+        transport = CountingTransport()
+        retry = RetryPolicy(max_attempts=2, backoff_base_s=0.01, max_wait_s=5, deadline_s=120)
+        client = TTSClient(lone.url, API_TOKEN, retry=retry, max_in_flight=4, transport=transport)
+        try:
+            burst = asyncio.gather(
+                *(client.synthesize(TTSParams(text=f"Busy number {n}."), None) for n in range(6))
+            )
+            await transport.answered(503, count=3)  # one holds the service's only place
+            await transport.answered(503, count=6)  # and each of the others was refused twice
+            engine.gate.set()
+            results = await burst
+        finally:
+            engine.gate.set()
+            await client.aclose()
+    assert all(result.duration_s > 0 for result in results)
+    statuses = transport.statuses()
+    assert statuses.count(200) == 6 and set(statuses) == {200, 503}
+    assert lone.counter.tts_requests == len(statuses)
+
+
+async def test_a_retry_after_past_the_deadline_is_busy_at_once(piper_engine: PiperEngine) -> None:
+    engine = HeldSynthesis(piper_engine)
+    with running_service(engine, max_in_flight=1, busy_retry_after_s=2) as lone:
+        blocker = TTSClient(lone.url, API_TOKEN)
+        transport = CountingTransport()
+        retry = RetryPolicy(max_attempts=5, max_wait_s=30, deadline_s=1)
+        client = TTSClient(lone.url, API_TOKEN, retry=retry, transport=transport)
+        try:
+            held = asyncio.create_task(blocker.synthesize(TTSParams(text="Mine for now."), None))
+            assert await asyncio.to_thread(engine.wait_entered, 1), "never reached the engine"
+            async with asyncio.timeout(10):  # at once: no Retry-After is waited for
+                with pytest.raises(TTSBusy) as caught:
+                    await client.synthesize(TTSParams(text="Any room?"), None)
+            assert caught.value.retry_after_s == 2
+            assert transport.statuses() == [503]  # 2 s would end past the 1 s deadline
+            engine.gate.set()
+            assert (await held).duration_s > 0
+        finally:
+            engine.gate.set()
+            await client.aclose()
+            await blocker.aclose()
+
+
+async def test_no_place_of_its_own_before_the_deadline_is_busy(piper_engine: PiperEngine) -> None:
+    """The client's own limit is waited for until the deadline too, and nothing is sent."""
+    engine = HeldSynthesis(piper_engine)
+    with running_service(engine) as service:
+        transport = CountingTransport()
+        retry = RetryPolicy(deadline_s=0.5)
+        client = TTSClient(
+            service.url, API_TOKEN, retry=retry, max_in_flight=1, transport=transport
+        )
+        try:
+            first = asyncio.create_task(client.synthesize(TTSParams(text="First."), None))
+            assert await asyncio.to_thread(engine.wait_entered, 1), "never reached the engine"
+            async with asyncio.timeout(10):
+                with pytest.raises(TTSBusy, match=r"no room at the TTS service within 0\.5 s"):
+                    await client.synthesize(TTSParams(text="Second."), None)
+            assert transport.requests == ["POST /v1/tts"]  # the second never left
+            engine.gate.set()
+            assert (await first).duration_s > 0
+        finally:
+            engine.gate.set()
+            await client.aclose()

@@ -15,6 +15,12 @@ What it models, because a bot can get each of these wrong:
   the first followup after a deferral *resolving the loading message* and
   inheriting its ephemeral flag, upload size (40005), empty/too-long content
   (50006/50035), voice-message rules (50159/50160/50161/50162).
+- Message components: messages keep their ``components``; :meth:`DiscordStandin.press_component`
+  sends a MESSAGE_COMPONENT interaction (type 3) for a button on a stored message (ephemeral
+  ones too), which may be answered with a new message (4, 5) or by updating the pressed
+  message (6 DEFERRED_UPDATE_MESSAGE, 7 UPDATE_MESSAGE); after 6/7 ``@original`` of its
+  webhook is the pressed message. A press on a custom_id the message does not show (any
+  more), or on a disabled button, is refused unless ``check=False``.
 - Commands: bulk overwrite per scope with stable ids and basic validation (50035).
 - CDN: registered attachments are served and every request to one is counted,
   so a test can prove that a bot never fetched an oversized or non-audio clip.
@@ -28,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import copy
 import datetime
 import itertools
 import json
@@ -297,12 +304,14 @@ class DiscordStandin:
         self.heartbeats = 0
         self.synced_commands: dict[int | None, list[dict[str, Any]]] = {}
         self.cdn_downloads: collections.Counter[int] = collections.Counter()
+        self.cdn_held = 0  # CDN requests that arrived while ``hold_cdn`` held them
         self.messages: dict[int, dict[str, Any]] = {}
         # Internals
         self._calls: list[Call] = []
         self._calls_changed = asyncio.Condition()
         self._seq = itertools.count(1)
         self._faults: list[_Fault] = []
+        self._cdn_gate: asyncio.Event | None = None
         self._registered: dict[int | None, list[dict[str, Any]]] = {}
         self._attachments: dict[int, _StoredAttachment] = {}
         self._interactions: dict[int, _Interaction] = {}
@@ -436,6 +445,12 @@ class DiscordStandin:
         )
         return att
 
+    def hold_cdn(self) -> asyncio.Event:
+        """Hold every CDN download from now on (a file host that hangs) until the returned
+        event is set; set it before the stand-in closes."""
+        self._cdn_gate = asyncio.Event()
+        return self._cdn_gate
+
     def cdn_download_count(self, attachment: int | str | dict[str, Any]) -> int:
         """How many requests reached one attachment's CDN URL."""
         att_id = attachment["id"] if isinstance(attachment, dict) else attachment
@@ -488,11 +503,105 @@ class DiscordStandin:
             data["id"], data["guild_id"] = str(cmd_id), str(guild)
         else:
             data["id"] = str(self.command_id(name) or self._ids.next())
+        return self._interaction_payload(
+            2,  # APPLICATION_COMMAND
+            data,
+            user_id=user_id,
+            username=username,
+            guild=guild,
+            channel=channel,
+            locale=locale,
+            member_permissions=member_permissions,
+            app_permissions=app_permissions,
+        )
+
+    def component_interaction(
+        self,
+        message: dict[str, Any] | int | str,
+        custom_id: str,
+        *,
+        user_id: int,
+        username: str | None = None,
+        guild_id: int | None = _NO_DEFAULT,
+        channel_id: int | None = None,
+        locale: str = "en-US",
+        member_permissions: str = _PERMISSIONS_MEMBER,
+        app_permissions: str = _PERMISSIONS_MEMBER,
+        check: bool = True,
+    ) -> dict[str, Any]:
+        """Build the INTERACTION_CREATE payload of a button press (MESSAGE_COMPONENT, type 3).
+
+        ``message`` is a stored message (a dict as :meth:`interaction_messages` returns, or
+        its id); the payload carries it as stored now (after any edits), flags included.
+        ``guild_id`` defaults to where the message was sent (``None``: the bot's DMs) and
+        ``channel_id`` to its channel. With ``check`` the button must be on the message and
+        enabled, as only such buttons can be clicked (``ValueError`` otherwise).
+        """
+        msg_id = int(message["id"] if isinstance(message, dict) else message)
+        stored = self.messages.get(msg_id)
+        if stored is None:
+            raise ValueError(f"no message {msg_id} (never sent, or deleted)")
+        if check:
+            button = _find_component(stored.get("components") or [], custom_id)
+            if button is None:
+                raise ValueError(f"message {msg_id} has no component {custom_id!r}")
+            if button.get("disabled"):
+                raise ValueError(f"component {custom_id!r} of message {msg_id} is disabled")
+        if guild_id is _NO_DEFAULT:
+            guild_id = self._message_guild(msg_id)
+        data = {"custom_id": custom_id, "component_type": 2}  # BUTTON
+        payload = self._interaction_payload(
+            3,  # MESSAGE_COMPONENT
+            data,
+            user_id=user_id,
+            username=username,
+            guild=guild_id,
+            channel=channel_id or int(stored["channel_id"]),
+            locale=locale,
+            member_permissions=member_permissions,
+            app_permissions=app_permissions,
+        )
+        payload["message"] = copy.deepcopy(stored)
+        return payload
+
+    async def press_component(
+        self,
+        message: dict[str, Any] | int | str,
+        custom_id: str,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """:meth:`component_interaction` then :meth:`dispatch_interaction`; returns the payload
+        (pass it to :meth:`interaction_calls` / :meth:`interaction_messages`)."""
+        return await self.dispatch_interaction(
+            self.component_interaction(message, custom_id, **kwargs)
+        )
+
+    def _message_guild(self, msg_id: int) -> int | None:
+        """The guild a stored message was sent in (``None``: a DM)."""
+        for state in self._interactions.values():
+            if msg_id in state.message_ids:
+                guild = state.payload.get("guild_id")
+                return int(guild) if guild else None
+        return self.guild_id
+
+    def _interaction_payload(
+        self,
+        kind: int,
+        data: dict[str, Any],
+        *,
+        user_id: int,
+        username: str | None,
+        guild: int | None,
+        channel: int,
+        locale: str,
+        member_permissions: str,
+        app_permissions: str,
+    ) -> dict[str, Any]:
         user = self._user_json(user_id, username)
         payload: dict[str, Any] = {
             "id": str(self._ids.next()),
             "application_id": str(self.application_id),
-            "type": 2,  # APPLICATION_COMMAND
+            "type": kind,
             "data": data,
             "channel_id": str(channel),
             "token": "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(96),
@@ -616,9 +725,46 @@ class DiscordStandin:
         ]
 
     def interaction_messages(self, interaction: dict[str, Any]) -> list[dict[str, Any]]:
-        """The messages an interaction produced (original first), as Discord stores them."""
+        """The messages an interaction produced (original first), as Discord stores them.
+
+        For a component interaction answered with 6 or 7 the original is the pressed message.
+        """
         state = self._interactions[int(interaction["id"])]
         return [self.messages[i] for i in state.message_ids if i in self.messages]
+
+    def interaction_calls(self, interaction: dict[str, Any]) -> list[Call]:
+        """The REST calls made for one interaction, in order: its callback and every
+        request to its webhook (followups, edits, fetches, deletes)."""
+        return [c for c in self.calls() if self._for_interaction(c, interaction)]
+
+    def interaction_response_type(self, interaction: dict[str, Any]) -> int | None:
+        """The callback type that acknowledged the interaction (``None``: not yet)."""
+        state = self._interactions[int(interaction["id"])]
+        return state.response_type if state.acknowledged else None
+
+    async def wait_for_interaction_call(
+        self,
+        interaction: dict[str, Any],
+        path_contains: str = "",
+        *,
+        method: str | None = None,
+        count: int = 1,
+        timeout: float = 10.0,  # noqa: ASYNC109 - named like asyncio.wait_for's
+    ) -> Call:
+        """:meth:`wait_for` restricted to :meth:`interaction_calls` (``path_contains``:
+        ``"/callback"``, ``"/messages/@original"``...; ``""`` for any)."""
+        return await self.wait_for(
+            lambda c: self._for_interaction(c, interaction) and path_contains in c.path,
+            method=method,
+            count=count,
+            timeout=timeout,
+        )
+
+    def _for_interaction(self, call: Call, interaction: dict[str, Any]) -> bool:
+        token = interaction["token"]
+        return call.path == f"/interactions/{interaction['id']}/{token}/callback" or (
+            call.path + "/"
+        ).startswith(f"/webhooks/{self.application_id}/{token}/")
 
     # ------------------------------------------------------------------ gateway
 
@@ -822,6 +968,9 @@ class DiscordStandin:
 
     async def _route(self, req: _Request, *, api: bool) -> _Reply:
         if not api:
+            if self._cdn_gate is not None and not self._cdn_gate.is_set():
+                self.cdn_held += 1
+                await self._cdn_gate.wait()
             return self._cdn(req)
         known_path = False
         for method, pattern, handler in self._routes:
@@ -974,11 +1123,24 @@ class DiscordStandin:
         data = body.get("data") or {}
         if kind not in (CALLBACK_MESSAGE, CALLBACK_DEFERRED_MESSAGE, 8, 9, 10, 12) and not (
             kind in (CALLBACK_DEFERRED_UPDATE, CALLBACK_UPDATE_MESSAGE)
-            and state.payload["type"] == 3
+            and "message" in state.payload  # a component's (or a modal's from one)
         ):
             return _Reply(400, _form_error(["type"], "BASE_TYPE_CHOICES", "Invalid type."))
         message: dict[str, Any] | None = None
-        if kind == CALLBACK_MESSAGE:
+        if kind in (CALLBACK_DEFERRED_UPDATE, CALLBACK_UPDATE_MESSAGE):
+            target = self.messages.get(int(state.payload["message"]["id"]))
+            if target is None:
+                return _Reply(404, _error(10008, "Unknown Message"))
+            if kind == CALLBACK_UPDATE_MESSAGE:
+                message, problem = self._apply_edit(state, target, data, req.files)
+                if problem is not None:
+                    return problem
+            elif int(target["id"]) not in state.message_ids:
+                state.message_ids.append(int(target["id"]))
+            # From now on @original of this interaction's webhook is the pressed message
+            state.original_id = int(target["id"])
+            state.ephemeral = bool(target["flags"] & FLAG_EPHEMERAL)
+        elif kind == CALLBACK_MESSAGE:
             if (problem := self._check_message(data, req.files, state)) is not None:
                 return problem
             message = self._store_message(state, data, req.files, flags=data.get("flags", 0))
@@ -1044,32 +1206,53 @@ class DiscordStandin:
         if problem is not None:
             return problem
         assert state is not None and message is not None
+        edited, problem = self._apply_edit(state, message, req.json or {}, req.files)
+        if problem is not None:
+            return problem
+        if m["message"] == "@original":
+            state.loading = False
+        return _Reply(200, edited)
+
+    def _apply_edit(
+        self,
+        state: _Interaction,
+        message: dict[str, Any],
+        data: dict[str, Any],
+        files: list[UploadedFile],
+    ) -> tuple[dict[str, Any] | None, _Reply | None]:
+        """Edit a stored message (a webhook PATCH, or an UPDATE_MESSAGE callback): fields
+        left out are kept; who sent it, when, and for which interaction do not change."""
         if message["flags"] & FLAG_IS_VOICE_MESSAGE:
-            return _Reply(400, _error(50162, "Voice messages cannot be edited."))
-        data = req.json or {}
+            return None, _Reply(400, _error(50162, "Voice messages cannot be edited."))
         keep_ids = None
         if "attachments" in data:  # kept ones by snowflake, new files by their part index
             keep_ids = {str(a["id"]) for a in data["attachments"]}
         kept = [a for a in message["attachments"] if keep_ids is None or a["id"] in keep_ids]
-        merged = {"content": message["content"], "embeds": message["embeds"]} | data
-        if (problem := self._check_message(merged, req.files, state, kept=kept)) is not None:
-            return problem
+        previous = {k: message[k] for k in ("content", "embeds", "components")}
+        merged = previous | data
+        if (problem := self._check_message(merged, files, state, kept=kept)) is not None:
+            return None, problem
         flags = (message["flags"] & (FLAG_EPHEMERAL | FLAG_IS_VOICE_MESSAGE)) | (
-            data.get("flags", 0) & FLAG_SUPPRESS_EMBEDS
+            (data.get("flags") or 0) & FLAG_SUPPRESS_EMBEDS
         )
-        if m["message"] == "@original":
-            state.loading = False
+        old = dict(message)
         edited = self._store_message(
             state,
             merged,
-            req.files,
+            files,
             flags=flags,
             message_id=int(message["id"]),
             kind=message["type"],
             kept_attachments=kept,
         )
+        for key in ("webhook_id", "application_id", "interaction_metadata"):
+            if key in old:
+                edited[key] = old[key]
+            else:
+                edited.pop(key, None)
+        edited |= {k: old[k] for k in ("channel_id", "timestamp", "author")}
         edited["edited_timestamp"] = _now_iso()
-        return _Reply(200, edited)
+        return edited, None
 
     async def _delete_message(self, req: _Request, m: re.Match[str]) -> _Reply:
         _, message, problem = self._message_for(m)
@@ -1193,19 +1376,23 @@ class DiscordStandin:
         }
         if state is not None:
             user = state.payload.get("member", {}).get("user") or state.payload.get("user")
+            metadata: dict[str, Any] = {
+                "id": str(state.id),
+                "type": state.payload["type"],
+                "user": user,
+                "authorizing_integration_owners": state.payload.get(
+                    "authorizing_integration_owners", {}
+                ),
+            }
+            if state.payload["type"] == 2:  # APPLICATION_COMMAND
+                metadata["name"] = state.payload["data"].get("name")
+                metadata["command_type"] = state.payload["data"].get("type", 1)
+            elif "message" in state.payload:  # a component's: the message it was on
+                metadata["interacted_message_id"] = state.payload["message"]["id"]
             message |= {
                 "webhook_id": str(self.application_id),
                 "application_id": str(self.application_id),
-                "interaction_metadata": {
-                    "id": str(state.id),
-                    "type": state.payload["type"],
-                    "name": state.payload["data"].get("name"),
-                    "command_type": state.payload["data"].get("type", 1),
-                    "user": user,
-                    "authorizing_integration_owners": state.payload.get(
-                        "authorizing_integration_owners", {}
-                    ),
-                },
+                "interaction_metadata": metadata,
             }
             if msg_id not in state.message_ids:
                 state.message_ids.append(msg_id)
@@ -1397,6 +1584,19 @@ _PUBLIC_USER_KEYS: Final = (
     "avatar_decoration_data",
     "primary_guild",
 )
+
+
+def _find_component(components: list[dict[str, Any]], custom_id: str) -> dict[str, Any] | None:
+    """The interactive component with ``custom_id`` in a message's component tree."""
+    for component in components:
+        if component.get("custom_id") == custom_id:
+            return component
+        children = list(component.get("components") or [])
+        if isinstance(component.get("accessory"), dict):  # a section's button
+            children.append(component["accessory"])
+        if (found := _find_component(children, custom_id)) is not None:
+            return found
+    return None
 
 
 def _file_index(part_name: str) -> str:

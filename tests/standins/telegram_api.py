@@ -27,6 +27,19 @@ wrong is kept rather than smoothed over:
   HTML/MarkdownV2, over-long text or captions, invalid command names, ``getFile`` over 20 MB:
   the same 400/403 errors the real API gives.
 * Edits (``edit_text``) arrive as ``edited_message`` updates carrying the same message id.
+* Inline keyboards: a ``reply_markup`` InlineKeyboardMarkup (JSON string or object) is validated
+  (a button needs an action; ``callback_data`` is 1-64 bytes: ``BUTTON_DATA_INVALID``) and kept
+  with the bot's message; reply keyboards are not (Telegram does not echo them). ``press_button``
+  queues a ``callback_query`` update carrying the message as it is now. Each query is answered
+  once (``answerCallbackQuery``; again, or an unknown id: "query is too old ..." 400; the real
+  API's ~15 s answer deadline is not modelled). The data is not checked against the keyboard:
+  Telegram does not either, and a client still showing an edited-away keyboard sends stale data.
+  ``editMessageText`` without ``reply_markup`` removes the keyboard, as Telegram does;
+  ``editMessageText`` / ``editMessageReplyMarkup`` with nothing changed: "message is not
+  modified" 400.
+* ``getChatMember`` answers the status set with ``set_member_status`` (default ``member``).
+* Anonymous group admins (sender ``GROUP_ANONYMOUS_BOT_ID``) post with ``sender_chat`` set to the
+  group, as Telegram's GroupAnonymousBot does.
 * ``local_files_dir`` acts as a Bot API server started with ``--local``: ``getFile`` answers
   an absolute path under that folder (where the file is written), no size limit applies, and
   nothing is served over HTTP.
@@ -43,6 +56,7 @@ import copy
 import html
 import json
 import re
+import secrets
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +74,10 @@ TOKEN = "123456:TEST-standin-token"
 BOT_ID = 123456
 BOT_USERNAME = "saybot_test_bot"
 BOT_FIRST_NAME = "Saybot Test"
+GROUP_ANONYMOUS_BOT_ID = 1087968824
+"""Telegram's "GroupAnonymousBot": the sender of every message an anonymous group admin posts
+(``send_text(group, GROUP_ANONYMOUS_BOT_ID, ...)``); such messages carry ``sender_chat``, the
+group itself."""
 DOWNLOAD = "download"
 """Pseudo method name for ``fail_next`` / ``delay_next`` on file downloads."""
 
@@ -87,9 +105,20 @@ _CHAT_ACTIONS = _words(
 _TEXT_FIELDS = _words(
     "text caption parse_mode action url secret_token ip_address language_code title performer "
     "file_name file_id voice audio document thumbnail business_connection_id message_effect_id "
-    "inline_message_id description short_description name emoji"
+    "inline_message_id description short_description name emoji callback_query_id"
 )
 _COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
+_MEMBER_STATUSES = _words("creator administrator member restricted left kicked")
+_QUERY_INVALID = "query is too old and response timeout expired or query ID is invalid"
+_NOT_MODIFIED = (
+    "message is not modified: specified new message content and reply markup are exactly the "
+    "same as a current content and reply markup of the message"
+)
+# Fields that make an inline keyboard button do something; one is required.
+_BUTTON_ACTIONS = _words(
+    "url callback_data web_app login_url switch_inline_query switch_inline_query_current_chat "
+    "switch_inline_query_chosen_chat copy_text callback_game pay"
+)
 _COMMAND_IN_TEXT = re.compile(r"(?<!\S)/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![\w/@])")
 _MENTION_IN_TEXT = re.compile(r"(?<![\w@])@[A-Za-z][A-Za-z0-9_]{3,31}(?!\w)")
 _HTML_TAGS = _words(
@@ -425,6 +454,70 @@ def _plain_text(text: str, parse_mode: Any) -> str:
     raise _bad_request(f"unsupported parse_mode {parse_mode}")
 
 
+def _inline_markup(params: Mapping[str, Any]) -> JSON | None:
+    """The InlineKeyboardMarkup in ``reply_markup`` (validated, as Telegram keeps it), or
+    ``None``: absent, empty, or another kind of markup (reply keyboards are not echoed)."""
+    markup = params.get("reply_markup")
+    if isinstance(markup, str):  # a JSON body may carry it as a string
+        try:
+            markup = json.loads(markup) if markup else None
+        except ValueError:
+            raise _bad_request("can't parse reply keyboard markup JSON object") from None
+    if not isinstance(markup, dict) or "inline_keyboard" not in markup:
+        return None
+    rows = markup["inline_keyboard"]
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise _bad_request("can't parse inline keyboard button: InlineKeyboardButtons expected")
+    for row in rows:
+        for button in row:
+            if not isinstance(button, dict) or not isinstance(button.get("text"), str):
+                raise _bad_request("can't parse inline keyboard button: Text must be a String")
+            if not _BUTTON_ACTIONS & button.keys():
+                raise _bad_request("text buttons are unallowed in the inline keyboard")
+            data = button.get("callback_data")
+            if "callback_data" in button and not (
+                isinstance(data, str) and 1 <= len(data.encode()) <= 64
+            ):
+                raise _bad_request("BUTTON_DATA_INVALID")
+    rows = [row for row in rows if row]
+    return {"inline_keyboard": copy.deepcopy(rows)} if rows else None
+
+
+def _chat_member(status: str, user: JSON) -> JSON:
+    """A ChatMember object of ``status`` for ``user``, with the fields Telegram always sends."""
+    member: JSON = {"status": status, "user": copy.deepcopy(user)}
+    if status == "creator":
+        member["is_anonymous"] = False
+    elif status == "administrator":
+        member |= {
+            "can_be_edited": False,
+            "is_anonymous": False,
+            "can_manage_chat": True,
+            "can_delete_messages": True,
+            "can_manage_video_chats": True,
+            "can_restrict_members": True,
+            "can_promote_members": False,
+            "can_change_info": True,
+            "can_invite_users": True,
+            "can_post_stories": False,
+            "can_edit_stories": False,
+            "can_delete_stories": False,
+            "can_pin_messages": True,
+            "can_manage_topics": False,
+        }
+    elif status == "restricted":
+        can = (
+            "can_send_messages can_send_audios can_send_documents can_send_photos "
+            "can_send_videos can_send_video_notes can_send_voice_notes can_send_polls "
+            "can_send_other_messages can_add_web_page_previews can_change_info "
+            "can_invite_users can_pin_messages can_manage_topics can_edit_tag can_react_to_messages"
+        )
+        member |= {"is_member": True, "until_date": 0} | dict.fromkeys(can.split(), False)
+    elif status == "kicked":
+        member["until_date"] = 0  # banned forever
+    return member
+
+
 def _decode_field(name: str, value: str) -> Any:
     """Decode one form value the way the API does: JSON where the field is not free text."""
     if name in _TEXT_FIELDS:
@@ -476,6 +569,13 @@ class TelegramStandin:
         self._blocked: set[int] = set()
         self._messages: dict[tuple[int, int], JSON] = {}
         self._last_message_id: dict[int, int] = {}
+        self.callback_queries: dict[str, JSON] = {}
+        """Every callback query ``press_button`` sent, by query id."""
+        self.callback_answers: dict[str, JSON] = {}
+        """The parameters of the (single) ``answerCallbackQuery`` of each answered query id."""
+        self._member_status: dict[tuple[int, int], str] = {}
+        self._chat_instances: dict[int, str] = {}
+        self._next_query = 1
         self._pending: list[JSON] = []
         self._first_update_id = self._next_update_id = 100_000
         self._allowed_updates: frozenset[str] = _DEFAULT_UPDATE_TYPES
@@ -508,7 +608,10 @@ class TelegramStandin:
             "sendDocument": self._send_document,
             "getFile": self._get_file,
             "editMessageText": self._edit_message_text,
+            "editMessageReplyMarkup": self._edit_message_reply_markup,
             "deleteMessage": self._delete_message,
+            "answerCallbackQuery": self._answer_callback_query,
+            "getChatMember": self._get_chat_member,
         }
         self._canonical = {name.lower(): name for name in self._handlers}
 
@@ -749,6 +852,58 @@ class TelegramStandin:
         content = {"document": document, **self._caption_content(caption)}
         return self._user_message(chat_id, user_id, chat_type, content, reply_to)
 
+    def press_button(
+        self,
+        chat_id: int,
+        user_id: int,
+        message: JSON | int,
+        callback_data: str,
+        *,
+        chat_type: ChatType = "private",
+    ) -> JSON:
+        """A user presses the inline keyboard button with ``callback_data`` under the bot's
+        ``message`` (a message dict or its id in ``chat_id``): the bot gets a ``callback_query``
+        update. Returns the CallbackQuery (``id``, ``from``, ``message`` as stored now, with its
+        ``reply_markup``, ``chat_instance``, ``data``); answer it via ``answerCallbackQuery``.
+
+        The data is not checked against the message's keyboard (Telegram does not check it, and
+        a stale client shows an old keyboard), so a press on a keyboard the bot has edited away
+        is delivered too. Privacy mode does not apply to callback queries.
+        """
+        user = self._user(user_id)
+        chat = self._chat(chat_id, chat_type, user)
+        if chat["type"] == "private" and chat_id != user_id:
+            raise ValueError("only the chat's own user presses buttons in a private chat")
+        message_id = message if isinstance(message, int) else message["message_id"]
+        stored = self._messages.get((chat_id, message_id))
+        if stored is None or stored["from"]["id"] != self.bot_user["id"]:
+            raise ValueError(f"no bot message {message_id} in chat {chat_id}")
+        # Telegram's query ids are long decimal strings, unique across chats.
+        query_id = str(4_012_345_678_000_000_000 + self._next_query)
+        self._next_query += 1
+        chat_instance = self._chat_instances.setdefault(
+            chat_id, str(secrets.randbelow(2**63) * (1 if chat_id > 0 else -1))
+        )
+        query: JSON = {
+            "id": query_id,
+            "from": copy.deepcopy(user),
+            "message": copy.deepcopy(stored),
+            "chat_instance": chat_instance,
+            "data": callback_data,
+        }
+        self.callback_queries[query_id] = query
+        self.push_update({"callback_query": query})
+        return copy.deepcopy(query)
+
+    def set_member_status(self, chat_id: int, user_id: int, status: str) -> None:
+        """What ``getChatMember(chat_id, user_id)`` answers: ``creator``, ``administrator``,
+        ``member`` (the default), ``restricted``, ``left`` or ``kicked``."""
+        if status not in _MEMBER_STATUSES:
+            raise ValueError(f"unknown chat member status {status!r}")
+        if user_id != self.bot_user["id"]:
+            self._user(user_id)
+        self._member_status[(chat_id, user_id)] = status
+
     def chat_history(self, chat_id: int) -> list[JSON]:
         """Every message of a chat still present (not deleted), oldest first."""
         found = [msg for (chat, _), msg in self._messages.items() if chat == chat_id]
@@ -976,6 +1131,13 @@ class TelegramStandin:
     # ------------------------------------------------------------------ model helpers
 
     def _user(self, user_id: int) -> JSON:
+        if user_id == GROUP_ANONYMOUS_BOT_ID and user_id not in self._users:
+            self._users[user_id] = {
+                "id": user_id,
+                "is_bot": True,
+                "first_name": "Group",
+                "username": "GroupAnonymousBot",
+            }
         if user_id not in self._users:
             self.set_user(user_id)
         return self._users[user_id]
@@ -1038,6 +1200,10 @@ class TelegramStandin:
             "date": int(time.time()),
             **content,
         }
+        if user_id == GROUP_ANONYMOUS_BOT_ID:  # an anonymous admin speaks as the group
+            if chat_type == "private":
+                raise ValueError("anonymous admins post in groups only")
+            message["sender_chat"] = copy.deepcopy(chat)
         if reply_to is not None:
             message["reply_to_message"] = self._replied(chat_id, reply_to)
         self._messages[(chat_id, message["message_id"])] = message
@@ -1141,8 +1307,8 @@ class TelegramStandin:
         }
         if reply is not None:
             message["reply_to_message"] = reply
-        markup = params.get("reply_markup")
-        if isinstance(markup, dict) and "inline_keyboard" in markup:
+        markup = _inline_markup(params)
+        if markup is not None:
             message["reply_markup"] = markup
         self._messages[(chat["id"], message["message_id"])] = message
         return copy.deepcopy(message)
@@ -1424,14 +1590,59 @@ class TelegramStandin:
         plain = _plain_text(str(text), params.get("parse_mode"))
         if utf16_len(plain) > MAX_TEXT_UTF16:
             raise _bad_request("message is too long")
-        if plain == message["text"] and "reply_markup" not in params:
-            raise _bad_request(
-                "message is not modified: specified new message content and reply markup are "
-                "exactly the same as a current content and reply markup of the message"
-            )
+        markup = _inline_markup(params)  # none given: the keyboard goes, as in Telegram
+        if plain == message["text"] and markup == message.get("reply_markup"):
+            raise _bad_request(_NOT_MODIFIED)
         message["text"] = plain
-        message["edit_date"] = int(time.time())
+        message.pop("entities", None)  # the stand-in keeps no formatting entities
+        self._set_markup(message, markup)
         return copy.deepcopy(message)
+
+    async def _edit_message_reply_markup(
+        self, params: dict[str, Any], uploads: dict[str, Upload]
+    ) -> Any:
+        message = self._message_for_edit(params, "edit")
+        if message["from"]["id"] != self.bot_user["id"]:
+            raise _bad_request("message can't be edited")
+        markup = _inline_markup(params)  # none given: the keyboard is removed
+        if markup == message.get("reply_markup"):
+            raise _bad_request(_NOT_MODIFIED)
+        self._set_markup(message, markup)
+        return copy.deepcopy(message)
+
+    @staticmethod
+    def _set_markup(message: JSON, markup: JSON | None) -> None:
+        if markup is None:
+            message.pop("reply_markup", None)
+        else:
+            message["reply_markup"] = markup
+        message["edit_date"] = int(time.time())
+
+    async def _answer_callback_query(
+        self, params: dict[str, Any], uploads: dict[str, Upload]
+    ) -> Any:
+        query_id = str(params.get("callback_query_id", ""))
+        if query_id not in self.callback_queries or query_id in self.callback_answers:
+            raise _bad_request(_QUERY_INVALID)
+        text = params.get("text")
+        if text is not None and len(str(text)) > 200:
+            raise _bad_request("MESSAGE_TOO_LONG")
+        self.callback_answers[query_id] = dict(params)
+        return True
+
+    async def _get_chat_member(self, params: dict[str, Any], uploads: dict[str, Upload]) -> Any:
+        chat = self._target_chat(params.get("chat_id"))
+        user_id = params.get("user_id")
+        if not isinstance(user_id, int):
+            raise _bad_request("invalid user_id specified")
+        if user_id == self.bot_user["id"]:
+            user = self.bot_user
+        elif user_id in self._users:
+            user = self._users[user_id]
+        else:
+            raise _bad_request("user not found")
+        status = self._member_status.get((chat["id"], user_id), "member")
+        return _chat_member(status, user)
 
     async def _delete_message(self, params: dict[str, Any], uploads: dict[str, Upload]) -> Any:
         message = self._message_for_edit(params, "delete")

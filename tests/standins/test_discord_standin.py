@@ -35,6 +35,30 @@ AUDIO = b"OggS\x00\x02" + bytes(range(256)) * 4  # stands for an OGG/Opus reply
 USER_ID = 80351110224678912
 
 
+class ConsentView(discord.ui.View):
+    """Two buttons, as the consent prompt has: Yes updates the message at once (type 7), No
+    defers the update (type 6) and edits the original; both then follow up."""
+
+    def __init__(self, outcomes: asyncio.Queue[tuple[str, Any]]) -> None:
+        super().__init__(timeout=None)
+        self.outcomes = outcomes
+
+    @discord.ui.button(label="Yes", custom_id="consent:yes", style=discord.ButtonStyle.success)
+    async def yes(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Thanks", view=None)
+        sent = await interaction.followup.send("Recorded", ephemeral=True, wait=True)
+        await self.outcomes.put(("consent:yes", (interaction, sent)))
+
+    @discord.ui.button(label="No", custom_id="consent:no")
+    async def no(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
+        self.stop()
+        await interaction.response.defer()
+        edited = await interaction.edit_original_response(content="Declined", view=None)
+        sent = await interaction.followup.send("Nothing kept", ephemeral=True, wait=True)
+        await self.outcomes.put(("consent:no", (edited, sent)))
+
+
 class EchoBot(discord.Client):
     """A minimal bot shaped like saybot's adapter: defer, then follow up with audio."""
 
@@ -93,6 +117,12 @@ class EchoBot(discord.Client):
         async def slow(interaction: discord.Interaction, delay: float) -> None:
             await asyncio.sleep(delay)
             await interaction.response.defer(thinking=True)
+
+        @tree.command(description="Ask for consent with two buttons")
+        async def consent(interaction: discord.Interaction) -> None:
+            view = ConsentView(self.outcomes)
+            await interaction.response.send_message("Keep your voice?", view=view, ephemeral=True)
+            await self.outcomes.put(("consent", view))
 
         @tree.command(description="Answer nothing; the test drives REST itself")
         async def hold(interaction: discord.Interaction) -> None:
@@ -169,7 +199,7 @@ async def test_setup_hook_syncs_the_commands_to_the_guild(
 ) -> None:
     assert None not in standin.synced_commands  # nothing synced globally
     body = {c["name"]: c for c in standin.synced_commands[standin.guild_id]}
-    assert set(body) == {"echo", "whisper", "clip", "retitle", "quick", "slow", "hold"}
+    assert set(body) == {"echo", "whisper", "clip", "retitle", "quick", "slow", "consent", "hold"}
     assert body["echo"]["options"] == [
         {"type": 3, "name": "text", "description": "What to say", "required": True}
     ]
@@ -425,6 +455,129 @@ async def test_voice_message_rules_and_upload_limit(standin: DiscordStandin, bot
         assert (status, body["code"]) == (400, 50162)
         async with http.get(f"{standin.url}/attachments/1/2/none.ogg") as response:
             assert response.status == 404
+
+
+def _custom_ids(message: dict[str, Any]) -> list[str]:
+    return [c["custom_id"] for row in message["components"] for c in row["components"]]
+
+
+async def test_a_view_button_press_updates_the_ephemeral_message_and_follows_up(
+    standin: DiscordStandin, bot: EchoBot
+) -> None:
+    payload = await standin.send_slash_command("consent", user_id=USER_ID)
+    await bot.outcome("consent")
+    prompt = _only(standin.interaction_messages(payload))
+    assert prompt["flags"] & FLAG_EPHEMERAL
+    assert _custom_ids(prompt) == ["consent:yes", "consent:no"]
+
+    press = await standin.press_component(prompt, "consent:yes", user_id=USER_ID)
+    interaction, sent = await bot.outcome("consent:yes")
+
+    assert (press["type"], press["data"]) == (3, {"custom_id": "consent:yes", "component_type": 2})
+    assert press["message"]["flags"] & FLAG_EPHEMERAL and press["member"]["user"]["id"] == str(
+        USER_ID
+    )
+    assert interaction.message is not None and interaction.message.id == int(prompt["id"])
+    assert interaction.user.id == USER_ID and interaction.guild_id == standin.guild_id
+    callback, followup = standin.interaction_calls(press)
+    assert (callback.json["type"], callback.status) == (7, 200)
+    assert callback.json["data"]["components"] == []
+    assert (followup.method, followup.status) == ("POST", 200)
+    assert standin.interaction_response_type(press) == 7
+    updated, recorded = standin.interaction_messages(press)
+    assert updated is standin.messages[int(prompt["id"])]
+    assert (updated["content"], updated["components"]) == ("Thanks", [])
+    assert updated["flags"] & FLAG_EPHEMERAL and updated["edited_timestamp"] is not None
+    assert updated["interaction_metadata"]["id"] == payload["id"], "still the command's message"
+    assert recorded["content"] == "Recorded" and recorded["flags"] & FLAG_EPHEMERAL
+    assert recorded["interaction_metadata"]["interacted_message_id"] == prompt["id"]
+    assert sent.flags.ephemeral and sent.content == "Recorded"
+    with pytest.raises(ValueError, match="no component 'consent:no'"):
+        standin.component_interaction(prompt, "consent:no", user_id=USER_ID)  # buttons gone
+
+
+async def test_a_deferred_button_update_edits_the_pressed_message(
+    standin: DiscordStandin, bot: EchoBot
+) -> None:
+    payload = await standin.send_slash_command("consent", user_id=USER_ID, guild_id=None)
+    await bot.outcome("consent")
+    prompt = _only(standin.interaction_messages(payload))
+
+    press = await standin.press_component(prompt, "consent:no", user_id=USER_ID)
+    edited, sent = await bot.outcome("consent:no")
+
+    assert "guild_id" not in press and press["user"]["id"] == str(USER_ID), "the prompt was a DM"
+    assert [c.json and c.json.get("type") for c in standin.interaction_calls(press)] == [
+        6,
+        None,
+        None,
+    ]
+    edit = await standin.wait_for_interaction_call(press, "/messages/@original", method="PATCH")
+    assert edit.json["components"] == []
+    assert edited.id == int(prompt["id"]) and edited.content == "Declined"
+    assert standin.messages[int(prompt["id"])]["components"] == []
+    assert sent.flags.ephemeral and sent.id != edited.id
+
+
+async def test_component_interactions_at_the_protocol_level(
+    standin: DiscordStandin, bot: EchoBot
+) -> None:
+    payload = await standin.send_slash_command("hold", user_id=1)
+    await bot.outcome("hold")
+    buttons = [
+        {"type": 2, "style": 1, "label": "Go", "custom_id": "go"},
+        {"type": 2, "style": 2, "label": "Off", "custom_id": "off", "disabled": True},
+    ]
+    row = {"type": 1, "components": buttons}
+
+    def callback_url(p: dict[str, Any]) -> str:
+        return f"{standin.api_base}/interactions/{p['id']}/{p['token']}/callback"
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(callback_url(payload), json={"type": 7, "data": {}}) as response:
+            assert response.status == 400, "only component interactions update a message"
+        reply = {"type": 4, "data": {"content": "pick", "components": [row]}}
+        async with http.post(callback_url(payload), json=reply) as response:
+            assert response.status == 204
+        prompt = _only(standin.interaction_messages(payload))
+        assert prompt["components"] == [row] and not prompt["flags"] & FLAG_EPHEMERAL
+        with pytest.raises(ValueError, match="disabled"):
+            standin.component_interaction(prompt, "off", user_id=2)
+        with pytest.raises(ValueError, match="no component"):
+            standin.component_interaction(prompt, "gone", user_id=2)
+        stale = standin.component_interaction(prompt, "gone", user_id=2, check=False)
+        assert stale["data"]["custom_id"] == "gone"
+
+        # Nobody's view listens: the test answers with a new (ephemeral) message instead
+        press = await standin.press_component(prompt, "go", user_id=2)
+        assert press["member"]["user"]["id"] == "2" and "guild_id" in press
+        answer = {"type": 4, "data": {"content": "just you", "flags": FLAG_EPHEMERAL}}
+        async with http.post(callback_url(press) + "?with_response=true", json=answer) as response:
+            body = await response.json()
+        assert body["resource"]["message"]["flags"] & FLAG_EPHEMERAL
+        assert body["interaction"]["type"] == 3
+        async with http.post(callback_url(press), json={"type": 7, "data": {}}) as response:
+            assert (response.status, (await response.json())["code"]) == (400, 40060)
+        new = _only(standin.interaction_messages(press))
+        assert new["id"] != prompt["id"] and new["interaction_metadata"]["type"] == 3
+        assert standin.messages[int(prompt["id"])]["content"] == "pick", "untouched"
+
+        # UPDATE_MESSAGE with_response answers the updated message; followups use the token
+        again = await standin.press_component(prompt, "go", user_id=2)
+        update = {"type": 7, "data": {"content": "went", "components": []}}
+        async with http.post(callback_url(again) + "?with_response=1", json=update) as response:
+            body = await response.json()
+        assert body["interaction"]["response_message_id"] == prompt["id"]
+        assert body["resource"]["message"]["content"] == "went"
+        webhook = f"{standin.api_base}/webhooks/{standin.application_id}/{again['token']}"
+        async with http.get(f"{webhook}/messages/@original") as response:
+            assert (await response.json())["content"] == "went"
+        status, body = await _post(http, webhook, {"content": "later"})
+        assert status == 200 and body["content"] == "later"
+        assert [c.method for c in standin.interaction_calls(again)] == ["POST", "GET", "POST"]
+
+        with pytest.raises(ValueError, match="no message"):
+            standin.component_interaction({"id": "1"}, "go", user_id=2)
 
 
 class ShardedEchoBot(EchoBot, discord.AutoShardedClient):

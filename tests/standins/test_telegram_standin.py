@@ -11,9 +11,26 @@ from typing import Any
 
 import httpx
 import pytest
-from telegram import Bot, Update, Voice
+from telegram import (
+    Bot,
+    CallbackQuery,
+    ChatMemberAdministrator,
+    ChatMemberMember,
+    ChatMemberOwner,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Update,
+    Voice,
+)
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, RetryAfter
-from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 from tests.standins.telegram_api import (
     BOT_USERNAME,
@@ -49,6 +66,7 @@ class Seen:
 
     def __init__(self) -> None:
         self.downloads: list[bytes] = []
+        self.queries: list[CallbackQuery] = []
         self.errors: list[BaseException] = []
         self.error_seen = asyncio.Event()
 
@@ -70,6 +88,21 @@ async def say(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await message.reply_voice(VOICE_REPLY, caption="said", do_quote=True)
 
 
+CONSENT_KEYBOARD = InlineKeyboardMarkup(
+    [
+        [InlineKeyboardButton("Yes", callback_data="consent:yes")],
+        [InlineKeyboardButton("No", callback_data="consent:no")],
+    ]
+)
+
+
+async def ask_consent(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    assert update.effective_message is not None
+    await update.effective_message.reply_text(
+        "May I keep your voice?", reply_markup=CONSENT_KEYBOARD
+    )
+
+
 def build_app(tg: TelegramStandin, seen: Seen) -> Application[Any, Any, Any, Any, Any, Any]:
     async def on_voice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -79,6 +112,13 @@ def build_app(tg: TelegramStandin, seen: Seen) -> Application[Any, Any, Any, Any
         data = await (await voice.get_file()).download_as_bytearray()
         seen.downloads.append(bytes(data))
         await message.reply_text(f"got {len(data)} bytes")
+
+    async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        assert query is not None and query.data is not None
+        seen.queries.append(query)
+        await query.answer(f"noted: {query.data}")
+        await query.edit_message_text(f"You chose {query.data.removeprefix('consent:')}")
 
     async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert context.error is not None
@@ -95,6 +135,8 @@ def build_app(tg: TelegramStandin, seen: Seen) -> Application[Any, Any, Any, Any
     app.add_handler(CommandHandler("echo", echo))
     app.add_handler(CommandHandler("say", say))
     app.add_handler(MessageHandler(filters.VOICE, on_voice))
+    app.add_handler(CommandHandler("consent", ask_consent))
+    app.add_handler(CallbackQueryHandler(on_button, pattern=r"^consent:"))
     app.add_error_handler(on_error)
     return app
 
@@ -299,6 +341,103 @@ async def test_non_opus_voice_and_big_files_behave_like_telegram(
     assert "file is too big" in error.message.lower()
     assert tg.getfile_count == 1
     assert tg.download_count() == 0
+
+
+async def test_inline_button_press_is_answered_once_and_edits_the_message(
+    tg: TelegramStandin, app: Application[Any, Any, Any, Any, Any, Any], seen: Seen
+) -> None:
+    tg.send_command(USER, USER, "consent")
+    asked = await tg.wait_for("sendMessage")
+    keyboard = {
+        "inline_keyboard": [
+            [{"text": "Yes", "callback_data": "consent:yes"}],
+            [{"text": "No", "callback_data": "consent:no"}],
+        ]
+    }
+    assert asked.result["reply_markup"] == keyboard
+    message = tg.bot_messages(USER)[-1]
+    assert message["reply_markup"] == keyboard
+
+    start = tg.mark()
+    query = tg.press_button(USER, USER, message, "consent:yes")
+    assert query["message"]["reply_markup"] == keyboard
+    assert (query["from"]["id"], query["data"]) == (USER, "consent:yes")
+    answer = await tg.wait_for("answerCallbackQuery", after_seq=start)
+    assert answer.ok and answer.params["callback_query_id"] == query["id"]
+    assert tg.callback_answers[query["id"]]["text"] == "noted: consent:yes"
+    edit = await tg.wait_for("editMessageText", after_seq=start)
+    assert answer.seq < edit.seq
+    assert edit.result["text"] == "You chose yes"
+    assert "reply_markup" not in edit.result, "an edit without reply_markup drops the keyboard"
+    stored = tg.bot_messages(USER)[-1]
+    assert stored["message_id"] == message["message_id"] and "edit_date" in stored
+    got = seen.queries[0]
+    assert got.id == query["id"] and got.chat_instance == query["chat_instance"]
+    assert got.message is not None and got.message.message_id == message["message_id"]
+
+    with pytest.raises(BadRequest, match=r"(?i)query is too old and response timeout expired"):
+        await app.bot.answer_callback_query(query["id"])
+    with pytest.raises(BadRequest, match=r"(?i)query ID is invalid"):
+        await app.bot.answer_callback_query("1")
+
+    # A client still showing the old keyboard: delivered, though the buttons are gone.
+    start = tg.mark()
+    stale = tg.press_button(USER, USER, message["message_id"], "consent:no")
+    assert "reply_markup" not in stale["message"]
+    assert stale["chat_instance"] == query["chat_instance"] != ""
+    assert stale["id"] != query["id"]
+    assert (await tg.wait_for("editMessageText", after_seq=start)).result["text"] == "You chose no"
+    with pytest.raises(ValueError, match="no bot message"):
+        tg.press_button(USER, USER, 999, "consent:yes")
+
+
+async def test_reply_markup_edits_and_keyboard_validation(
+    tg: TelegramStandin, app: Application[Any, Any, Any, Any, Any, Any]
+) -> None:
+    tg.send_text(USER, USER, "hi")
+    sent = await app.bot.send_message(USER, "pick", reply_markup=CONSENT_KEYBOARD)
+    ids = {"chat_id": USER, "message_id": sent.message_id}
+    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
+        await app.bot.edit_message_reply_markup(**ids, reply_markup=CONSENT_KEYBOARD)
+    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
+        await app.bot.edit_message_text("pick", **ids, reply_markup=CONSENT_KEYBOARD)
+    one = InlineKeyboardMarkup([[InlineKeyboardButton("Only", callback_data="only")]])
+    edited = await app.bot.edit_message_reply_markup(**ids, reply_markup=one)
+    assert not isinstance(edited, bool) and edited.reply_markup == one
+    edited = await app.bot.edit_message_reply_markup(**ids)
+    assert not isinstance(edited, bool) and edited.reply_markup is None
+    assert "reply_markup" not in tg.bot_messages(USER)[-1]
+    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
+        await app.bot.edit_message_reply_markup(**ids)
+
+    too_long = InlineKeyboardMarkup([[InlineKeyboardButton("x", callback_data="x" * 65)]])
+    with pytest.raises(BadRequest, match=r"(?i)BUTTON_DATA_INVALID"):
+        await app.bot.send_message(USER, "nope", reply_markup=too_long)
+    async with httpx.AsyncClient(timeout=5) as client:  # a JSON body with the markup as a string
+        body = {"chat_id": USER, "text": "json", "reply_markup": CONSENT_KEYBOARD.to_json()}
+        reply = (await client.post(f"{tg.url}/bot{TOKEN}/sendMessage", json=body)).json()
+    assert reply["result"]["reply_markup"] == CONSENT_KEYBOARD.to_dict()
+
+
+async def test_get_chat_member_answers_the_status_set(
+    tg: TelegramStandin, app: Application[Any, Any, Any, Any, Any, Any]
+) -> None:
+    tg.send_command(GROUP, USER, "echo", "hi", chat_type="group")
+    tg.set_member_status(GROUP, 502, "creator")
+    tg.set_member_status(GROUP, 503, "administrator")
+    assert isinstance(await app.bot.get_chat_member(GROUP, USER), ChatMemberMember)
+    owner = await app.bot.get_chat_member(GROUP, 502)
+    assert isinstance(owner, ChatMemberOwner) and owner.user.id == 502
+    assert isinstance(await app.bot.get_chat_member(GROUP, 503), ChatMemberAdministrator)
+    for status in ("restricted", "left", "kicked"):
+        tg.set_member_status(GROUP, 504, status)
+        assert (await app.bot.get_chat_member(GROUP, 504)).status == status
+    with pytest.raises(BadRequest, match=r"(?i)user not found"):
+        await app.bot.get_chat_member(GROUP, 999)
+    with pytest.raises(BadRequest, match=r"(?i)chat not found"):
+        await app.bot.get_chat_member(-999, USER)
+    with pytest.raises(ValueError, match="unknown chat member status"):
+        tg.set_member_status(GROUP, USER, "owner")
 
 
 # ---------------------------------------------------------------- protocol level

@@ -338,3 +338,135 @@ def test_metrics_snapshot_is_plain_data() -> None:
     metrics = StorageMetrics()
     metrics.cache_hits += 2
     assert metrics.snapshot()["cache_hits"] == 2
+
+
+# --- taking over from a holder that failed transiently -----------------------------------------
+
+
+def transient(error: Exception) -> bool:
+    """The bots' ``is_transient`` in these tests' terms: busy or slow may pass if asked again."""
+    return isinstance(error, TTSTimeout)
+
+
+class Flaky:
+    """A stand-in synthesis whose first ``failures`` calls raise ``error``; counts its calls,
+    sets ``started`` when one begins and, given a ``gate``, answers only once it is set."""
+
+    def __init__(
+        self, error: Exception, failures: int = 1, gate: asyncio.Event | None = None
+    ) -> None:
+        self.error = error
+        self.failures = failures
+        self.gate = gate
+        self.calls = 0
+        self.started = asyncio.Event()
+
+    async def __call__(self) -> CachedAudio:
+        self.calls += 1
+        call = self.calls
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if call <= self.failures:
+            raise self.error
+        return entry(audio=ogg(b"made-" + str(call).encode()))
+
+
+async def together(cache: AudioCache, create: Flaky, callers: int) -> list[Any]:
+    """``callers`` concurrent misses of one key in one process; the first one leads (no
+    await comes before the task the others join)."""
+    return await asyncio.gather(
+        *(cache.get_or_create(key(), create, known_missing=True) for _ in range(callers)),
+        return_exceptions=True,
+    )
+
+
+async def test_joiners_take_over_a_transient_failure_once(
+    redis_client: Redis, storage_settings: StorageSettings
+) -> None:
+    cache = AudioCache(redis_client, storage_settings, is_transient=transient)
+    create = Flaky(TTSBusy("all GPUs busy", 2))
+    leader, *joiners = await together(cache, create, callers=5)
+    assert leader is create.error  # its own caller hears of the failure
+    assert create.calls == 2  # one takeover among four joiners, not four
+    assert all(isinstance(joined, tuple) for joined in joiners), joiners
+    assert len({made for made, _ in joiners}) == 1
+    assert sorted(from_cache for _, from_cache in joiners) == [False, True, True, True]
+    assert cache.metrics.singleflight_takeovers == 4
+    assert await cache.get(key()) == joiners[0][0]
+
+
+async def test_the_takeovers_own_failure_is_shared_not_taken_over_again(
+    redis_client: Redis, storage_settings: StorageSettings
+) -> None:
+    cache = AudioCache(redis_client, storage_settings, is_transient=transient)
+    create = Flaky(TTSTimeout("the GPU never warmed"), failures=2)
+    outcomes = await together(cache, create, callers=5)
+    assert create.calls == 2
+    assert all(outcome is create.error for outcome in outcomes), outcomes
+    assert cache.metrics.singleflight_takeovers == 4
+    assert await redis_client.exists(key()) == 0
+
+
+async def test_a_failure_that_is_not_transient_is_shared_in_process(
+    redis_client: Redis, storage_settings: StorageSettings
+) -> None:
+    cache = AudioCache(redis_client, storage_settings, is_transient=transient)
+    create = Flaky(ValueError("text the engine refuses"))
+    outcomes = await together(cache, create, callers=5)
+    assert create.calls == 1
+    assert all(outcome is create.error for outcome in outcomes), outcomes
+    assert cache.metrics.singleflight_takeovers == 0
+
+
+async def polling(admin: Redis, client_name: str) -> None:
+    """Until the connection named ``client_name`` is polling a lock (its last command a GET:
+    its own SET NX found the lock taken)."""
+    async with asyncio.timeout(10):
+        while True:
+            clients = await admin.client_list()
+            if any(c.get("name") == client_name and c.get("cmd") == "get" for c in clients):
+                return
+            await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize(
+    ("error", "taken_over"),
+    [(TTSBusy("all GPUs busy", 2), True), (ValueError("text the engine refuses"), False)],
+    ids=["transient", "not-transient"],
+)
+async def test_a_waiter_in_another_process_takes_over_only_a_transient_failure(
+    redis_client: Redis, storage_settings: StorageSettings, error: Exception, taken_over: bool
+) -> None:
+    assert storage_settings.redis_url is not None
+    url = storage_settings.redis_url.get_secret_value()
+    holder = AudioCache(redis_client, storage_settings, is_transient=transient)
+    waiter_client = make_client(f"{url}?client_name=sf-waiter", storage_settings)
+    waiter = AudioCache(
+        waiter_client,
+        storage_settings,
+        rebuild_error=error_rebuilder(TTSTimeout, TTSBusy),
+        is_transient=transient,
+    )
+    leading, following = Flaky(error, gate=asyncio.Event()), Flaky(error, failures=0)
+    assert leading.gate is not None
+    try:
+        lead = asyncio.create_task(holder.get_or_create(key(), leading, known_missing=True))
+        await leading.started.wait()  # the holder has the lock
+        follow = asyncio.create_task(waiter.get_or_create(key(), following, known_missing=True))
+        await polling(redis_client, "sf-waiter")
+        leading.gate.set()
+        with pytest.raises(type(error)):
+            await lead
+        followed = await asyncio.gather(follow, return_exceptions=True)
+    finally:
+        await waiter_client.aclose()
+    if taken_over:
+        assert following.calls == 1 and waiter.metrics.singleflight_takeovers == 1
+        assert isinstance(followed[0], tuple) and followed[0][1] is False
+        assert await holder.get(key()) == followed[0][0]
+    else:
+        assert following.calls == 0 and waiter.metrics.singleflight_takeovers == 0
+        assert isinstance(followed[0], SingleFlightFailed)
+        assert (followed[0].code, followed[0].message) == ("error", "text the engine refuses")
+        assert await redis_client.exists(key()) == 0

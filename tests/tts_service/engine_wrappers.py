@@ -2,8 +2,8 @@
 
 Each one delegates the actual speech to a real ``PiperEngine`` (``PiperWrapper``); the
 wrapper only holds the load back (``GatedEngine``), makes it fail (``FailingEngine``),
-records the text each call was given (``RecordingEngine``) or, in the bot tests, claims
-it can clone (``CloningPiper``).
+holds every synthesis back (``HeldSynthesis``), records the text each call was given
+(``RecordingEngine``) or, in the bot tests, claims it can clone (``CloningPiper``).
 """
 
 from __future__ import annotations
@@ -82,3 +82,55 @@ class RecordingEngine(PiperWrapper):
     ) -> FloatAudio:
         self.calls.append(text)
         return self.inner.synthesize(text, params, reference)
+
+
+class HeldSynthesis(PiperWrapper):
+    """A loaded Piper engine whose every synthesis waits until the test opens ``gate``:
+    a synthesis as long as the test needs, on any machine. ``wait_entered(n)`` returns once
+    ``n`` engine calls (one per chunk of text) have begun."""
+
+    def __init__(self, inner: PiperEngine) -> None:
+        super().__init__(inner)
+        self.gate = threading.Event()
+        self.entered = 0
+        self._changed = threading.Condition()
+
+    def synthesize(
+        self, text: str, params: TTSParams, reference: ReferenceClip | None
+    ) -> FloatAudio:
+        with self._changed:
+            self.entered += 1
+            self._changed.notify_all()
+        if not self.gate.wait(timeout=60):
+            raise TimeoutError("the test never opened the gate")
+        return self.inner.synthesize(text, params, reference)
+
+    def wait_entered(self, count: int, timeout_s: float = 30.0) -> bool:
+        """Blocking: call it with ``asyncio.to_thread`` from a test's event loop."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.entered >= count, timeout_s)
+
+
+class CloningPiper(PiperWrapper):
+    """Piper behind a cloning engine's face; ``gate``, when given, holds every synthesis
+    until it is set, so a test can act while one is in progress."""
+
+    def __init__(self, piper: PiperEngine, gate: threading.Event | None = None) -> None:
+        super().__init__(piper)
+        self._info = piper.info.model_copy(
+            update={"name": "cloning-piper", "can_clone_voice": True}
+        )
+        self.gate = gate
+        self.entered = threading.Event()
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    def synthesize(
+        self, text: str, params: TTSParams, reference: ReferenceClip | None
+    ) -> FloatAudio:
+        self.entered.set()
+        if self.gate is not None and not self.gate.wait(timeout=30):
+            raise RuntimeError("the test never opened the gate")
+        return self.inner.synthesize(text, params, None)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import threading
 import time
+from typing import Any
 
 import httpx
 import numpy as np
@@ -14,7 +16,7 @@ import soundfile as sf
 
 from tests.servers import serve_in_thread
 from tests.tts_helpers import API_TOKEN, make_settings, wait_ready
-from tests.tts_service.engine_wrappers import FailingEngine, GatedEngine
+from tests.tts_service.engine_wrappers import FailingEngine, GatedEngine, HeldSynthesis
 from tts_service.api import UnsafeBind, check_bind_allowed, create_app
 from tts_service.engines.piper import PiperEngine
 from tts_service.settings import TTSSettings
@@ -231,6 +233,24 @@ def test_text_with_nothing_to_say_is_refused(client: httpx.Client, text: str) ->
     assert error["message"].count(".") <= 1 and "nothing to say" in error["message"]
 
 
+def test_control_characters_are_dropped_before_the_engine(client: httpx.Client) -> None:
+    """A NUL made Piper raise (a 500); no engine sees a control character now, and text
+    with them is the same request as without (the same seed gives the same bytes)."""
+    plain = client.post("/v1/tts", json={"text": "Hello world.", "seed": 3})
+    with_controls = client.post("/v1/tts", json={"text": "Hel\x00lo\x07 world.\x1b\x9b", "seed": 3})
+    assert with_controls.status_code == 200, with_controls.text
+    assert with_controls.content == plain.content
+
+
+def test_text_of_control_characters_only_is_refused(client: httpx.Client) -> None:
+    response = client.post("/v1/tts", json={"text": "\x00\x01\x7f"})
+    assert response.status_code == 422
+    assert error_of(response) == {
+        "code": "invalid_parameters",
+        "message": "text has nothing to say in it (only control characters)",
+    }
+
+
 def test_missing_text_and_broken_json(client: httpx.Client) -> None:
     missing = client.post("/v1/tts", json={"seed": 1})
     assert missing.status_code == 422
@@ -293,24 +313,52 @@ async def test_in_flight_limit_answers_503_with_retry_after(piper_engine: PiperE
             assert (await http.post("/v1/tts", json=HELLO)).status_code == 200
 
 
+class FinishedSyntheses:
+    """ASGI wrapper: counts the ``POST /v1/tts`` requests the service has finished handling,
+    whether or not their client still listens; ``wait_for`` blocks until enough have."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.finished = 0
+        self._changed = threading.Condition()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["type"] == "http" and scope["path"] == "/v1/tts":
+                with self._changed:
+                    self.finished += 1
+                    self._changed.notify_all()
+
+    def wait_for(self, count: int, timeout_s: float = 30.0) -> bool:
+        """Blocking: call it with ``asyncio.to_thread`` from a test's event loop."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.finished >= count, timeout_s)
+
+
 async def test_cancelled_requests_do_not_break_the_service(piper_engine: PiperEngine) -> None:
-    app = create_app(piper_engine, make_settings(max_in_flight=2))
-    with serve_in_thread(app) as url:
+    engine = HeldSynthesis(piper_engine)  # each synthesis lasts until the test says so
+    app = create_app(engine, make_settings(max_in_flight=2))
+    finished = FinishedSyntheses(app)
+    with serve_in_thread(finished) as url:
         headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        try:
+            async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+                body = {**HELLO, "format": "wav"}
+                doomed = [asyncio.create_task(http.post("/v1/tts", json=body)) for _ in range(2)]
+                assert await asyncio.to_thread(engine.wait_entered, 2), "never reached the engine"
+                assert app.state.in_flight.current == 2  # both places taken, mid-synthesis
+                for task in doomed:
+                    task.cancel()
+                await asyncio.gather(*doomed, return_exceptions=True)
+                assert all(task.cancelled() for task in doomed)
+        finally:
+            engine.gate.set()
+        # The abandoned syntheses finish in their threads and free their places.
+        assert await asyncio.to_thread(finished.wait_for, 2), "the syntheses never ended"
+        assert app.state.in_flight.current == 0
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
-            body = {"text": LONG_TEXT, "format": "wav"}
-            doomed = [asyncio.create_task(http.post("/v1/tts", json=body)) for _ in range(2)]
-            await asyncio.sleep(0.3)
-            for task in doomed:
-                task.cancel()
-            await asyncio.gather(*doomed, return_exceptions=True)
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
-            # The abandoned syntheses finish in their threads and free their slots.
-            for _ in range(100):
-                if app.state.in_flight.current == 0:
-                    break
-                await asyncio.sleep(0.1)
-            assert app.state.in_flight.current == 0
             response = await http.post("/v1/tts", json=HELLO)
             assert response.status_code == 200
 

@@ -113,6 +113,17 @@ def test_a_blank_token_is_no_token(
         build_local_app(monkeypatch, tmp_path, TTS_ENGINE="piper", TTS_API_TOKEN=blank)
 
 
+@pytest.mark.parametrize("weak", ["Q", "a-token-of-31-characters-012345"])
+def test_a_weak_token_no_service(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, weak: str
+) -> None:
+    with pytest.raises(UnsafeBind, match=r"TTS_API_TOKEN is shorter than 32") as refused:
+        build_local_app(monkeypatch, tmp_path, TTS_ENGINE="piper", TTS_API_TOKEN=weak)
+    message = str(refused.value)
+    assert "secrets.token_urlsafe(32)" in message and weak not in message
+    assert f"modal secret create {DEPLOYMENT.secret_name}" in message
+
+
 def test_the_snapshot_hook_imports_the_gpu_runtime(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
