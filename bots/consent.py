@@ -93,13 +93,18 @@ class PendingConsents:
         """The clip waiting under ``pending_id`` for this user, no longer waiting. Raises
         ``ConsentLapsed`` (unknown or lapsed) or ``NotYourClip`` (someone else's: theirs
         stays waiting)."""
+        pending = self.check(pending_id, platform, user_id)
+        del self._waiting[pending_id]
+        return pending
+
+    def check(self, pending_id: str, platform: str, user_id: str) -> PendingClip:
+        """``take`` without taking: the clip stays waiting."""
         self._drop_lapsed()
         pending = self._waiting.get(pending_id)
         if pending is None:
             raise ConsentLapsed("that question has lapsed and its clip is gone; send it again")
         if (pending.platform, pending.user_id) != (platform, user_id):
             raise NotYourClip("only the person who sent the clip can answer that")
-        del self._waiting[pending_id]
         return pending
 
     def drop_user(self, platform: str, user_id: str) -> int:

@@ -2,6 +2,12 @@
 
 SayError                         something the user should hear about
 ├── InvalidInput                 empty/over-long text, unknown or out-of-range parameter
+├── UserBlocked                  the operator blocked this user (BLOCKED_USERS)
+├── TextBlocked                  the text has a blocked word (the operator's or the community's)
+├── CloningDisabled              cloning is off: on this bot, or in this community
+├── QuotaExceeded                a GPU-time limit is spent; carries its scope and reset time
+├── InvalidSetting               a /settings value the bot cannot take
+├── NotAnAdmin                   /settings changed by someone who does not run the community
 ├── RateLimited                  too many requests; carries retry_after_s
 ├── VoiceClipRejected            the clip is too big, too long, silent or undecodable
 ├── ClipDownloadFailed           the platform or the clip's host failed or hung
@@ -21,7 +27,9 @@ SayError                         something the user should hear about
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterator
+from typing import Literal
 
 from storage.errors import (
     SingleFlightFailed,
@@ -45,6 +53,61 @@ class SayError(Exception):
 
 class InvalidInput(SayError):
     code = "invalid_input"
+
+
+class UserBlocked(SayError):
+    code = "user_blocked"
+
+
+Where = Literal["bot", "here"]  # the operator's rule (every chat) or the community's own
+
+
+def _on(where: Where) -> str:
+    return "on this bot" if where == "bot" else "here"
+
+
+class TextBlocked(SayError):
+    code = "text_blocked"
+
+    def __init__(self, where: Where) -> None:
+        super().__init__(f"the text has a word that is blocked {_on(where)}")
+        self.where = where
+
+
+class CloningDisabled(SayError):
+    """Voice cloning (or, in a community, keeping saved voices) is off."""
+
+    code = "cloning_disabled"
+
+    def __init__(
+        self, where: Where, what: Literal["voice cloning", "saved voices"] = "voice cloning"
+    ) -> None:
+        super().__init__(f"{what} is off {_on(where)}")
+        self.where = where
+        self.what = what
+
+
+QuotaScope = Literal["user", "server", "budget"]
+
+
+class QuotaExceeded(SayError):
+    """A GPU-time limit is spent until ``resets_at``: the user's or the community's for the
+    day, or the bot's monthly budget. Only cached audio (and the stand-in voice) answers."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, scope: QuotaScope, resets_at: dt.datetime) -> None:
+        super().__init__(f"the {scope} GPU-time limit is spent until {resets_at.isoformat()}")
+        self.scope = scope
+        self.resets_at = resets_at
+
+
+class InvalidSetting(SayError):
+    code = "invalid_setting"
+
+
+class NotAnAdmin(SayError):
+    code = "not_an_admin"
 
 
 class RateLimited(SayError):

@@ -9,7 +9,9 @@ the service is back; the GPU's synthesis goes on in the background and lands in 
 
 A request that clones a clip sent with it is never faked: it gets the failure. Someone
 whose saved voice would have spoken hears the stand-in voice, and is told once (per
-process) that their own voice will be back.
+process) that their own voice will be back. A request past a GPU-time limit
+(``bots.quotas``) that the cache cannot answer hears the stand-in voice too (it runs on the
+bot's CPU), captioned with when the usual voice is back.
 """
 
 from __future__ import annotations
@@ -21,16 +23,24 @@ from typing import TypeVar
 
 from bots.chosen_voice import ChosenVoice, VoiceSource
 from bots.engine_identity import EngineIdentity
-from bots.errors import is_transient
-from bots.synthesis import Made, Synthesizer
+from bots.errors import QuotaExceeded, is_transient
+from bots.quotas import quota_note
+from bots.requests import SayRequest
+from bots.synthesis import Made, Synthesizer, audio_key
 from bots.tts_client import TTSClient
-from storage.cache_keys import cache_key
 from tts_service.schema import TTSParams
 
 T = TypeVar("T")
 
 STAND_IN_NOTE = "the usual voice is back soon"
 OWN_VOICE_NOTE = "your own voice is back as soon as the GPU is"
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """The primary did not answer in time, or cannot: the stand-in voice answers instead."""
+
+    note: str | None = None  # why, where the caption should say more than "back soon"
 
 
 @dataclass
@@ -40,9 +50,9 @@ class Fallback:
     after_s: float = 20.0  # a primary answer not here by then is not waited for
     _told: set[tuple[str, str]] = field(default_factory=set)
 
-    async def within_budget(self, primary: Awaitable[T]) -> T | None:
-        """``primary``'s answer if it comes within ``after_s``; None if it does not, or
-        fails in a way that may pass (then the stand-in answers). Other errors propagate."""
+    async def within_budget(self, primary: Awaitable[T]) -> T | StandIn:
+        """``primary``'s answer if it comes within ``after_s``; ``StandIn`` if it does not,
+        fails in a way that may pass, or is past a GPU-time limit. Other errors propagate."""
         task = asyncio.ensure_future(primary)
         try:
             done, _ = await asyncio.wait({task}, timeout=self.after_s)
@@ -51,28 +61,29 @@ class Fallback:
             raise
         if not done:
             task.cancel()  # its shielded single-flight synthesis goes on, into the cache
-            return None
+            return StandIn()
         error = task.exception()
         if error is None:
             return task.result()
         if is_transient(error):
-            return None
+            return StandIn()
+        if isinstance(error, QuotaExceeded):
+            return StandIn(quota_note(error))
         raise error
 
     async def stand_in(
         self,
         params: TTSParams,
-        platform: str,
-        user_id: str,
+        request: SayRequest,
         had_saved_voice: bool,
         synthesizer: Synthesizer,
+        why: StandIn,
     ) -> tuple[ChosenVoice, Made]:
         """The bundled voice's answer, from the cache or made, under its own engine's keys."""
-        voice = ChosenVoice(
-            VoiceSource.STAND_IN, note=self._note(platform, user_id, had_saved_voice)
-        )
+        note = why.note or self._note(request.platform, request.user_id, had_saved_voice)
+        voice = ChosenVoice(VoiceSource.STAND_IN, note=note)
         engine = await self.engine.current()
-        key = cache_key(params, None, engine.name, engine.model_version, params.format)
+        key = audio_key(params, None, engine)
         entry = await synthesizer.cache.get(key)
         if entry is not None:
             return voice, Made(entry, True, 0.0)

@@ -12,23 +12,31 @@ import math
 from collections.abc import Mapping
 
 from bots.chosen_voice import CLONING_OFF
+from bots.community import SettingsView
 from bots.consent import CONSENT_WORDING
 from bots.errors import (
     ClipDownloadFailed,
+    CloningDisabled,
     ConsentLapsed,
     InvalidInput,
+    InvalidSetting,
     NoSavedVoice,
+    NotAnAdmin,
     NotYourClip,
+    QuotaExceeded,
     RateLimited,
     SayError,
     StorageProblem,
+    TextBlocked,
     TTSBusy,
     TTSServerError,
     TTSTimeout,
     TTSUnavailable,
+    UserBlocked,
     VoiceClipRejected,
     VoiceCloningUnavailable,
 )
+from bots.quotas import day_month
 from bots.say import Erased, SavedVoice, SayResult, VoiceStatus
 from storage.voices import ForgetReport
 
@@ -54,6 +62,27 @@ def _seconds(value: float | None) -> str:
     return f"{max(1, math.ceil(value or 1))} s"
 
 
+def _until(when: dt.datetime) -> str:
+    """How long until ``when``: "3 h 5 min", "12 min"."""
+    minutes = max(1, math.ceil((when - dt.datetime.now(dt.UTC)).total_seconds() / 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def _quota_text(error: QuotaExceeded) -> str:
+    cached = "I can still answer with audio I've made before"
+    if error.scope == "budget":
+        return (
+            f"This bot has used its voice-engine budget for the month — {cached}, and the "
+            f"budget renews on {day_month(error)} (UTC)."
+        )
+    who = "You've" if error.scope == "user" else "Everyone here together has"
+    return (
+        f"{who} used today's voice-engine time — {cached}, and the limit resets at midnight "
+        f"UTC (in {_until(error.resets_at)})."
+    )
+
+
 def error_text(
     error: BaseException, overrides: Mapping[type[SayError], str] = {}, *, context: str = ""
 ) -> str:
@@ -63,6 +92,21 @@ def error_text(
         if isinstance(error, kind):
             return text
     match error:
+        case UserBlocked():
+            return "This bot doesn't take requests from you."
+        case TextBlocked():
+            where = "on this bot" if error.where == "bot" else "here"
+            return f"I won't say that: it has a word that is blocked {where}."
+        case CloningDisabled():
+            if error.where == "bot":
+                return "Voice cloning is turned off on this bot — send your text without a clip."
+            return f"The admins here have turned {error.what} off."
+        case QuotaExceeded():
+            return _quota_text(error)
+        case InvalidSetting():
+            return f"I can't change that: {error.message}."
+        case NotAnAdmin():
+            return "Only the admins here can change these settings."
         case RateLimited():
             return f"You're going a bit fast — try again in {_seconds(error.retry_after_s)}."
         case InvalidInput():
@@ -171,3 +215,34 @@ def _voices_deleted(report: ForgetReport) -> list[str]:
     made_with = "them" if deleted else "your voices"
     deleted.append(f"{report.cache_entries_deleted} recording(s) made with {made_with}")
     return deleted
+
+
+def settings_text(view: SettingsView, how: str) -> str:
+    """``/settings``: what this community's admins chose, and what is in effect here."""
+    chat = view.chat
+
+    def toggle(on: bool) -> str:
+        return "on" if on else "off"
+
+    cloning = toggle(chat.cloning) if view.cloning_on_bot else "off on this bot"
+    rate = "no limit" if view.rate_per_minute is None else f"{view.rate_per_minute:g} a minute"
+    bot_rate = "none" if view.bot_rate_per_minute is None else f"{view.bot_rate_per_minute:g}"
+    quota = f"{view.quota_s:g} s a day" if view.quota_s else "no limit"
+    bot_quota = f"{view.bot_quota_s:g} s" if view.bot_quota_s else "none"
+    defaults = (
+        ", ".join(f"{name} {value:g}" for name, value in sorted(chat.defaults.items()))
+        or "the engine's own"
+    )
+    blocked = ", ".join(sorted(chat.blocked)) or "none"
+    lines = [
+        "Settings here:",
+        f"• voice cloning: {cloning}",
+        f"• saved voices: {toggle(chat.saved_voices and chat.cloning and view.cloning_on_bot)}",
+        f"• longest text: {view.max_text} characters",
+        f"• requests per person: {rate} (the bot's limit: {bot_rate})",
+        f"• GPU time for everyone here: {quota} (the bot's limit: {bot_quota})",
+        f"• default options: {defaults}",
+        f"• blocked words: {blocked}",
+        how,
+    ]
+    return "\n".join(lines)

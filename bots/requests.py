@@ -25,12 +25,15 @@ class SayRequest:
 
     platform: str
     user_id: str
-    chat_id: str
+    chat_id: str  # where to answer: a Telegram chat, a Discord channel
     text: str
     params: Mapping[str, float | int] = field(default_factory=dict)
     clip: ClipSource | None = None  # a clip sent with this request: clone it this once
     use_saved_voice: bool = True
     format: AudioFormat = AudioFormat.OGG_OPUS
+    # The community whose settings and quota apply (``bots.community``): a Telegram group's
+    # chat id, a Discord server's guild id; None in a private chat or a DM.
+    server_id: str | None = None
 
 
 @dataclass(frozen=True)

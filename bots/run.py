@@ -163,7 +163,9 @@ async def start_parts(
 ) -> None:
     """Redis, the TTS service, the adapters; each reported to ``lifecycle`` once up."""
     from bots.admin import AdminContext
+    from bots.admin.reports import MonthSpend
     from storage.redis import open_redis
+    from storage.spend import SpendLedger
     from storage.usage import UsageReader
 
     redis = await open_redis(storage_settings)
@@ -189,6 +191,7 @@ async def start_parts(
         fallback=fallback,
         cache_redis=redis.cache_client,
         clip_cipher=redis.clip_cipher,
+        operator=settings.operator_rules(storage_settings.price_per_gpu_second),
     )
     # Runs after the adapters stop, before the clients close: background syntheses get
     # what is left of the budget but the time to close.
@@ -197,7 +200,10 @@ async def start_parts(
     if not started:
         log.warning("no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN: only the TTS service is running")
     usage = UsageReader(redis.client, storage_settings)
-    lifecycle.started(AdminContext(redis, tts, usage, metrics, platforms=started))
+    spend = MonthSpend(
+        SpendLedger(redis.client, metrics.storage), settings.gpu_budget_usd_per_month
+    )
+    lifecycle.started(AdminContext(redis, tts, usage, metrics, platforms=started, spend=spend))
 
 
 def configured_platforms(settings: BotSettings) -> list[str]:

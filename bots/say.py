@@ -2,10 +2,11 @@
 
 A request runs as a pipeline, one concern per step:
 
-    check (text, options, the clip's declared metadata: nothing fetched yet)
-    → rate limit (the user's saved voice is looked up alongside)
+    admission (``bots.admission``: blocked user, the community's settings, text and options,
+    may a clip be cloned here, the clip's declared metadata, rate limit; nothing fetched yet)
     → engine identity → voice (can it clone? then download and prepare the clip)
-    → cache key → cache get → on a miss: the saved clip → single-flight → TTS → cache put
+    → cache key → cache get → on a miss: quotas (``bots.quotas``) → the saved clip
+    → single-flight → TTS (its GPU seconds counted) → cache put
     → usage (counted off the answer's path)
 
 Every outcome is either a ``SayResult`` or a ``SayError`` that the platform adapter turns
@@ -15,6 +16,7 @@ into one sentence.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from bots import clips
+from bots.admission import Admitted, Gate
 from bots.chosen_voice import (
     ChosenVoice,
     PreparedVoice,
@@ -30,10 +33,12 @@ from bots.chosen_voice import (
     prepare_voice,
 )
 from bots.clips import ClipLimits, ClipSource
+from bots.community import Community, OperatorRules
 from bots.consent import CONSENT_WORDING_VERSION, PendingConsents, check_own_clip
 from bots.draining import DRAIN_TIMEOUT_S
 from bots.engine_identity import EngineIdentity
 from bots.errors import (
+    ConsentNeeded,
     InvalidInput,
     RateLimited,
     SayError,
@@ -45,21 +50,21 @@ from bots.errors import (
     is_transient,
     storage_errors_as_say_errors,
 )
-from bots.fallback import Fallback
+from bots.fallback import Fallback, StandIn
 from bots.flow_observer import FlowObserver, NoObserver
+from bots.quotas import Quotas
 from bots.requests import (
     Erased,
     SavedVoice,
     SayRequest,
     SayResult,
     VoiceStatus,
-    parse_params,
 )
-from bots.synthesis import Synthesizer
+from bots.synthesis import Synthesizer, audio_key
 from bots.tts_client import TTSClient
 from bots.voice_choice import VoiceChooser
 from storage.cache import AudioCache, CachedAudio
-from storage.cache_keys import cache_key
+from storage.chat_settings import ChatSettingsStore
 from storage.clip_cipher import ClipCipher
 from storage.consents import ConsentStore
 from storage.engine_identity import EngineIdentityStore
@@ -67,11 +72,11 @@ from storage.metrics import StorageMetrics
 from storage.ratelimit import RateLimiter
 from storage.settings import StorageSettings
 from storage.singleflight import error_rebuilder
+from storage.spend import SpendLedger
 from storage.usage import UsageRecorder
 from storage.voices import VoiceStore
 from tts_service.schema import (
     EngineInfo,
-    TTSParams,
 )
 
 __all__ = [
@@ -81,25 +86,10 @@ __all__ = [
     "SayRequest",
     "SayResult",
     "VoiceStatus",
-    "parse_params",
 ]
 
 log = logging.getLogger(__name__)
 CANCELLED = "cancelled"  # the outcome (and usage error code) of a request cancelled mid-way
-
-
-def _key(params: TTSParams, voice: ChosenVoice, engine: EngineInfo) -> str:
-    return cache_key(
-        params,
-        reference_sha256=voice.voice_id,
-        engine_name=engine.name,
-        model_version=engine.model_version,
-        fmt=params.format,
-    )
-
-
-async def _none() -> None:
-    return None
 
 
 def _nothing_to_do() -> None:
@@ -117,6 +107,8 @@ class SayFlow:
     usage: UsageRecorder
     engine: EngineIdentity
     consents: ConsentStore
+    community: Community  # the operator's and each community's rules
+    quotas: Quotas  # GPU-time limits, and the GPU seconds spent
     observer: FlowObserver = field(default_factory=NoObserver)
     clip_limits: ClipLimits = field(default_factory=ClipLimits)
     fallback: Fallback | None = None  # a stand-in voice when the GPU is away (opt-in)
@@ -125,6 +117,7 @@ class SayFlow:
     def __post_init__(self) -> None:
         self._synthesizer = Synthesizer(self.cache, self.observer)
         self._chooser = VoiceChooser(self.voices, self.consents, self.pending, self.clip_limits)
+        self._gate = Gate(self.community, self.limiter, self.voices, self.clip_limits)
 
     @classmethod
     def over_redis(
@@ -140,11 +133,14 @@ class SayFlow:
         fallback: Fallback | None = None,
         cache_redis: Redis | None = None,
         clip_cipher: ClipCipher | None = None,
+        operator: OperatorRules | None = None,
     ) -> SayFlow:
         """The flow over Redis, its storage sharing one metrics object: ``redis`` holds the
         durable data, ``cache_redis`` the audio cache (default: ``redis``); ``clip_cipher``
-        seals saved clips (None: stored as they are)."""
+        seals saved clips (None: stored as they are); ``operator``: the operator's rules
+        and GPU-time limits (default: none)."""
         metrics = metrics or StorageMetrics()
+        operator = operator or OperatorRules()
         # Waiters of a failed single-flight synthesis raise the same error the leader got.
         rebuild = error_rebuilder(
             TTSUnavailable,
@@ -175,6 +171,8 @@ class SayFlow:
                 max_age_s=engine_info_max_age_s,
             ),
             consents=ConsentStore(redis, settings, metrics),
+            community=Community(ChatSettingsStore(redis, metrics), operator, settings),
+            quotas=Quotas(operator.quotas, SpendLedger(redis, metrics)),
             observer=observer or NoObserver(),
             clip_limits=clip_limits or ClipLimits(),
             fallback=fallback,
@@ -199,8 +197,9 @@ class SayFlow:
         self, request: SayRequest, *, admitted: Callable[[], None] | None = None
     ) -> SayResult:
         """Speak ``request``. ``admitted`` is called once everything that can refuse it
-        without real work has passed (text, options, clip metadata, rate limit, cloning
-        available): an adapter may then show progress (Discord's "thinking…")."""
+        without real work has passed (the operator's and the community's rules, text,
+        options, clip metadata, rate limit, cloning available): an adapter may then show
+        progress (Discord's "thinking…")."""
         return await self._observed(request, self._say(request, admitted or _nothing_to_do))
 
     async def _observed(self, request: SayRequest, work: Awaitable[SayResult]) -> SayResult:
@@ -223,7 +222,8 @@ class SayFlow:
         finally:
             # Whatever ended the request (cancellation included), the in-flight gauge drops.
             self.observer.request_finished(request.platform, outcome, time.perf_counter() - started)
-            if outcome not in ("hit", "miss"):
+            # A question about consent is not a failure: the answer, when it comes, counts.
+            if outcome not in ("hit", "miss", ConsentNeeded.code):
                 self.usage.record_soon(
                     request.platform, request.user_id, "error", error_code=outcome
                 )
@@ -237,83 +237,61 @@ class SayFlow:
         )
         return result
 
-    def check(self, request: SayRequest) -> TTSParams:
-        """What can be refused without asking anyone: text, options, the clip's metadata.
-        Adapters may call it early (Discord: before a public "thinking…")."""
-        params = parse_params(request)
-        if request.clip is not None:
-            check_own_clip(request.clip, request.user_id)
-            self.check_clip(request.clip)
-        return params
-
     def check_clip(self, clip: ClipSource) -> None:
         """A clip refused by its declared size, type and duration, before any download."""
         clips.check_metadata(clip, self.clip_limits)
 
     async def _say(self, request: SayRequest, admitted: Callable[[], None]) -> SayResult:
-        params = self.check(request)
-        saved_voice_id = await self._admit(request)
-        spoken = self._spoken(request, params, saved_voice_id, admitted)
+        passed = await self._gate.admit(request)
+        spoken = self._spoken(request, passed, admitted)
         if self.fallback is None or request.clip is not None:  # a clip is never faked
             return await spoken
         answer = await self.fallback.within_budget(spoken)
-        if answer is not None:
+        if not isinstance(answer, StandIn):
             return answer
         admitted()
+        had_saved = passed.saved_voice_id is not None
         voice, made = await self.fallback.stand_in(
-            params, request.platform, request.user_id, saved_voice_id is not None, self._synthesizer
+            passed.params, request, had_saved, self._synthesizer, answer
         )
         return self._answer(request, made.entry, made.from_cache, made.synthesis_s, voice)
 
     async def _spoken(
-        self,
-        request: SayRequest,
-        params: TTSParams,
-        saved_voice_id: str | None,
-        admitted: Callable[[], None],
+        self, request: SayRequest, passed: Admitted, admitted: Callable[[], None]
     ) -> SayResult:
         """The answer of the TTS service (or its cache)."""
         engine = await self.engine.current()
         if request.clip is not None and not engine.can_clone_voice:
             raise VoiceCloningUnavailable("this service's engine cannot clone voices")
         admitted()
-        voice = await self._chooser.choose(request, engine, saved_voice_id)
-        return await self._cached_or_synthesized(request, params, engine, voice)
-
-    async def _admit(self, request: SayRequest) -> str | None:
-        """The rate limit; the user's saved voice id is looked up alongside (one round trip)."""
-        wants_saved = request.clip is None and request.use_saved_voice
-        limit, saved = await asyncio.gather(
-            self.limiter.check(request.platform, request.user_id),
-            self.voices.default_voice(request.platform, request.user_id)
-            if wants_saved
-            else _none(),
+        voice = await self._chooser.choose(
+            request, engine, passed.saved_voice_id, passed.voice_note
         )
-        if not limit.allowed:
-            raise RateLimited(limit.retry_after_s)
-        return saved
+        return await self._cached_or_synthesized(request, passed, engine, voice)
 
     async def _say_consented(self, request: SayRequest, voice: PreparedVoice) -> SayResult:
         """A request whose clip waited for consent: its limit was spent when it first came."""
-        params = parse_params(request)
+        passed = await self._gate.readmit(request)
         engine = await self.engine.current()
         if not engine.can_clone_voice:
             raise VoiceCloningUnavailable("this service's engine cannot clone voices")
         chosen = await self._chooser.attached(request, voice)
-        return await self._cached_or_synthesized(request, params, engine, chosen)
+        return await self._cached_or_synthesized(request, passed, engine, chosen)
 
     async def _cached_or_synthesized(
-        self, request: SayRequest, params: TTSParams, engine: EngineInfo, voice: ChosenVoice
+        self, request: SayRequest, passed: Admitted, engine: EngineInfo, voice: ChosenVoice
     ) -> SayResult:
-        key = _key(params, voice, engine)
+        key = audio_key(passed.params, voice.voice_id, engine)
         entry = await self._cached(key, request, voice)
         if entry is not None:
             return self._answer(request, entry, True, 0.0, voice)
+        await self.quotas.check(request, passed.chat, engine.name)  # past a limit: cache only
         if voice.source is VoiceSource.SAVED and voice.clip is None:
             voice = await self._chooser.with_saved_clip(request, voice)
             if voice.voice_id is None:  # fell back to the built-in voice: another key
-                return await self._cached_or_synthesized(request, params, engine, voice)
-        made = await self._synthesizer.make(key, params, voice, self.tts, self.engine)
+                return await self._cached_or_synthesized(request, passed, engine, voice)
+        spent = functools.partial(self.quotas.count, request)
+        made = await self._synthesizer.make(key, passed.params, voice, self.tts, self.engine, spent)
         return self._answer(request, made.entry, made.from_cache, made.synthesis_s, voice)
 
     async def _cached(
@@ -343,6 +321,7 @@ class SayFlow:
             "hit" if from_cache else "miss",
             audio_seconds=entry.duration_s,
             synthesis_seconds=synthesis_s,
+            cloned=voice.source in (VoiceSource.ATTACHED, VoiceSource.SAVED),
         )
         return SayResult(
             audio=entry.audio,
@@ -356,10 +335,14 @@ class SayFlow:
 
     # --- voice commands ----------------------------------------------------------------------
 
-    async def save_voice(self, platform: str, user_id: str, clip: ClipSource) -> SavedVoice:
-        """Make the clip the user's default voice: whose it is, its metadata and the user's
-        rate limit checked before anything is downloaded (uploads are the costly part), and
-        their consent to the recording before anything is stored."""
+    async def save_voice(
+        self, platform: str, user_id: str, clip: ClipSource, server_id: str | None = None
+    ) -> SavedVoice:
+        """Make the clip the user's default voice: may voices be kept (bot, the community of
+        ``server_id``), whose clip it is, its metadata and the user's rate limit checked
+        before anything is downloaded (uploads are the costly part), and their consent to
+        the recording before anything is stored."""
+        await self._gate.may_save_voice(platform, user_id, server_id)
         check_own_clip(clip, user_id)
         self.check_clip(clip)
         limit = await self.limiter.check(platform, user_id)
@@ -374,6 +357,11 @@ class SayFlow:
             await self.voices.save(platform, user_id, voice.voice_id, voice.clip)
         return SavedVoice(voice.voice_id, usable_now=await self.can_clone())
 
+    def check_consent_answer(self, platform: str, user_id: str, pending_id: str) -> None:
+        """Raise what ``answer_consent`` would refuse (lapsed, someone else's) without
+        answering: an adapter can then acknowledge the press at once."""
+        self.pending.check(pending_id, platform, user_id)
+
     async def answer_consent(
         self, platform: str, user_id: str, pending_id: str, accepted: bool
     ) -> SayResult | SavedVoice | None:
@@ -386,6 +374,7 @@ class SayFlow:
             await self.consents.record(
                 platform, user_id, pending.voice.voice_id, CONSENT_WORDING_VERSION
             )
+        self.usage.event_soon(platform, "consents")
         if pending.request is None:
             return await self._store_voice(platform, user_id, pending.voice)
         request = pending.request
@@ -404,6 +393,7 @@ class SayFlow:
             consents = await self.consents.forget(platform, user_id)
             usage = await self.usage.forget_user(platform, user_id)
         waiting = self.pending.drop_user(platform, user_id)
+        self.usage.event_soon(platform, "forgets")  # in the day's totals only: never per user
         return Erased(voices, consents, usage, waiting)
 
     async def voice_status(self, platform: str, user_id: str) -> VoiceStatus:

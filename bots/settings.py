@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bots.clips import ClipLimits
+from bots.community import OperatorRules
 from bots.draining import SHUTDOWN_TIMEOUT_S
+from bots.quotas import QuotaLimits
+from bots.word_filter import WordFilter, read_word_list
 from tts_service.schema import MAX_REFERENCE_BYTES
 
 TELEGRAM_PUBLIC_API = "https://api.telegram.org/bot"
@@ -56,6 +59,20 @@ class BotSettings(BaseSettings):
     # A clip host that hangs must not hold the request (discord.py's own default is 300 s).
     clip_download_timeout_s: float = Field(default=15.0, gt=0)
 
+    # --- operator controls (bots.community, bots.quotas) --------------------------------------
+    # One word or phrase a line, refused in every chat (whole words, any case or accents).
+    blocked_words_file: FilePath | None = None  # checked to exist when settings are built
+    # false: no clip is ever downloaded or cloned, and saved voices are not used.
+    cloning_enabled: bool = True
+    # BLOCKED_USERS="telegram:123,discord:456": one sentence for them, nothing else happens.
+    blocked_users: Annotated[frozenset[str], NoDecode] = Field(default_factory=frozenset)
+    # GPU seconds a day (0 = no limit): per user, and per server or group (whose admins may
+    # lower it for themselves with /settings quota).
+    quota_user_gpu_s_per_day: float = Field(default=0.0, ge=0)
+    quota_server_gpu_s_per_day: float = Field(default=0.0, ge=0)
+    # Dollars a month for everyone, priced with PRICE_PER_GPU_SECOND (0 = no budget).
+    gpu_budget_usd_per_month: float = Field(default=0.0, ge=0)
+
     # --- Telegram ----------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = TELEGRAM_PUBLIC_API
@@ -93,6 +110,34 @@ class BotSettings(BaseSettings):
             max_seconds=self.max_voice_clip_seconds,
             download_timeout_s=self.clip_download_timeout_s,
         )
+
+    def operator_rules(self, price_per_gpu_second: float) -> OperatorRules:
+        """The operator's controls; reads ``BLOCKED_WORDS_FILE`` (a missing file fails)."""
+        words = read_word_list(self.blocked_words_file) if self.blocked_words_file else []
+        return OperatorRules(
+            blocked_words=WordFilter.of(words),
+            cloning_enabled=self.cloning_enabled,
+            blocked_users=self.blocked_users,
+            quotas=QuotaLimits(
+                user_s_per_day=self.quota_user_gpu_s_per_day,
+                server_s_per_day=self.quota_server_gpu_s_per_day,
+                budget_usd_per_month=self.gpu_budget_usd_per_month,
+                price_per_gpu_second=price_per_gpu_second,
+            ),
+        )
+
+    @field_validator("blocked_users", mode="before")
+    @classmethod
+    def _split_users(cls, value: object) -> object:
+        """``platform:user_id`` entries, split by commas or spaces."""
+        if not isinstance(value, str):
+            return value
+        users = frozenset(part for part in value.replace(",", " ").split() if part)
+        for user in users:
+            platform, _, user_id = user.partition(":")
+            if not platform or not user_id:
+                raise ValueError(f"{user!r} is not platform:user_id, e.g. telegram:123")
+        return users
 
     @field_validator("discord_guild_ids", mode="before")
     @classmethod

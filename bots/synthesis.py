@@ -7,6 +7,7 @@ Apart from ``bots.say`` because both the TTS service and the fallback's stand-in
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bots.chosen_voice import ChosenVoice
@@ -15,7 +16,17 @@ from bots.errors import SayError
 from bots.flow_observer import FlowObserver
 from bots.tts_client import TTSClient
 from storage.cache import AudioCache, CachedAudio
-from tts_service.schema import TTSParams
+from storage.cache_keys import cache_key
+from tts_service.schema import EngineInfo, TTSParams
+
+
+def audio_key(params: TTSParams, voice_id: str | None, engine: EngineInfo) -> str:
+    """The cache key of ``params`` spoken by ``engine`` in the voice ``voice_id``."""
+    return cache_key(params, voice_id, engine.name, engine.model_version, params.format)
+
+
+# Told what a synthesis cost: the engine that ran it and its seconds (``bots.quotas``).
+Spent = Callable[[str, float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -37,9 +48,11 @@ class Synthesizer:
         voice: ChosenVoice,
         tts: TTSClient,
         engine: EngineIdentity,
+        spent: Spent | None = None,
     ) -> Made:
         """The answer under ``key``, made by ``tts`` unless another asker makes it first
-        (the caller has just looked ``key`` up and missed)."""
+        (the caller has just looked ``key`` up and missed). ``spent`` is told the engine and
+        its synthesis seconds where the synthesis ends, even if the asker has left by then."""
         synthesis_s = 0.0
 
         async def synthesize() -> CachedAudio:
@@ -53,6 +66,8 @@ class Synthesizer:
             self.observer.tts_called(time.perf_counter() - called, None)
             engine.observed(made.engine, made.engine_version)
             synthesis_s = made.synthesis_s
+            if spent is not None:
+                await spent(made.engine, made.synthesis_s)
             return CachedAudio(
                 audio=made.audio,
                 format=made.format,

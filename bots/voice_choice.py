@@ -40,15 +40,20 @@ class VoiceChooser:
     clip_limits: ClipLimits
 
     async def choose(
-        self, request: SayRequest, engine: EngineInfo, saved_voice_id: str | None
+        self,
+        request: SayRequest,
+        engine: EngineInfo,
+        saved_voice_id: str | None,
+        not_saved: str | None = None,
     ) -> ChosenVoice:
-        """The voice to speak in (a saved one without its clip yet)."""
+        """The voice to speak in (a saved one without its clip yet); ``not_saved``: why the
+        user's saved voice may not speak here (the caption says so)."""
         if request.clip is not None:
             voice = await prepare_voice(await clips.download(request.clip, self.clip_limits))
             await self.consented(request.platform, request.user_id, voice, "say", request)
             return await self.attached(request, voice)
         if saved_voice_id is None:
-            return ChosenVoice.built_in()
+            return ChosenVoice.built_in(not_saved)
         if not engine.can_clone_voice:
             return ChosenVoice.built_in(CLONING_OFF)
         return ChosenVoice(VoiceSource.SAVED, saved_voice_id)

@@ -25,6 +25,13 @@ keys in different cluster slots: keys that one Lua script touches together share
                                                   the id its cookie holds (JSON, EX)
     saybot:v1:admin:{login}:failures:all          failed admin logins in this window (int, PX)
     saybot:v1:admin:{login}:failures:client:<sha256>  the same from one client address (int, PX)
+    saybot:v1:chat:<platform>:<chat_id>:settings  a community's settings, set by its admins (hash;
+                                                  durable: no TTL)
+    saybot:v1:spend:user:<platform>:<user_id>:<YYYY-MM-DD>      GPU seconds of one user that UTC
+                                                  day (float, EX)
+    saybot:v1:spend:server:<platform>:<server_id>:<YYYY-MM-DD>  GPU seconds of one community
+                                                  that UTC day (float, EX)
+    saybot:v1:spend:month:<YYYY-MM>               GPU seconds of everyone that UTC month (float, EX)
 """
 
 from __future__ import annotations
@@ -170,3 +177,27 @@ def admin_login_failures_client(digest: str) -> str:
 #                                                 "wording": version} (idle TTL of a voice)
 def user_consents(platform: str, user_id: str) -> str:
     return f"{PREFIX}user:{platform}:{user_id}:consents"
+
+
+# --- a community's settings (storage.chat_settings) -------------------------------------------
+# A Discord server or a Telegram group, keyed by the platform's id for it. Durable: the admins
+# chose them, so they never expire (a server that removes the bot leaves one small hash).
+def chat_settings(platform: str, chat_id: str) -> str:
+    return f"{PREFIX}chat:{platform}:{chat_id}:settings"
+
+
+# --- GPU seconds spent (storage.spend), for the quotas and the monthly budget -----------------
+SPEND_DAY_TTL_S = 2 * 86_400  # the day itself, and a day's margin for clocks around midnight
+SPEND_MONTH_TTL_S = 400 * 86_400  # this month against the budget, and a year back to compare
+
+
+def spend_user_day(platform: str, user_id: str, day: str) -> str:
+    return f"{PREFIX}spend:user:{platform}:{user_id}:{day}"
+
+
+def spend_server_day(platform: str, server_id: str, day: str) -> str:
+    return f"{PREFIX}spend:server:{platform}:{server_id}:{day}"
+
+
+def spend_month(month: str) -> str:
+    return f"{PREFIX}spend:month:{month}"

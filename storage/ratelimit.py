@@ -2,9 +2,11 @@
 
 One Lua script reads, refills and spends the bucket atomically, timed by the server's
 ``TIME`` so processes with drifting clocks still agree. A bucket holds at most ``burst``
-tokens and refills at ``per_minute``; each request spends one. Users on the admin
-allow-list are never limited. With Redis unavailable the limiter fails open (default:
-a dead Redis must not silence the bot) or closed (``ratelimit_fail_open=false``).
+tokens and refills at ``per_minute``; each request spends one. A community may set a
+lower rate for requests from it (``bots.community``): the same bucket then refills and caps
+at that rule there. Users on the admin allow-list are never limited. With Redis unavailable
+the limiter fails open (default: a dead Redis must not silence the bot) or closed
+(``ratelimit_fail_open=false``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from redis.asyncio import Redis
 
 from storage import keys
 from storage.metrics import StorageMetrics
-from storage.settings import StorageSettings
+from storage.settings import RateRule, StorageSettings
 
 FAIL_CLOSED_RETRY_AFTER_S = 5.0  # what a fail-closed limiter tells users while Redis is down
 
@@ -66,16 +68,22 @@ class RateLimiter:
         self.metrics = metrics if metrics is not None else StorageMetrics()
         self._bucket = redis.register_script(_BUCKET_LUA)
 
-    async def check(self, platform: str, user_id: str) -> RateDecision:
-        """Spend one token of the user's bucket, or say how long until one is available."""
+    async def check(
+        self, platform: str, user_id: str, override: RateRule | None = None
+    ) -> RateDecision:
+        """Spend one token of the user's bucket, or say how long until one is available.
+
+        ``override``: the rule of the place the request comes from (a community's own rate),
+        applied to the user's one bucket instead of the platform's rule, even with
+        ``ratelimit_enabled`` off; the allow-list still passes."""
         key = keys.rate_bucket(
             keys.check_field("platform", platform), keys.check_field("user_id", user_id)
         )
-        if not self._settings.ratelimit_enabled:
+        if not self._settings.ratelimit_enabled and override is None:
             return RateDecision(allowed=True)
         if f"{platform}:{user_id}" in self._settings.ratelimit_admins:
             return RateDecision(allowed=True)
-        rule = self._settings.rate_rule(platform)
+        rule = override or self._settings.rate_rule(platform)
         spent = await self.metrics.guarded(
             "rate limit",
             lambda: self._bucket(keys=[key], args=[rule.per_minute / 60, rule.burst]),

@@ -9,6 +9,9 @@ Fields of ``usage:day:<day>`` (``|`` separates; the counter or code is always la
 ``<counter>``, ``platform|<platform>|<counter>``, ``error|<code>`` and
 ``platform_error|<platform>|<code>``.
 Seconds are stored as integer milliseconds so sums are exact. Days are UTC dates.
+``cloned`` counts requests spoken in a clip's voice (sent with the request or saved);
+``consents`` and ``forgets`` count events, not requests, and only in the day's totals and per
+platform, never per user (a forget must not leave a trace of who asked for it).
 Recording never raises: a lost count is better than a lost reply.
 """
 
@@ -28,6 +31,7 @@ from storage.metrics import StorageMetrics
 from storage.settings import StorageSettings
 
 Outcome = Literal["hit", "miss", "error"]
+Event = Literal["consents", "forgets"]  # counted apart from requests (``event_soon``)
 _OUTCOME_FIELD: dict[str, str] = {"hit": "hits", "miss": "misses", "error": "errors"}
 _SEP = "|"  # between the scope and the counter in a field name; ':' is inside user keys
 # Not "platform|…": readers that predate it must not take "<platform>|error" for a platform.
@@ -56,6 +60,9 @@ class UsageCounts:
     errors: int = 0
     audio_ms: int = 0
     synthesis_ms: int = 0
+    cloned: int = 0  # requests spoken in a clip's voice (sent with them, or saved)
+    consents: int = 0  # recordings confirmed as the sender's own voice
+    forgets: int = 0  # "forget everything of mine" done
 
     @property
     def audio_seconds(self) -> float:
@@ -80,7 +87,17 @@ class UsageCounts:
             self.add(counter, getattr(other, counter))
 
 
-_COUNTERS = ("requests", "hits", "misses", "errors", "audio_ms", "synthesis_ms")
+_COUNTERS = (
+    "requests",
+    "hits",
+    "misses",
+    "errors",
+    "audio_ms",
+    "synthesis_ms",
+    "cloned",
+    "consents",
+    "forgets",
+)
 
 
 @dataclass
@@ -148,19 +165,47 @@ class UsageRecorder:
         audio_seconds: float = 0.0,
         synthesis_seconds: float = 0.0,
         day: dt.date | None = None,
+        *,
+        cloned: bool = False,
     ) -> None:
         """Count one request (on ``day``, by default today in UTC); written within
         ``flush_interval_s``, never raises for Redis. Needs a running loop."""
         increments, expiries = self._increments(
-            platform, user_id, outcome, error_code, audio_seconds, synthesis_seconds, day
+            platform, user_id, outcome, error_code, audio_seconds, synthesis_seconds, day, cloned
         )
+        self._buffer_soon(increments, expiries)
+
+    def event_soon(self, platform: str, event: Event, day: dt.date | None = None) -> None:
+        """Count one consent or forget in the day's totals and the platform's, not per user."""
+        keys.check_field("platform", platform)
+        day = day or utc_today()
+        day_key = keys.usage_day(day.isoformat())
+        increments: Counter[tuple[str, str]] = Counter(
+            {(day_key, event): 1, (day_key, f"platform{_SEP}{platform}{_SEP}{event}"): 1}
+        )
+        self._buffer_soon(increments, {day_key: self._expire_at(day)})
+
+    def _buffer_soon(
+        self, increments: Counter[tuple[str, str]], expiries: dict[str, dt.datetime]
+    ) -> None:
         self._buffer.update(increments)  # Counter.update adds
         self._expiries.update(expiries)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_later(), name="usage flush")
 
+    def _expire_at(self, day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(
+            day + dt.timedelta(days=1 + self._settings.usage_retention_days),
+            dt.time(),
+            tzinfo=dt.UTC,
+        )
+
     async def flush(self) -> None:
-        """Write what is buffered now (at shutdown, or before reading the counts)."""
+        """Write what is buffered now (at shutdown, or before reading the counts); the flush
+        that was scheduled has nothing left to do and is called off."""
+        if self._flusher is not None and self._flusher is not asyncio.current_task():
+            self._flusher.cancel()
+            self._flusher = None
         increments, expiries = self._buffer, self._expiries
         self._buffer, self._expiries = Counter(), {}
         if increments:
@@ -182,22 +227,20 @@ class UsageRecorder:
         audio_seconds: float,
         synthesis_seconds: float,
         day: dt.date | None,
+        cloned: bool,
     ) -> tuple[Counter[tuple[str, str]], dict[str, dt.datetime]]:
         """One request's increments by (key, field), and when each key expires."""
         keys.check_field("platform", platform)
         keys.check_field("user_id", user_id)
         outcome_field = _OUTCOME_FIELD[outcome]
         day = day or utc_today()
-        expire_at = dt.datetime.combine(
-            day + dt.timedelta(days=1 + self._settings.usage_retention_days),
-            dt.time(),
-            tzinfo=dt.UTC,
-        )
+        expire_at = self._expire_at(day)
         counters = {
             "requests": 1,
             outcome_field: 1,
             "audio_ms": round(max(audio_seconds, 0.0) * 1000),
             "synthesis_ms": round(max(synthesis_seconds, 0.0) * 1000),
+            "cloned": int(cloned),
         }
         day_key = keys.usage_day(day.isoformat())
         users_key = keys.usage_users(day.isoformat())

@@ -3,7 +3,8 @@
 A clip lives at ``voice:{<id>}:clip`` with an idle TTL that every use refreshes. The
 same bytes saved by two users are stored once and owned by both (``voice:{<id>}:owners``);
 ``forget`` removes the user's ownership, and the clip with every cached answer made
-with it (``voice:{<id>}:audio``, filled by ``AudioCache.put``) once nobody owns it.
+with it (``voice:{<id>}:audio``, filled by ``AudioCache.put``) once nobody owns it
+(how, atomically and across the two servers: ``storage.voice_release``).
 A user keeps at most ``max_voices_per_user`` saved voices: saving one more lets go of the
 oldest the same way (``user:…:saved_at`` orders them).
 A clip sent for one request only is never stored, but its id is noted for the user
@@ -30,9 +31,7 @@ a user who was told "done" must not find their voice still used (or still stored
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
@@ -43,39 +42,11 @@ from storage.clip_cipher import ClipCipher, ClipUnreadable, is_sealed
 from storage.errors import VoiceTooLarge
 from storage.metrics import StorageMetrics
 from storage.settings import StorageSettings
+from storage.voice_release import RELEASED, SHARED, VoiceRelease
 
 log = logging.getLogger("storage")
 
 _CANNOT_CHANGE = "voices cannot be changed right now; try again"
-
-# Atomic per voice (all four keys share the {voice_id} slot): drop the user's ownership,
-# and when no owner is left, delete the clip and the owners, put up the tombstone, and return
-# the keys of the answers made with the voice for the caller to delete (they live on the
-# cache server); the caller deletes the index (KEYS[3]) after them, so a forget interrupted
-# in between (the cache server down) still finds them when the user tries again, while the
-# tombstone is up. ARGV[2] = "1": the user only sent this voice for requests (never saved
-# it), which is reason enough to forget the answers nobody who saved the voice still vouches
-# for. Returns {-1} if the user neither owned nor sent it, {0} if others still own it, else
-# {1, key…}.
-_RELEASE_VOICE_LUA = """
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 and ARGV[2] ~= '1' then
-  if redis.call('EXISTS', KEYS[4]) == 0 or redis.call('SCARD', KEYS[1]) > 0 then
-    return {-1}
-  end
-end
-if redis.call('SCARD', KEYS[1]) > 0 then
-  return {0}
-end
-local answers = redis.call('SMEMBERS', KEYS[3])
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
-local result = {1}
-for _, key in ipairs(answers) do
-  result[#result + 1] = key
-end
-return result
-"""
-_RELEASED, _SHARED = 1, 0
 
 
 @dataclass(frozen=True)
@@ -139,7 +110,7 @@ class VoiceStore:
         self._settings = settings
         self._cipher = cipher
         self.metrics = metrics if metrics is not None else StorageMetrics()
-        self._release_voice = redis.register_script(_RELEASE_VOICE_LUA)
+        self._release = VoiceRelease(redis, self._cache, settings)
 
     async def save(
         self,
@@ -352,9 +323,9 @@ class VoiceStore:
         for voice_id, outcome in outcomes.items():
             if voice_id in attached_only:
                 report.attached_voices_forgotten.append(voice_id)
-            elif outcome == _RELEASED:
+            elif outcome == RELEASED:
                 report.voices_deleted.append(voice_id)
-            elif outcome == _SHARED:
+            elif outcome == SHARED:
                 report.voices_still_owned_by_others.append(voice_id)
         # The user's own keys last: a forget interrupted before this point finds every voice
         # again when the user tries again.
@@ -366,49 +337,3 @@ class VoiceStore:
         deleted_default, *_ = await pipe.execute()
         report.default_cleared = bool(deleted_default)
         return report
-
-    async def _release(
-        self, owner: str, voice_ids: Iterable[str], *, sent_only: set[str]
-    ) -> tuple[dict[str, int], int]:
-        """Drop ``owner``'s hold on each voice; those nobody holds any more lose their clip,
-        their cached answers (cache server) and then their index (see ``AudioCache._store``
-        for why this order keeps a synthesis finishing meanwhile from caching its answer).
-
-        Returns each voice's outcome (``_RELEASED``, ``_SHARED``, or -1: not the owner's)
-        and how many cached answers were deleted.
-        """
-        outcomes: dict[str, int] = {}
-        released: list[str] = []
-        answers: list[bytes] = []
-        for voice_id in sorted(voice_ids):
-            result = await self._release_voice(
-                keys=[
-                    keys.voice_owners(voice_id),
-                    keys.voice_clip(voice_id),
-                    keys.voice_audio(voice_id),
-                    keys.voice_forgotten(voice_id),
-                ],
-                args=[owner, "1" if voice_id in sent_only else "0", self._forgotten_ttl_s],
-            )
-            outcomes[voice_id] = int(result[0])
-            if outcomes[voice_id] == _RELEASED:
-                released.append(voice_id)
-                answers.extend(result[1:])
-        deleted = 0
-        if answers:
-            pipe = self._cache.pipeline(transaction=False)
-            for answer in answers:  # one key per command: answers live in many cluster slots
-                pipe.delete(answer)
-            deleted = sum(await pipe.execute())
-        if released:
-            pipe = self._redis.pipeline(transaction=False)
-            for voice_id in released:
-                pipe.delete(keys.voice_audio(voice_id))
-            await pipe.execute()
-        return outcomes, deleted
-
-    @property
-    def _forgotten_ttl_s(self) -> int:
-        """Outlives any synthesis a caller still waits for (see ``keys.VOICE_FORGOTTEN_TTL_S``)."""
-        longest_wait_s = math.ceil(self._settings.singleflight_wait_timeout_s)
-        return max(keys.VOICE_FORGOTTEN_TTL_S, longest_wait_s + 60)

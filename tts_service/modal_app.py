@@ -56,14 +56,22 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tts_service.api import UnsafeBind, create_app
 from tts_service.engines import build_engine
-from tts_service.engines.chatterbox import ChatterboxEngine, download_checkpoint
+from tts_service.engines.chatterbox import ChatterboxEngine
+from tts_service.engines.chatterbox_weights import download_checkpoint
 from tts_service.exposure import MAKE_TOKEN, WeakToken, check_strong_token, secret_value
 from tts_service.settings import TTSSettings
 
 ENV_PREFIX = "SAYBOT_MODAL_"
 
 # The `gpu` extra of pyproject.toml, exactly (a test keeps them equal).
-GPU_REQUIREMENTS = ("chatterbox-tts==0.1.7", "torch==2.6.0", "torchaudio==2.6.0")
+# setuptools: Perth's watermarker imports pkg_resources, which setuptools 81 dropped; without
+# it Chatterbox cannot watermark, and the engine refuses to load.
+GPU_REQUIREMENTS = (
+    "chatterbox-tts==0.1.7",
+    "torch==2.6.0",
+    "torchaudio==2.6.0",
+    "setuptools==80.10.2",
+)
 # What tts_service imports, pinned to versions that resolve together with chatterbox-tts
 # 0.1.7's own pins (numpy<2, gradio 6.8 → starlette<1) and lie inside pyproject's ranges.
 SERVICE_REQUIREMENTS = (

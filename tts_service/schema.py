@@ -165,6 +165,14 @@ class EngineInfo(BaseModel):
     can_clone_voice: bool
     honoured_params: list[str]
     max_chunk_chars: int
+    # Defaults to False so an answer from an older service (or a bot's remembered copy)
+    # still parses and never claims a watermark it did not promise.
+    watermarked: bool = Field(
+        default=False,
+        description="Every answer carries the model's own inaudible watermark (Chatterbox's "
+        "Perth); the engine refuses to load rather than speak without it. Piper has none. "
+        "Every answer, watermarked or not, is tagged as AI-generated in its file metadata.",
+    )
 
 
 # Response headers of a successful synthesis.

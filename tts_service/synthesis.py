@@ -2,7 +2,8 @@
 
 normalised text → sentence chunks (≤ the engine's ``max_chunk_chars``) → one
 engine call per chunk, in order → joined with a short pause → loudness
-normalised → encoded in exactly the requested format. Text that yields no
+normalised → encoded in exactly the requested format, tagged as AI-generated
+speech by the engine that spoke it. Text that yields no
 audio at all (only punctuation, say) is ``NothingToSay``, never an empty file.
 """
 
@@ -80,7 +81,7 @@ def synthesize(
     reference = load_reference(engine, reference_audio)
     samples = synthesize_samples(engine, params, reference)
     info = engine.info
-    encoded = audio.encode(samples, info.sample_rate, params.format)
+    encoded = audio.encode(samples, info.sample_rate, params.format, engine=info)
     return SynthesisResult(
         audio=encoded,
         format=params.format,

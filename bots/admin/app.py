@@ -28,6 +28,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated
 from urllib.parse import parse_qs, urlsplit
@@ -50,7 +51,14 @@ from bots.admin.auth import (
 )
 from bots.admin.context import AdminContext, AdminLifecycle
 from bots.admin.dashboard import DashboardData, render_dashboard, render_login
-from bots.admin.reports import DEFAULT_DAYS, InvalidRange, day_range, usage_json
+from bots.admin.reports import (
+    DEFAULT_DAYS,
+    InvalidRange,
+    MonthSpend,
+    MonthSpent,
+    day_range,
+    usage_json,
+)
 from bots.admin.status import Readiness, check_readiness
 from bots.asgi_server import serve_app
 from bots.settings import BotSettings
@@ -180,22 +188,36 @@ def _load_static() -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in STATIC_FILES}
 
 
+@dataclass(frozen=True)
+class UsageRead:
+    summary: UsageSummary
+    top_users: list[UserUsage]
+    spent: MonthSpent | None  # this month's GPU spending (None: nothing counts it here)
+
+
+async def _none() -> None:
+    return None
+
+
 async def read_usage(
     reader: UsageReader,
     from_day: dt.date,
     to_day: dt.date,
     top: int,
     metrics: StorageMetrics | None = None,
-) -> tuple[UsageSummary, list[UserUsage]]:
-    """The summary and top users, or ``StorageUnreadable`` (bounded in time).
-
-    A failed read counts in ``metrics`` (``saybot_redis_errors``) like any storage call's.
-    """
+    spend: MonthSpend | None = None,
+) -> UsageRead:
+    """The summary, top users and this month's spending, or ``StorageUnreadable`` (bounded
+    in time). A failed read counts in ``metrics`` (``saybot_redis_errors``) like any storage
+    call's."""
     try:
         async with asyncio.timeout(USAGE_READ_TIMEOUT_S):
-            return await asyncio.gather(
-                reader.summary(from_day, to_day), reader.top_users(from_day, to_day, top)
+            summary, users, spent = await asyncio.gather(
+                reader.summary(from_day, to_day),
+                reader.top_users(from_day, to_day, top),
+                spend.read() if spend is not None else _none(),
             )
+            return UsageRead(summary, users, spent)
     except (*REDIS_ERRORS, TimeoutError) as exc:
         if metrics is not None:
             metrics.redis_failed("usage read", exc)
@@ -204,10 +226,15 @@ async def read_usage(
 
 async def _usage_or_error(
     context: AdminContext, from_day: dt.date, to_day: dt.date
-) -> tuple[tuple[UsageSummary, list[UserUsage]] | None, str | None]:
+) -> tuple[UsageRead | None, str | None]:
     try:
         read = await read_usage(
-            context.usage, from_day, to_day, DASHBOARD_TOP_USERS, context.metrics.storage
+            context.usage,
+            from_day,
+            to_day,
+            DASHBOARD_TOP_USERS,
+            context.metrics.storage,
+            context.spend,
         )
     except StorageUnreadable as exc:
         return None, f"Usage is unavailable: {exc}."
@@ -285,8 +312,10 @@ def create_admin_app(
         running = lifecycle.context
         if running is None:
             raise NotRunning(lifecycle.phase)
-        summary, users = await read_usage(running.usage, start, end, top, running.metrics.storage)
-        return JSONResponse(usage_json(summary, users))
+        read = await read_usage(
+            running.usage, start, end, top, running.metrics.storage, running.spend
+        )
+        return JSONResponse(usage_json(read.summary, read.top_users, read.spent))
 
     @app.get("/metrics", dependencies=require_admin)
     async def metrics() -> Response:
@@ -306,7 +335,7 @@ def create_admin_app(
         days = min(max(days, 1), MAX_DASHBOARD_DAYS)
         start, end = day_range(None, None, days)
         running = lifecycle.context
-        read: tuple[UsageSummary, list[UserUsage]] | None = None
+        read: UsageRead | None = None
         usage_error: str | None = f"Usage is unavailable: saybot is {lifecycle.phase}."
         if running is None:
             readiness = lifecycle.not_running()
@@ -314,18 +343,18 @@ def create_admin_app(
             readiness, (read, usage_error) = await asyncio.gather(
                 _readiness(running), _usage_or_error(running, start, end)
             )
-        summary, users = read if read is not None else (None, [])
         observer = lifecycle.metrics.observer
         page = render_dashboard(
             DashboardData(
                 readiness=readiness,
-                summary=summary,
+                summary=read.summary if read is not None else None,
                 usage_error=usage_error,
-                top_users=users,
+                top_users=read.top_users if read is not None else [],
                 request_latency=observer.request_percentiles(),
                 tts_latency=observer.tts_percentiles(),
                 days=days,
                 generated_at=dt.datetime.now(dt.UTC),
+                spent=read.spent if read is not None else None,
             )
         )
         return HTMLResponse(page)

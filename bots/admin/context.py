@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from bots.admin.reports import MonthSpend
 from bots.admin.status import PROBE_TIMEOUT_S, RUNNING, STARTING, STOPPING, Readiness
 from bots.metrics import ProcessMetrics
 from bots.tts_client import TTSClient
@@ -33,6 +34,7 @@ class AdminContext:
     metrics: ProcessMetrics
     platforms: Mapping[str, Callable[[], bool]]  # name → connected?, as start_adapters returns
     probe_timeout_s: float = PROBE_TIMEOUT_S
+    spend: MonthSpend | None = None  # this month's GPU spending and its cap
 
 
 class AdminLifecycle:

@@ -5,8 +5,10 @@ stylesheet and icon are package files under ``bots/admin/static/``. The page's C
 Security Policy allows only those (no inline styles or scripts), so anything else a
 browser would be asked to load is refused and shows up in its console.
 
-Every value put into markup goes through ``html.escape``; the page shows counts, error
-codes, component states and platform user ids — never a token, a message or audio.
+Every value put into markup goes through ``html.escape``; the page shows counts (cloned
+requests, consents and forgets among them), this month's GPU spending against the budget,
+error codes, component states and platform user ids — never a token, a message, a clip or
+audio.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from bots.admin.charts import (
     latency_chart,
     requests_chart,
 )
-from bots.admin.reports import CURRENCY, estimated_cost
+from bots.admin.reports import CURRENCY, MonthSpent, estimated_cost
 from bots.admin.status import ComponentStatus, Readiness
 from bots.metrics import Percentiles
 from storage.usage import UsageSummary, UserUsage
@@ -44,6 +46,7 @@ class DashboardData:
     tts_latency: Percentiles
     days: int
     generated_at: dt.datetime
+    spent: MonthSpent | None = None  # this month's GPU spending (None: not read)
 
 
 def _page(title: str, body: str) -> str:
@@ -110,6 +113,25 @@ def _range_nav(days: int) -> str:
     return f'<nav class="range" aria-label="Days shown">{"".join(links)}</nav>'
 
 
+def _spend_card(spent: MonthSpent, price: float) -> str:
+    """This month's GPU spending, against the budget where there is one."""
+    cost = fmt_cost(spent.cost(price))
+    used = spent.budget_used(price)
+    if used is None:
+        line = f"{cost} so far; no monthly budget is set"
+    else:
+        line = (
+            f"{cost} of {fmt_cost(spent.budget_usd)} ({used:.0%}); past it, only "
+            "cached audio answers until the 1st"
+        )
+    content = (
+        f'<p class="spend" id="spend-line">{escape(line)}</p>'
+        f'<p class="note">{escape(fmt_seconds(spent.gpu_seconds))} of GPU time in '
+        f"{escape(spent.month)} (UTC)</p>"
+    )
+    return _card("spend", "GPU spending this month", content)
+
+
 def render_dashboard(data: DashboardData) -> str:
     readiness = data.readiness
     overall = "ready" if readiness.ready else "not ready"
@@ -140,8 +162,13 @@ def render_dashboard(data: DashboardData) -> str:
             + _tile("Audio", fmt_seconds(totals.audio_seconds), "audio")
             + _tile("GPU time", fmt_seconds(totals.synthesis_seconds), "gpu")
             + _tile("Est. cost", fmt_cost(estimated_cost(totals, price)), "cost")
+            + _tile("Cloned voice", fmt_int(totals.cloned), "cloned")
+            + _tile("Consents", fmt_int(totals.consents), "consents")
+            + _tile("Forgets", fmt_int(totals.forgets), "forgets")
             + "</section>"
         )
+        if data.spent is not None:
+            sections.append(_spend_card(data.spent, price))
         legend = (
             '<p class="legend"><span class="key hits"></span>hits '
             '<span class="key misses"></span>misses <span class="key errors"></span>errors</p>'

@@ -1,21 +1,23 @@
-"""The slash commands: ``/say``, ``/voice set|forget|default``, ``/help``.
+"""The slash commands: ``/say``, ``/voice set|forget|default``, ``/help`` (and ``/settings``,
+in ``community``).
 
 Thin on purpose: build a ``SayRequest``, call the flow, reply. Limits live in the
 signatures (Discord enforces them in its UI); anything that still gets past them is
-refused by ``SayFlow.check`` before deferring. Every error reaches ``SayTree.on_error``.
+refused by the flow's first steps (``bots.admission``) before deferring. Every error
+reaches ``SayTree.on_error``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import discord
 from discord import app_commands
 
 from bots.discord_bot.attachments import DiscordClip
+from bots.discord_bot.community import server_of, settings_group
 from bots.discord_bot.replies import (
     HELP,
     TURNED_AWAY,
@@ -25,23 +27,24 @@ from bots.discord_bot.replies import (
     think,
     think_once_admitted,
 )
+from bots.discord_bot.signatures import (
+    CFG_WEIGHT,
+    EXAGGERATION,
+    TEMPERATURE,
+    Callback,
+    CfgWeight,
+    Exaggeration,
+    Seed,
+    Temperature,
+    Text,
+    group,
+)
 from bots.discord_bot.state import Interaction, state_of
 from bots.messages import BUILT_IN_AGAIN, forget_text, saved_text, voice_status_text
 from bots.say import SayRequest
-from tts_service.schema import MAX_TEXT_CHARS, PARAM_RANGES
+from tts_service.schema import MAX_TEXT_CHARS
 
 PLATFORM = "discord"
-
-_EXAGGERATION = PARAM_RANGES["exaggeration"]
-_TEMPERATURE = PARAM_RANGES["temperature"]
-_CFG_WEIGHT = PARAM_RANGES["cfg_weight"]
-_SEED = PARAM_RANGES["seed"]
-# One source for the numbers: the service's contract (Discord integers stop at 2**53).
-Text = app_commands.Range[str, 1, MAX_TEXT_CHARS]
-Exaggeration = app_commands.Range[float, _EXAGGERATION.minimum, _EXAGGERATION.maximum]
-Temperature = app_commands.Range[float, _TEMPERATURE.minimum, _TEMPERATURE.maximum]
-CfgWeight = app_commands.Range[float, _CFG_WEIGHT.minimum, _CFG_WEIGHT.maximum]
-Seed = app_commands.Range[int, int(_SEED.minimum), 2**53]
 
 
 class SayTree(app_commands.CommandTree[discord.Client]):
@@ -50,18 +53,12 @@ class SayTree(app_commands.CommandTree[discord.Client]):
     def __init__(self, client: discord.Client) -> None:
         super().__init__(client)
         self.add_command(app_commands.Command(name="say", description=SAY, callback=say))
-        voice = app_commands.Group(name="voice", description="Your own voice for /say")
-        for name, description, callback in VOICE_COMMANDS:
-            voice.add_command(
-                app_commands.Command(
-                    name=name, description=description, callback=callback, parent=voice
-                )
-            )
-        self.add_command(voice)
+        self.add_command(group("voice", "Your own voice for /say", VOICE_COMMANDS))
         self.add_command(
             app_commands.Command(name="forget", description=FORGET, callback=voice_forget)
         )
         self.add_command(app_commands.Command(name="help", description=HELP_ME, callback=help_))
+        self.add_command(settings_group())
 
     async def interaction_check(self, interaction: Interaction, /) -> bool:
         """Runs first in the task that handles the command, so stopping can wait for it."""
@@ -90,9 +87,9 @@ SAY = "Speak text aloud, optionally in the voice of a clip you attach"
 @app_commands.describe(
     text=f"What to say (up to {MAX_TEXT_CHARS} characters)",
     voice="A short voice clip to speak in (needs the GPU engine)",
-    exaggeration=f"How expressive: {_EXAGGERATION.describe()} (default {_EXAGGERATION.default:g})",
-    temperature=f"How varied: {_TEMPERATURE.describe()} (default {_TEMPERATURE.default:g})",
-    cfg_weight=f"Pacing guidance: {_CFG_WEIGHT.describe()} (default {_CFG_WEIGHT.default:g})",
+    exaggeration=f"How expressive: {EXAGGERATION.describe()} (default {EXAGGERATION.default:g})",
+    temperature=f"How varied: {TEMPERATURE.describe()} (default {TEMPERATURE.default:g})",
+    cfg_weight=f"Pacing guidance: {CFG_WEIGHT.describe()} (default {CFG_WEIGHT.default:g})",
     seed="Repeatable audio: any whole number ≥ 1 (0 = random)",
 )
 async def say(
@@ -119,6 +116,7 @@ async def say(
         text=text,
         params={name: value for name, value in options.items() if value is not None},
         clip=DiscordClip(voice, sender_id=user_id) if voice is not None else None,
+        server_id=server_of(interaction),
     )
     # What can be refused without real work (text, options, clip metadata, the rate limit,
     # an engine that cannot clone) is answered privately in one call, before "thinking…".
@@ -136,7 +134,9 @@ async def voice_set(interaction: Interaction, attachment: discord.Attachment) ->
     clip = DiscordClip(attachment, sender_id=str(interaction.user.id))
     bot.flow.check_clip(clip)
     await think(interaction, private=True)
-    saved = await bot.flow.save_voice(PLATFORM, str(interaction.user.id), clip)
+    saved = await bot.flow.save_voice(
+        PLATFORM, str(interaction.user.id), clip, server_of(interaction)
+    )
     await answer(interaction, saved_text(saved))
 
 
@@ -157,7 +157,7 @@ async def voice_default(interaction: Interaction) -> None:
     await answer(interaction, BUILT_IN_AGAIN)
 
 
-VOICE_COMMANDS: list[tuple[str, str, Callable[..., Coroutine[Any, Any, None]]]] = [
+VOICE_COMMANDS: list[tuple[str, str, Callback]] = [
     ("set", "Make a clip of your own voice your voice for /say", voice_set),
     ("show", "What I keep of your voice, and the consents you gave", voice_show),
     ("forget", "Delete everything of yours: voices, consents, usage", voice_forget),

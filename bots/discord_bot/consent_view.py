@@ -58,8 +58,12 @@ class ConsentView(discord.ui.View):
             outcome = await self.bot.flow.answer_consent(
                 PLATFORM, str(interaction.user.id), self.pending_id, accepted
             )
-        except (NotYourClip, ConsentLapsed) as refused:
+        except NotYourClip as refused:
             await interaction.followup.send(error_text(refused), ephemeral=True)
+            return
+        except ConsentLapsed as lapsed:
+            self.stop()  # its clip is gone: these buttons have nothing left to answer
+            await interaction.followup.send(error_text(lapsed), ephemeral=True)
             return
         except Exception as exc:
             context = f"consent answer of user {interaction.user.id}"

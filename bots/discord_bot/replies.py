@@ -26,7 +26,7 @@ from discord import app_commands
 from bots.discord_bot.consent_view import ConsentView
 from bots.discord_bot.state import Interaction, state_of
 from bots.discord_bot.voice_message import send_voice_message
-from bots.errors import ConsentNeeded, NoSavedVoice, SayError
+from bots.errors import ConsentNeeded, NoSavedVoice, NotAnAdmin, SayError
 from bots.messages import CONSENT_PROMPT, caption, error_text
 from bots.say import SayResult
 from tts_service.audio import MAX_REFERENCE_S, MIN_REFERENCE_S
@@ -39,6 +39,7 @@ AUDIO_FILENAME = "say.ogg"
 
 DISCORD_WORDING: dict[type[SayError], str] = {
     NoSavedVoice: "You have no saved voice — use /voice set with a voice clip to save one.",
+    NotAnAdmin: "Only members who can manage this server can change its settings.",
 }
 OUTDATED = "That command has just changed — please try again in a minute."
 TURNED_AWAY = "I'm restarting — please try again in a moment."
@@ -62,6 +63,8 @@ HELP = (
     "confirm it is yours once) · **/voice show** — what I keep · **/voice default** — back "
     "to the built-in voice · **/forget** — delete everything of yours: voices, consents, "
     "every recording made with them and your usage history.\n"
+    "**/settings** — for the people who manage a server: what I may do there (cloning, "
+    "saved voices, the longest text, a rate, a daily GPU quota, blocked words, defaults).\n"
     "Every answer is AI-generated speech and says so."
 )
 

@@ -53,7 +53,9 @@ def build_application(settings: BotSettings, flow: SayFlow) -> Application:  # t
         CommandHandler(["start", "help"], handlers.on_start, filters=NEW_MESSAGES)
     )
     application.add_handler(
-        CommandHandler(["say", "voice", "forget"], handlers.on_command, filters=NEW_MESSAGES)
+        CommandHandler(
+            ["say", "voice", "forget", "settings"], handlers.on_command, filters=NEW_MESSAGES
+        )
     )
     clip_with_caption = (filters.VOICE | filters.AUDIO) & filters.CAPTION
     application.add_handler(MessageHandler(clip_with_caption & NOT_EDITS, handlers.on_command))

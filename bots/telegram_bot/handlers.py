@@ -25,6 +25,7 @@ from bots.errors import (
     ConsentNeeded,
     InvalidInput,
     NoSavedVoice,
+    NotAnAdmin,
     NotYourClip,
     SayError,
 )
@@ -45,6 +46,7 @@ from bots.messages import (
 from bots.say import SavedVoice, SayFlow, SayRequest, SayResult
 from bots.settings import BotSettings
 from bots.telegram_bot.clips import TelegramClip, sender_id, sent_as_a_chat
+from bots.telegram_bot.community import server_of, settings_reply
 from bots.telegram_bot.delivery import DeliveryCounts, deliver
 from bots.telegram_bot.parsing import Command, parse_options, split_command
 
@@ -63,6 +65,8 @@ HELP = (
     "it is yours once) · /voice alone — what I keep of your voice · /voice default — back "
     "to the built-in voice · /forget — delete everything of yours: voices, consents, every "
     "recording made with them and your usage history.\n"
+    "/settings — in a group: what its admins let me do there (cloning, saved voices, the "
+    "longest text, a rate, a daily GPU quota, blocked words, default options).\n"
     "Every answer is AI-generated speech and says so."
 )
 
@@ -80,6 +84,7 @@ NO_VOICE_AS_A_CHAT = (
 
 TELEGRAM_WORDING: dict[type[SayError], str] = {
     NoSavedVoice: "You have no saved voice — reply /voice to a voice note to save one.",
+    NotAnAdmin: "Only this group's admins can change its settings.",
 }
 
 COMMANDS = [
@@ -88,6 +93,7 @@ COMMANDS = [
     ("say", "Speak text: /say Hello there"),
     ("voice", "Your voice: reply to your voice note; /voice default; /voice alone shows it"),
     ("forget", "Delete everything of yours: voices, consents, usage"),
+    ("settings", "A group's settings (its admins change them)"),
 ]
 
 
@@ -233,17 +239,16 @@ async def on_consent_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) 
     flow = deps_of(context).flow
 
     async def work() -> None:
+        user_id = str(query.from_user.id)
         try:
-            outcome = await flow.answer_consent(
-                PLATFORM, str(query.from_user.id), matched["id"], matched["answer"] == "yes"
-            )
+            flow.check_consent_answer(PLATFORM, user_id, matched["id"])
         except (NotYourClip, ConsentLapsed) as refused:
             await query.answer(error_text(refused), show_alert=True)
             return
-        except BaseException:
-            await query.answer()
-            raise
-        await query.answer()
+        await query.answer()  # at once: Telegram wants it within seconds, a synthesis may not
+        outcome = await flow.answer_consent(
+            PLATFORM, user_id, matched["id"], matched["answer"] == "yes"
+        )
         await prompt.edit_text(CONSENT_DECLINED if outcome is None else CONSENT_RECORDED)
         if isinstance(outcome, SayResult):
             await _send_voice(original, context, outcome)
@@ -291,6 +296,7 @@ async def _speak(
             text=text,
             params=options,
             clip=clip,
+            server_id=server_of(message),
         )
         result = await deps.flow.say(request)
         await _send_voice(message, context, result)
@@ -340,7 +346,7 @@ async def _voice_command(
         status = voice_status_text(await deps.flow.voice_status(PLATFORM, user_id), VOICE_HOW)
         await _send_reply(message, context, lambda: message.reply_text(status, do_quote=True))
         return
-    saved = await deps.flow.save_voice(PLATFORM, user_id, clip)
+    saved = await deps.flow.save_voice(PLATFORM, user_id, clip, server_of(message))
     done = saved_text(saved)
     await _send_reply(message, context, lambda: message.reply_text(done, do_quote=True))
 
@@ -358,11 +364,21 @@ async def _forget_everything(message: Message, context: ContextTypes.DEFAULT_TYP
     await _send_reply(message, context, lambda: message.reply_text(forgotten, do_quote=True))
 
 
+async def _settings_command(
+    message: Message, command: Command, context: ContextTypes.DEFAULT_TYPE
+) -> None:
+    """``/settings``: a group's settings; its admins change them (``community``)."""
+    community = deps_of(context).flow.community
+    text = await settings_reply(message, command.rest, context.bot, community, _user_id(message))
+    await _send_reply(message, context, lambda: message.reply_text(text, do_quote=True))
+
+
 CommandWork = Callable[[Message, Command, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
 COMMANDS_WORK: dict[str, CommandWork] = {
     "say": _say_from_command,
     "voice": _voice_command,
     "forget": _forget_command,
+    "settings": _settings_command,
 }
 
 

@@ -28,6 +28,7 @@ from telegram.ext import Application, ContextTypes, TypeHandler
 
 from bots.chosen_voice import prepare_voice
 from bots.clips import BytesClip, ClipLimits
+from bots.community import OperatorRules
 from bots.consent import CONSENT_WORDING_VERSION
 from bots.errors import ConsentNeeded
 from bots.say import SavedVoice, SayFlow, SayRequest, SayResult
@@ -38,8 +39,10 @@ from storage.settings import StorageSettings
 from tests.servers import serve_in_thread
 from tests.standins.telegram_api import TOKEN, TelegramStandin
 from tests.tts_helpers import API_TOKEN, make_settings, wait_ready
+from tests.tts_service.engine_wrappers import PiperWrapper
 from tts_service.api import create_app
 from tts_service.engines.base import TTSEngine
+from tts_service.schema import EngineInfo
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -48,6 +51,17 @@ FAST_RETRY = RetryPolicy(max_attempts=2, backoff_base_s=0.01, max_wait_s=2)
 # PTB runs an update through its handler groups in order, one after the other: a handler in a
 # group after saybot's own runs once saybot is done with the update.
 AFTER_SAYBOT_GROUP = 1_000
+
+
+class RentedGPU(PiperWrapper):
+    """Piper under the name of an engine on a paid GPU (``bots.quotas.costs_gpu``): its
+    syntheses, and the seconds the service reports for them, count against the quotas."""
+
+    NAME = "rented-gpu"
+
+    @property
+    def info(self) -> EngineInfo:
+        return self.inner.info.model_copy(update={"name": self.NAME})
 
 
 class CountingApp:
@@ -132,12 +146,18 @@ def bot_settings(**overrides: Any) -> BotSettings:
 
 @contextlib.asynccontextmanager
 async def say_flow(
-    redis: Redis, storage: StorageSettings, tts_url: str, *, clip_limits: ClipLimits | None = None
+    redis: Redis,
+    storage: StorageSettings,
+    tts_url: str,
+    *,
+    clip_limits: ClipLimits | None = None,
+    operator: OperatorRules | None = None,
 ) -> AsyncIterator[SayFlow]:
     """The production flow over the given Redis and TTS service (``saybot run`` passes
-    ``settings.clip_limits()`` as ``clip_limits``)."""
+    ``settings.clip_limits()`` as ``clip_limits`` and ``settings.operator_rules(…)`` as
+    ``operator``)."""
     client = TTSClient(tts_url, API_TOKEN, read_timeout_s=60, retry=FAST_RETRY)
-    flow = SayFlow.over_redis(redis, storage, client, clip_limits=clip_limits)
+    flow = SayFlow.over_redis(redis, storage, client, clip_limits=clip_limits, operator=operator)
     try:
         yield flow
     finally:

@@ -38,6 +38,7 @@ from bots.admin import (
     create_admin_app,
 )
 from bots.admin.auth import SESSION_COOKIE
+from bots.admin.reports import MonthSpend
 from bots.asgi_server import serve_app
 from bots.chosen_voice import VoiceSource
 from bots.errors import InvalidInput
@@ -47,6 +48,7 @@ from bots.say import SayFlow, SayRequest
 from bots.tts_client import TTSClient
 from storage.redis import RedisHandle, open_redis
 from storage.settings import StorageSettings
+from storage.spend import SpendLedger, month_of
 from storage.usage import UsageReader, UsageRecorder, utc_today
 from tests.bots.harness import FAST_RETRY, Service, bot_settings, saved_with_consent
 from tests.redis_fixtures import free_port
@@ -57,6 +59,7 @@ from tests.tts_service.audio_samples import clip
 ADMIN_TOKEN = "admin-test-token-0123456789abcdef"
 MESSAGE = "Zebras whisper the purple password at midnight"  # must never come back
 PRICE = 0.002  # per GPU second, round for exact sums
+BUDGET = 1.0  # USD a month
 ENDPOINTS = ("/readyz", "/usage", "/metrics")
 
 pytestmark = pytest.mark.timeout(60)
@@ -100,6 +103,7 @@ async def admin_server(
         metrics,
         platforms={name: status(name) for name in state},
         probe_timeout_s=2.0,
+        spend=MonthSpend(SpendLedger(redis.client), BUDGET),
     )
     settings = bot_settings(admin_token=SecretStr(token) if token is not None else None)
     app = create_admin_app(context, settings)
@@ -160,12 +164,14 @@ def sample(
 
 
 async def seed_usage(redis: Redis, storage: StorageSettings) -> tuple[dt.date, dt.date]:
-    """Seven requests over three days (the middle one empty); returns (first, last) day."""
+    """Seven requests over three days (the middle one empty), one of them cloned, a consent
+    and a forget; returns (first, last) day."""
     recorder = UsageRecorder(redis, storage)
     last = utc_today()
     first = last - dt.timedelta(days=2)
+    cloned_miss = {"audio_seconds": 2.0, "synthesis_seconds": 1.5, "cloned": True}
     for platform, user, outcome, kwargs, day in [
-        ("telegram", "1001", "miss", {"audio_seconds": 2.0, "synthesis_seconds": 1.5}, first),
+        ("telegram", "1001", "miss", cloned_miss, first),
         ("telegram", "1001", "hit", {"audio_seconds": 2.0}, first),
         ("discord", "2002", "error", {"error_code": "invalid_input"}, first),
         ("telegram", "1001", "hit", {"audio_seconds": 2.0}, last),
@@ -174,6 +180,8 @@ async def seed_usage(redis: Redis, storage: StorageSettings) -> tuple[dt.date, d
         ("telegram", "4004", "error", {"error_code": "tts_busy"}, last),
     ]:
         recorder.record_soon(platform, user, outcome, day=day, **kwargs)  # type: ignore[arg-type]
+    recorder.event_soon("telegram", "consents", day=first)
+    recorder.event_soon("discord", "forgets", day=last)
     await recorder.flush()
     return first, last
 
@@ -186,6 +194,10 @@ def counts(
     audio: float,
     synthesis: float,
     cost: float,
+    *,
+    cloned: int = 0,
+    consents: int = 0,
+    forgets: int = 0,
 ) -> dict[str, Any]:
     lookups = hits + misses
     return {
@@ -197,6 +209,9 @@ def counts(
         "audio_seconds": audio,
         "synthesis_seconds": synthesis,
         "estimated_cost": cost,
+        "cloned": cloned,
+        "consents": consents,
+        "forgets": forgets,
     }
 
 
@@ -204,6 +219,7 @@ async def test_usage_reports_exact_numbers(
     admin: Admin, redis_client: Redis, storage: StorageSettings
 ) -> None:
     first, last = await seed_usage(redis_client, storage)
+    await SpendLedger(redis_client).add("telegram", "1001", None, 10.0)
     middle = first + dt.timedelta(days=1)
     response = await admin.http.get(
         "/usage", params={"from": first.isoformat(), "to": last.isoformat(), "top": 3}
@@ -214,38 +230,58 @@ async def test_usage_reports_exact_numbers(
         "to": last.isoformat(),
         "currency": "USD",
         "price_per_gpu_second": PRICE,
-        "totals": counts(7, 2, 2, 3, 9.25, 2.0, 0.004),
+        "totals": counts(7, 2, 2, 3, 9.25, 2.0, 0.004, cloned=1, consents=1, forgets=1),
         "errors_by_code": {"tts_busy": 2, "invalid_input": 1},
         "per_day": [
-            {"day": first.isoformat(), **counts(3, 1, 1, 1, 4.0, 1.5, 0.003)},
+            {
+                "day": first.isoformat(),
+                **counts(3, 1, 1, 1, 4.0, 1.5, 0.003, cloned=1, consents=1),
+            },
             {"day": middle.isoformat(), **counts(0, 0, 0, 0, 0.0, 0.0, 0.0)},
-            {"day": last.isoformat(), **counts(4, 1, 1, 2, 5.25, 0.5, 0.001)},
+            {"day": last.isoformat(), **counts(4, 1, 1, 2, 5.25, 0.5, 0.001, forgets=1)},
         ],
         "by_platform": {
             "discord": {
-                **counts(3, 0, 1, 2, 3.25, 0.5, 0.001),
+                **counts(3, 0, 1, 2, 3.25, 0.5, 0.001, forgets=1),
                 "errors_by_code": {"invalid_input": 1, "tts_busy": 1},
                 "per_day": [
                     {"day": first.isoformat(), **counts(1, 0, 0, 1, 0.0, 0.0, 0.0)},
                     {"day": middle.isoformat(), **counts(0, 0, 0, 0, 0.0, 0.0, 0.0)},
-                    {"day": last.isoformat(), **counts(2, 0, 1, 1, 3.25, 0.5, 0.001)},
+                    {
+                        "day": last.isoformat(),
+                        **counts(2, 0, 1, 1, 3.25, 0.5, 0.001, forgets=1),
+                    },
                 ],
             },
             "telegram": {
-                **counts(4, 2, 1, 1, 6.0, 1.5, 0.003),
+                **counts(4, 2, 1, 1, 6.0, 1.5, 0.003, cloned=1, consents=1),
                 "errors_by_code": {"tts_busy": 1},
                 "per_day": [
-                    {"day": first.isoformat(), **counts(2, 1, 1, 0, 4.0, 1.5, 0.003)},
+                    {
+                        "day": first.isoformat(),
+                        **counts(2, 1, 1, 0, 4.0, 1.5, 0.003, cloned=1, consents=1),
+                    },
                     {"day": middle.isoformat(), **counts(0, 0, 0, 0, 0.0, 0.0, 0.0)},
                     {"day": last.isoformat(), **counts(2, 1, 0, 1, 2.0, 0.0, 0.0)},
                 ],
             },
         },
         "top_users": [
-            {"platform": "telegram", "user_id": "1001", **counts(3, 2, 1, 0, 6.0, 1.5, 0.003)},
+            {
+                "platform": "telegram",
+                "user_id": "1001",
+                **counts(3, 2, 1, 0, 6.0, 1.5, 0.003, cloned=1),
+            },
             {"platform": "discord", "user_id": "2002", **counts(2, 0, 1, 1, 3.25, 0.5, 0.001)},
             {"platform": "discord", "user_id": "3003", **counts(1, 0, 0, 1, 0.0, 0.0, 0.0)},
         ],
+        "spend_this_month": {
+            "month": month_of(dt.datetime.now(dt.UTC)),
+            "gpu_seconds": 10.0,
+            "estimated_cost": 0.02,
+            "budget": BUDGET,
+            "budget_used": 0.02,
+        },
     }
 
 
@@ -763,6 +799,20 @@ async def test_dashboard_draws_one_bar_per_day(
     assert "<script" not in html and "style=" not in html
 
 
+async def test_dashboard_shows_cloning_counts_and_the_months_spend_against_the_budget(
+    admin: Admin, redis_client: Redis, storage: StorageSettings
+) -> None:
+    await seed_usage(redis_client, storage)
+    await SpendLedger(redis_client).add("discord", "2002", "77", 250.0)  # $0.50 of $1
+    html = (await admin.http.get("/admin", params={"days": 7})).text
+    for tile, value in [("cloned", "1"), ("consents", "1"), ("forgets", "1")]:
+        assert f'id="tile-{tile}"><div class="label">' in html
+        assert html.split(f'id="tile-{tile}"')[1].split('class="value">')[1].startswith(value)
+    spend = html.split('id="spend-line">')[1].split("</p>")[0]
+    assert spend == ("$0.5000 of $1.00 (50%); past it, only cached audio answers until the 1st")
+    assert f"in {month_of(dt.datetime.now(dt.UTC))} (UTC)" in html
+
+
 # --- the whole process -----------------------------------------------------------------------
 
 
@@ -811,6 +861,9 @@ async def test_saybot_run_serves_the_admin_endpoint(tmp_path: Path, service: Ser
                         await asyncio.sleep(0.02)
                 assert usage["by_platform"]["telegram"]["misses"] == 1
                 assert usage["top_users"][0]["user_id"] == "1001"
+                # Piper runs on this box: no GPU time spent, and no budget was set.
+                spent = usage["spend_this_month"]
+                assert (spent["gpu_seconds"], spent["budget"]) == (0.0, None)
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)

@@ -203,7 +203,7 @@ def assert_public_defer_then_answer(outcome: Outcome) -> Call:
 async def test_commands_sync_globally_with_ranges_and_descriptions(bot: Bot) -> None:
     assert list(bot.standin.synced_commands) == [None]  # global by default
     commands = {c["name"]: c for c in bot.standin.synced_commands[None]}
-    assert set(commands) == {"say", "voice", "forget", "help"}
+    assert set(commands) == {"say", "voice", "forget", "help", "settings"}
     options = {o["name"]: o for o in commands["say"]["options"]}
     assert list(options) == ["text", "voice", "exaggeration", "temperature", "cfg_weight", "seed"]
     assert options["text"] | {"description": ""} == {

@@ -266,7 +266,7 @@ async def test_text_that_only_looks_like_options_is_spoken(bot: Bot) -> None:
 async def test_commands_are_registered(bot: Bot) -> None:
     call = await bot.tg.wait_for("setMyCommands")
     names = [command["command"] for command in call.params["commands"]]
-    assert names == ["start", "help", "say", "voice", "forget"]
+    assert names == ["start", "help", "say", "voice", "forget", "settings"]
     help_reply = await bot.reply_to(bot.tg.send_command(USER, USER, "help"), "sendMessage")
     assert "/say" in help_reply.params["text"]
 

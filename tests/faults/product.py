@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from bots.messages import UNEXPECTED
 from bots.settings import BotSettings
@@ -46,13 +45,6 @@ TOOK_TOO_LONG = (
     "please try again in a minute."
 )
 BUSY_PREFIX = "The voice engine is busy"
-
-# The Telegram stand-in runs in the test process, where warnings are errors: aiohttp's
-# multipart reader calls its own deprecated ``unread_data()`` when a part's boundary splits
-# across reads (it happens under load), which would turn a good upload into a 500.
-STANDIN_WARNINGS = pytest.mark.filterwarnings(
-    "ignore:unread_data\\(\\) is deprecated:DeprecationWarning"
-)
 
 
 def redis_url(server: Any) -> str:

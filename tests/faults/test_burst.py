@@ -13,7 +13,6 @@ import pytest
 
 from tests.faults.faulty_tts import FaultyTTS, serving
 from tests.faults.product import (
-    STANDIN_WARNINGS,
     is_voice_note,
     redis_url,
     replies,
@@ -24,7 +23,7 @@ from tests.faults.product import (
 from tests.standins.telegram_api import TelegramStandin
 from tts_service.engines.piper import PiperEngine
 
-pytestmark = [pytest.mark.faults, STANDIN_WARNINGS, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
 USERS = 30
 TEXTS = [f"Burst sentence number {n}, spoken once for everyone." for n in range(10)]

@@ -16,7 +16,6 @@ import pytest
 
 from tests.faults.faulty_tts import FaultyTTS, serving
 from tests.faults.product import (
-    STANDIN_WARNINGS,
     is_voice_note,
     redis_url,
     running_product,
@@ -27,7 +26,7 @@ from tests.redis_fixtures import start_valkey
 from tests.standins.telegram_api import TelegramStandin
 from tts_service.engines.piper import PiperEngine
 
-pytestmark = [pytest.mark.faults, STANDIN_WARNINGS, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(90)]
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import pytest
 from bots.messages import GAVE_UP
 from tests.faults.faulty_tts import Fault, FaultyTTS, serving
 from tests.faults.product import (
-    STANDIN_WARNINGS,
     Product,
     is_voice_note,
     redis_url,
@@ -35,7 +34,7 @@ from tests.faults.product import (
 from tests.standins.telegram_api import TelegramStandin
 from tts_service.engines.piper import PiperEngine
 
-pytestmark = [pytest.mark.faults, STANDIN_WARNINGS, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(90)]
 
 SHUTDOWN_TIMEOUT_S = 6  # the smallest budget BotSettings allows is 5
 EXIT_GRACE_S = 2

@@ -17,7 +17,6 @@ import pytest
 from tests.faults.faulty_tts import Fault, FaultyTTS, serving
 from tests.faults.product import (
     BUSY_PREFIX,
-    STANDIN_WARNINGS,
     TOOK_TOO_LONG,
     UNAVAILABLE,
     Product,
@@ -33,7 +32,7 @@ from tests.faults.product import (
 from tests.standins.telegram_api import TelegramStandin
 from tts_service.engines.piper import PiperEngine
 
-pytestmark = [pytest.mark.faults, STANDIN_WARNINGS, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(90)]
 
 # TTS_READ_TIMEOUT_S of the hang case only: a hang is "too long" after this (Piper needs < 1 s
 # for the short texts said in that case; the other cases keep the default).

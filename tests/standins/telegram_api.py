@@ -777,9 +777,12 @@ class TelegramStandin:
         mime_type: str = "audio/ogg",
         chat_type: ChatType = "private",
         reply_to: JSON | int | None = None,
+        forward_origin: JSON | None = None,
     ) -> JSON:
         """A user sends a voice note; its file is served by ``getFile`` and the download URL.
-        ``file_size`` is what Telegram reports (default ``len(audio_bytes)``)."""
+        ``file_size`` is what Telegram reports (default ``len(audio_bytes)``). With
+        ``forward_origin`` (a MessageOrigin, e.g. ``{"type": "user", "date": ..., "sender_user":
+        {...}}``) the user forwards someone's voice note: ``from`` is the user who forwards it."""
         stored = self._store_file(audio_bytes, "voice", "oga", file_size)
         stored.mime_type = mime_type
         voice = {
@@ -790,6 +793,8 @@ class TelegramStandin:
             "file_size": stored.file_size,
         }
         content = {"voice": voice, **self._caption_content(caption)}
+        if forward_origin is not None:
+            content["forward_origin"] = copy.deepcopy(forward_origin)
         return self._user_message(chat_id, user_id, chat_type, content, reply_to)
 
     def send_audio(

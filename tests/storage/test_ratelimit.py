@@ -99,3 +99,17 @@ async def test_buckets_expire_once_full_again(
     await limiter.check("telegram", "1")
     ttl_ms = await redis_client.pttl("saybot:v1:rate:telegram:1")
     assert 0 < ttl_ms <= 3 / 10 * 1000 + 1000
+
+
+async def test_a_communitys_rule_overrides_the_platforms_even_when_disabled(
+    redis_client: Redis, settings: StorageSettings
+) -> None:
+    off = settings.model_copy(update={"ratelimit_enabled": False})
+    limiter = RateLimiter(redis_client, off)
+    assert await allowed_in_a_row(limiter, "telegram", "7", 5) == 5  # the bot's own: off
+    one = RateRule(per_minute=1, burst=1)
+    assert (await limiter.check("telegram", "8", one)).allowed
+    denied = await limiter.check("telegram", "8", one)
+    assert not denied.allowed and 55 < denied.retry_after_s <= 60
+    assert (await limiter.check("telegram", "42", one)).allowed  # the allow-list still passes
+    assert (await limiter.check("telegram", "42", one)).allowed

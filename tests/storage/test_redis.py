@@ -23,9 +23,10 @@ from storage import keys
 from storage.cache import AudioCache, CachedAudio
 from storage.cache_keys import cache_key
 from storage.clip_cipher import key_id, new_key_text, parse_keys
+from storage.embedded import default_data_dir
 from storage.errors import StorageUnavailable
 from storage.metrics import StorageMetrics
-from storage.redis import default_data_dir, mask_url, open_redis
+from storage.redis import mask_url, open_redis
 from storage.settings import StorageSettings
 from storage.usage import UsageRecorder, utc_today
 from storage.voices import VoiceStore

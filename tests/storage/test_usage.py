@@ -259,3 +259,28 @@ async def test_days_past_the_retention_are_not_kept(
     recorder.record_soon("telegram", "1", "hit", day=old)
     await recorder.flush()
     assert await redis_client.exists(keys.usage_day(old.isoformat())) == 0
+
+
+async def test_cloned_requests_consents_and_forgets_are_counted_apart(
+    redis_client: Redis, settings: StorageSettings
+) -> None:
+    recorder = UsageRecorder(redis_client, settings)
+    recorder.record_soon("telegram", "1", "miss", synthesis_seconds=1.0, cloned=True, day=DAY2)
+    recorder.record_soon("telegram", "1", "hit", day=DAY2)
+    recorder.event_soon("telegram", "consents", day=DAY2)
+    recorder.event_soon("discord", "forgets", day=DAY2)
+    await recorder.flush()
+    summary = await UsageReader(redis_client, settings).summary(DAY2, DAY2)
+    totals = summary.totals
+    assert (totals.requests, totals.cloned, totals.consents, totals.forgets) == (2, 1, 1, 1)
+    assert summary.by_platform["telegram"].consents == 1
+    assert summary.by_platform["discord"].forgets == 1
+    assert summary.by_platform["discord"].requests == 0  # an event is not a request
+    users = await redis_client.hgetall(keys.usage_users(DAY2.isoformat()))
+    assert {keys.as_text(name) for name in users} == {
+        "telegram:1|requests",
+        "telegram:1|hits",
+        "telegram:1|misses",
+        "telegram:1|synthesis_ms",
+        "telegram:1|cloned",
+    }, "consents and forgets are never counted per user"

@@ -70,3 +70,14 @@ def clip(fmt: str, seconds: float = 3.0, rate: int = 16_000) -> bytes:
     if fmt == "webm":
         return encode_av(tone(seconds, 48_000), 48_000, "webm", "libopus")
     raise ValueError(fmt)
+
+
+def disclosure_tag(data: bytes) -> str:
+    """The AI-generated tag of one of the service's answers, as FFmpeg reads it back:
+    OGG/Opus's DESCRIPTION comment (a stream's ``comment``), MP3's ``TXXX`` frame, WAV's
+    ``ICMT`` (the container's ``comment``)."""
+    from tts_service.audio import MP3_DISCLOSURE_FRAME
+
+    with av.open(io.BytesIO(data)) as container:
+        tags = {**container.metadata, **container.streams.audio[0].metadata}
+    return tags.get("comment") or tags[MP3_DISCLOSURE_FRAME]

@@ -8,6 +8,8 @@ that matter to the engine:
 - without it ``conds`` must be set (the real one asserts);
 - an ``exaggeration`` different from ``conds.t3.emotion_adv`` replaces
   ``conds.t3`` in place on the ``conds`` object;
+- every result goes through ``self.watermarker.apply_watermark`` (Perth's
+  interface, here ``WatermarkerStandIn``), which a test may replace or remove;
 - the result is a ``(1, n)`` array at ``sr``.
 
 and it records what the engine did: every call's arguments, which voice and
@@ -29,6 +31,42 @@ import soundfile as sf
 
 BUILTIN_VOICE = "builtin"
 SAMPLES_PER_CHAR = 240  # 10 ms of "speech" per character at 24 kHz
+MARK_HZ = 1_234.5  # the stand-in watermark: a faint tone no test signal has a harmonic at
+MARK_LEVEL = 0.05
+
+
+class WatermarkerStandIn:
+    """``perth.WatermarkerBase``'s interface (``resemble-perth`` 1.0): marks audio with a
+    faint tone and finds it again. Like ``PerthImplicitWatermarker``, ``get_watermark``
+    reads 1.0 where the mark is and 0.0 where it is not, and the length is kept."""
+
+    def __init__(self) -> None:
+        self.applied = 0
+
+    def apply_watermark(self, wav, watermark=None, sample_rate=44100, **kwargs):  # type: ignore[no-untyped-def]
+        self.applied += 1
+        return wav + MARK_LEVEL * _mark(len(wav), sample_rate)
+
+    def get_watermark(self, watermarked_wav, sample_rate=44100, watermark_length=None, **kwargs):  # type: ignore[no-untyped-def]
+        wav = np.asarray(watermarked_wav, dtype=np.float64).reshape(-1)
+        strength = 2 * float(np.mean(wav * _mark(wav.size, sample_rate))) / MARK_LEVEL
+        return np.float32(1.0 if strength > 0.5 else 0.0)
+
+
+def _mark(length: int, sample_rate: int) -> np.ndarray:
+    return np.sin(2 * np.pi * MARK_HZ * np.arange(length) / sample_rate)
+
+
+class DummyWatermarkerStandIn(WatermarkerStandIn):
+    """What ``perth.DummyWatermarker`` does: rounds the samples, reads random bits."""
+
+    def apply_watermark(self, wav, watermark=None, sample_rate=44100, **kwargs):  # type: ignore[no-untyped-def]
+        return wav.round(5)
+
+    def get_watermark(self, watermarked_wav, sample_rate=44100, watermark_length=None, **kwargs):  # type: ignore[no-untyped-def]
+        return (
+            np.random.default_rng().integers(0, 2, size=watermark_length or 32).astype(np.float32)
+        )
 
 
 @dataclass
@@ -79,6 +117,9 @@ class ChatterboxTTSStandIn:
     def __init__(self, *, generate_s: float = 0.0, sr: int = 24_000) -> None:
         self.sr = sr
         self.conds: Conditionals | None = make_conds(BUILTIN_VOICE, 0.5)
+        self.watermarker: Any = (
+            WatermarkerStandIn()
+        )  # ChatterboxTTS: perth.PerthImplicitWatermarker()
         self.generate_s = generate_s
         self.rng = np.random.default_rng()
         self.generate_calls: list[GenerateCall] = []
@@ -146,7 +187,8 @@ class ChatterboxTTSStandIn:
                 self.conds_swapped_mid_generation += 1
             voice_level = float(conds.t3.speaker_emb[0, 0]) / 997
             wav = 0.1 * noise * (0.5 + voice_level) * temperature
-            return wav[np.newaxis, :]  # float64, (1, n): the real one returns a (1, n) tensor
+            watermarked = self.watermarker.apply_watermark(wav, sample_rate=self.sr)
+            return watermarked[np.newaxis, :]  # float64, (1, n): the real one returns a tensor
 
     # --- what the tests inject as the engine's seed function ---------------------------------
 

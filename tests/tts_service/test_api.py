@@ -16,6 +16,7 @@ import soundfile as sf
 
 from tests.servers import serve_in_thread
 from tests.tts_helpers import API_TOKEN, make_settings, wait_ready
+from tests.tts_service.audio_samples import disclosure_tag
 from tests.tts_service.engine_wrappers import FailingEngine, GatedEngine, HeldSynthesis
 from tts_service.api import UnsafeBind, check_bind_allowed, create_app
 from tts_service.engines.piper import PiperEngine
@@ -87,6 +88,8 @@ def test_ready_and_engine_info(client: httpx.Client) -> None:
     assert info["can_clone_voice"] is False
     assert sorted(info["honoured_params"]) == ["seed", "temperature"]
     assert "joe-medium" in info["model_version"]
+    assert info["watermarked"] is False  # Piper has none; its files are still tagged
+    assert ready.json()["engine"]["watermarked"] is False
 
 
 def test_openapi_docs_are_served(client: httpx.Client) -> None:
@@ -140,6 +143,16 @@ def test_each_format_decodes_as_what_was_asked(
     assert float(response.headers["X-Synthesis-Seconds"]) > 0
     assert response.headers["X-Engine"] == "piper"
     assert np.sqrt(np.mean(samples**2)) > 0.01  # speech, not silence
+
+
+@pytest.mark.parametrize("fmt", ["ogg_opus", "wav", "mp3"])
+def test_each_answer_is_tagged_as_ai_speech_by_its_engine(client: httpx.Client, fmt: str) -> None:
+    engine = client.get("/v1/engine").json()
+    response = client.post("/v1/tts", json={**HELLO, "format": fmt})
+    assert response.status_code == 200, response.text
+    assert disclosure_tag(response.content) == (
+        f"AI-generated speech (saybot; engine piper {engine['model_version']})"
+    )
 
 
 def test_default_format_is_ogg_opus(client: httpx.Client) -> None:

@@ -12,13 +12,23 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.tts_service.audio_samples import clip, encode_sf, tone, with_silence
+from tests.tts_service.audio_samples import clip, disclosure_tag, encode_sf, tone, with_silence
 from tts_service import audio
 from tts_service.engines.piper import PiperEngine
 from tts_service.errors import PayloadTooLarge, ReferenceAudioError
-from tts_service.schema import AudioFormat, TTSParams
+from tts_service.schema import AudioFormat, EngineInfo, TTSParams
 
 FORMATS = ["wav", "flac", "ogg_vorbis", "ogg_opus", "mp3", "m4a", "webm"]
+ENGINE = EngineInfo(
+    name="chatterbox",
+    model_version="chatterbox-tts-0.1.7+0123456789ab",
+    sample_rate=24_000,
+    can_clone_voice=True,
+    honoured_params=["seed"],
+    max_chunk_chars=250,
+    watermarked=True,
+)
+SAID = "AI-generated speech (saybot; engine chatterbox chatterbox-tts-0.1.7+0123456789ab)"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -235,36 +245,93 @@ def test_decoded_opus_is_the_input_not_just_the_right_length() -> None:
     assert np.corrcoef(reference, decoded)[0, 1] > 0.95
 
 
-OPUS_IN_A_FRESH_PROCESS = """
+ENCODED_IN_A_FRESH_PROCESS = """
 import hashlib, sys
 import numpy as np
 from tts_service import audio
-from tts_service.schema import AudioFormat
+from tts_service.schema import AudioFormat, EngineInfo
 samples = np.load(sys.argv[1])
-data = audio.encode(samples, 22_050, AudioFormat.OGG_OPUS)
-print(hashlib.sha256(data).hexdigest())
+engine = EngineInfo.model_validate_json(sys.argv[2])
+for fmt in AudioFormat:
+    print(hashlib.sha256(audio.encode(samples, 22_050, fmt, engine=engine)).hexdigest())
 """
 
 
-def test_opus_bytes_are_identical_across_processes(tmp_path: Path) -> None:
+def test_encoded_bytes_are_identical_across_processes(tmp_path: Path) -> None:
     # A seeded request promises byte-identical audio, and the cache keys on it: nothing
-    # per-process (a random Ogg serial, a clock) may reach the bytes.
+    # per-process (a random Ogg serial, a clock in a tag) may reach the bytes.
     samples = syllables(2.0, 22_050, peak_dbfs=-3.0)
     path = str(tmp_path / "samples.npy")
     np.save(path, samples)
-    here = hashlib.sha256(audio.encode(samples, 22_050, AudioFormat.OGG_OPUS)).hexdigest()
+    here = [
+        hashlib.sha256(audio.encode(samples, 22_050, fmt, engine=ENGINE)).hexdigest()
+        for fmt in AudioFormat
+    ]
     elsewhere = [
         subprocess.run(
-            [sys.executable, "-c", OPUS_IN_A_FRESH_PROCESS, path],
+            [sys.executable, "-c", ENCODED_IN_A_FRESH_PROCESS, path, ENGINE.model_dump_json()],
             capture_output=True,
             text=True,
             check=True,
-        ).stdout.strip()
+        ).stdout.split()
         for _ in range(2)
     ]
     assert elsewhere == [here, here]
     other = syllables(2.0, 22_050, peak_dbfs=-6.0)
-    assert hashlib.sha256(audio.encode(other, 22_050, AudioFormat.OGG_OPUS)).hexdigest() != here
+    ogg = audio.encode(other, 22_050, AudioFormat.OGG_OPUS, engine=ENGINE)
+    assert hashlib.sha256(ogg).hexdigest() != here[0]
+
+
+# --- the AI-generated tag ----------------------------------------------------------------------
+
+
+def opus_comments(data: bytes) -> tuple[str, list[str]]:
+    """(vendor, user comments) of the OpusTags header (RFC 7845 §5.2), parsed by hand."""
+    tags = ogg_pages(data)[1][3]
+    assert tags[:8] == b"OpusTags"
+    vendor_end = 12 + int.from_bytes(tags[8:12], "little")
+    count = int.from_bytes(tags[vendor_end : vendor_end + 4], "little")
+    comments, offset = [], vendor_end + 4
+    for _ in range(count):
+        size = int.from_bytes(tags[offset : offset + 4], "little")
+        comments.append(tags[offset + 4 : offset + 4 + size].decode())
+        offset += 4 + size
+    assert offset == len(tags)  # nothing after the last comment
+    return tags[12:vendor_end].decode(), comments
+
+
+def test_ogg_opus_says_it_is_ai_generated_and_is_still_a_voice_note() -> None:
+    samples = syllables(2.0, 22_050, peak_dbfs=-3.0)
+    data = audio.encode(samples, 22_050, AudioFormat.OGG_OPUS, engine=ENGINE)
+    assert opus_comments(data) == ("ffmpeg", [f"DESCRIPTION={SAID}"])
+    assert disclosure_tag(data) == SAID
+    assert ogg_pages(data)[0][3][:8] == b"OpusHead"
+    info = sf.info(io.BytesIO(data))
+    assert (info.format, info.subtype, info.channels) == ("OGG", "OPUS", 1)
+    decoded, _ = sf.read(io.BytesIO(data), dtype="float32")
+    assert decoded.size == audio.resample(samples, 22_050, audio.OPUS_SAMPLE_RATE).size
+
+
+def test_mp3_says_it_is_ai_generated_in_an_id3v2_txxx_frame() -> None:
+    data = audio.encode(tone(1.5, 22_050), 22_050, AudioFormat.MP3, engine=ENGINE)
+    assert data[:4] == b"ID3\x04"  # ID3v2.4, first in the file where every reader looks
+    frame = b"TXXX" + bytes([0, 0, 0, len(SAID) + 15, 0, 0, 3]) + b"AI generated\x00"
+    assert frame + SAID.encode() in data[: 10 + 200]
+    assert disclosure_tag(data) == SAID
+
+
+def test_wav_says_it_is_ai_generated_in_a_list_info_chunk_before_the_data() -> None:
+    data = audio.encode(tone(1.5, 22_050), 22_050, AudioFormat.WAV, engine=ENGINE)
+    chunk = b"ICMT" + (len(SAID) + 1).to_bytes(4, "little") + SAID.encode() + b"\x00"
+    assert data.index(b"LIST") < data.index(chunk) < data.index(b"data")
+    assert sf.SoundFile(io.BytesIO(data)).copy_metadata() == {"comment": SAID}
+    assert disclosure_tag(data) == SAID
+
+
+@pytest.mark.parametrize("fmt", list(AudioFormat))
+def test_without_an_engine_the_tag_still_says_ai(fmt: AudioFormat) -> None:
+    data = audio.encode(tone(1.5, 22_050), 22_050, fmt)
+    assert disclosure_tag(data) == "AI-generated speech (saybot)"
 
 
 def test_opus_bitrate_suits_piper_speech(piper_engine: PiperEngine) -> None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import importlib.util
 import inspect
+import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -23,18 +25,19 @@ from tests.tts_service.chatterbox_standin import (
     BUILTIN_VOICE,
     SAMPLES_PER_CHAR,
     ChatterboxTTSStandIn,
+    DummyWatermarkerStandIn,
     FactoryCalls,
+    WatermarkerStandIn,
 )
 from tests.tts_service.conftest import API_TOKEN, make_settings, wait_ready
 from tts_service import audio, synthesis
 from tts_service.api import create_app
 from tts_service.engines import build_engine
 from tts_service.engines.base import ReferenceClip, TTSEngine
-from tts_service.engines.chatterbox import (
-    CHECKPOINT_FILES,
-    ChatterboxEngine,
-    to_mono_float32,
-)
+from tts_service.engines.chatterbox import ChatterboxEngine
+from tts_service.engines.chatterbox_model import to_mono_float32
+from tts_service.engines.chatterbox_weights import CHECKPOINT_FILES
+from tts_service.engines.watermark import WatermarkUnavailable, perth_import_error
 from tts_service.errors import EngineNotReady, TTSError
 from tts_service.schema import TTSParams
 from tts_service.text import split_into_chunks
@@ -151,6 +154,116 @@ def test_settings_select_the_engine_and_a_missing_checkpoint_is_named(tmp_path: 
     for name in CHECKPOINT_FILES:
         assert (name in message) is (name != "tokenizer.json")
     assert "download_weights" in message
+
+
+# --- the watermark -----------------------------------------------------------------------------
+
+
+class FailingWatermarker(WatermarkerStandIn):
+    def apply_watermark(self, wav, watermark=None, sample_rate=44100, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("CUDA error: out of memory")
+
+
+class TruncatingWatermarker(WatermarkerStandIn):
+    def apply_watermark(self, wav, watermark=None, sample_rate=44100, **kwargs):  # type: ignore[no-untyped-def]
+        return super().apply_watermark(wav, sample_rate=sample_rate)[:-100]
+
+
+class BlindWatermarker(WatermarkerStandIn):
+    """Changes the audio, but its detector never finds the mark: no mark to prove."""
+
+    def get_watermark(self, watermarked_wav, sample_rate=44100, watermark_length=None, **kwargs):  # type: ignore[no-untyped-def]
+        return np.float32(0.0)
+
+
+def test_chatterbox_promises_a_watermark_and_every_chunk_carries_it() -> None:
+    engine, model = make_engine()
+    assert engine.info.watermarked is True
+    marker = model.watermarker
+    proved = marker.applied  # the load's check on a test signal
+    assert proved == 1
+    text = sentences("Marked")
+    synthesis.synthesize_samples(engine, params(text), None)
+    assert marker.applied == proved + len(split_into_chunks(text, engine.info.max_chunk_chars))
+    raw = engine.synthesize("A sentence long enough to find the mark in.", params(), None)
+    assert marker.get_watermark(raw, sample_rate=24_000) == 1.0
+    assert marker.get_watermark(np.zeros_like(raw), sample_rate=24_000) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("watermarker", "reason"),
+    [
+        (None, "has no watermarker"),
+        (DummyWatermarkerStandIn(), "left a test signal as it was (as perth.DummyWatermarker"),
+        (FailingWatermarker(), "failed on a test signal (RuntimeError: CUDA error: out of memory)"),
+        (
+            TruncatingWatermarker(),
+            "returned 23900 samples (finite: True) for a test signal of 24000",
+        ),
+        (BlindWatermarker(), "does not find its own mark in a marked test signal (it reads 0.00"),
+    ],
+    ids=["missing", "dummy", "failing", "truncating", "undetectable"],
+)
+def test_a_model_without_a_working_watermark_never_loads(
+    watermarker: WatermarkerStandIn | None, reason: str
+) -> None:
+    model = ChatterboxTTSStandIn()
+    model.watermarker = watermarker
+    engine = ChatterboxEngine(model_factory=lambda: model, seed_rng=model.seed)
+    with pytest.raises(WatermarkUnavailable, match=re.escape(reason)):
+        engine.load()
+    assert not engine.is_loaded
+    with pytest.raises(EngineNotReady):
+        engine.synthesize("Hello.", params(), None)
+    assert model.generate_calls == []  # nothing was ever spoken unmarked
+    model.watermarker = WatermarkerStandIn()  # the dependency fixed: a retry loads
+    engine.load()
+    assert engine.is_loaded
+
+
+def test_the_service_without_a_watermark_is_not_ready_and_says_why() -> None:
+    model = ChatterboxTTSStandIn()
+    model.watermarker = DummyWatermarkerStandIn()
+    engine = ChatterboxEngine(model_factory=lambda: model, seed_rng=model.seed)
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    with (
+        serve_in_thread(create_app(engine, make_settings())) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=30) as http,
+    ):
+        for _ in range(200):  # the load fails in a worker thread, soon after startup
+            ready = http.get("/readyz")
+            if "failed" in ready.json()["error"]["message"]:
+                break
+            time.sleep(0.05)
+        spoken = http.post("/v1/tts", json={"text": "Unmarked, never."})
+        info = http.get("/v1/engine").json()
+    for answer in (ready, spoken):
+        assert answer.status_code == 503
+        assert answer.json()["error"] == {
+            "code": "engine_not_ready",
+            "message": "the engine failed to load: WatermarkUnavailable",
+        }
+    assert info["watermarked"] is True  # the promise stands: it answers marked or not at all
+    assert model.generate_calls == []
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("perth") is not None,
+    reason="resemble-perth is installed: its watermarker imports",
+)
+def test_the_real_loader_refuses_when_perth_cannot_be_imported(tmp_path: Path) -> None:
+    # A complete checkpoint, and no resemble-perth: the loader stops before it imports
+    # chatterbox, which would fail obscurely or carry on without the mark.
+    for name in CHECKPOINT_FILES:
+        (tmp_path / name).write_bytes(b"")
+    settings = make_settings(
+        engine="chatterbox", chatterbox_checkpoint_dir=tmp_path, chatterbox_device="cpu"
+    )
+    engine = build_engine(settings)
+    with pytest.raises(WatermarkUnavailable, match=r"Perth's watermarker cannot be imported"):
+        engine.load()
+    assert not engine.is_loaded
+    assert "perth" in (perth_import_error() or "")
 
 
 # --- parameters and output ---------------------------------------------------------------------
@@ -471,3 +584,33 @@ def test_the_standin_has_the_real_signatures() -> None:
         assert [p.default for p in real.parameters.values()] == [
             p.default for p in ours.parameters.values()
         ], name
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("perth") is None,
+    reason="resemble-perth (with the gpu extra) is not installed",
+)
+def test_the_standin_watermarker_has_perths_signatures() -> None:
+    from perth import WatermarkerBase
+
+    for name in ("apply_watermark", "get_watermark"):
+        real = inspect.signature(getattr(WatermarkerBase, name))
+        ours = inspect.signature(getattr(WatermarkerStandIn, name))
+        assert list(real.parameters) == list(ours.parameters), name
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("perth") is None,
+    reason="resemble-perth (with the gpu extra) is not installed",
+)
+def test_perths_own_watermarker_passes_the_check_and_its_dummy_does_not() -> None:
+    import perth
+
+    model = ChatterboxTTSStandIn()
+    model.watermarker = perth.PerthImplicitWatermarker()
+    engine = ChatterboxEngine(model_factory=lambda: model, seed_rng=model.seed)
+    engine.load()
+    assert engine.is_loaded
+    model.watermarker = perth.DummyWatermarker()
+    with pytest.raises(WatermarkUnavailable, match="DummyWatermarker left a test signal"):
+        ChatterboxEngine(model_factory=lambda: model, seed_rng=model.seed).load()

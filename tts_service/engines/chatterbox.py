@@ -1,7 +1,7 @@
 """``ChatterboxEngine``: Resemble AI's Chatterbox (``chatterbox-tts`` 0.1.7) on a GPU.
 
 torch and chatterbox come with the ``gpu`` extra and are imported only inside
-functions of this module, so ``import tts_service`` works without them.
+functions (here and in the modules beside it), so ``import tts_service`` works without them.
 
 One model instance, one generation at a time
     ``ChatterboxTTS.generate`` keeps the voice in ``model.conds`` and rewrites
@@ -25,21 +25,21 @@ Parameters
     library's defaults. ``seed`` ≠ 0 seeds torch (CPU and every CUDA device)
     before *each chunk*, so a chunk sounds the same whatever came before it;
     after a seeded chunk the next unseeded one reseeds from OS entropy, so
-    ``seed=0`` never becomes predictable. Chatterbox's built-in (Perth)
-    watermark stays on: ``generate`` always applies it.
+    ``seed=0`` never becomes predictable.
+
+Watermark
+    ``load`` refuses a model whose Perth watermark it cannot prove on a test
+    signal (``tts_service.engines.watermark``): this engine never speaks
+    unmarked (``info.watermarked``).
 
 Weights
-    ``checkpoint_dir`` (a directory with the files of ``CHECKPOINT_FILES``)
-    loads with ``ChatterboxTTS.from_local`` and never touches the network;
-    ``download_checkpoint`` fills such a directory once (the Modal app keeps it
-    on a volume). Without it the files come from the hub, cached in
-    ``hub_cache_dir`` (or the default Hugging Face cache).
+    From ``checkpoint_dir`` or the hub (``tts_service.engines.chatterbox_weights``);
+    the hub revision of the weights is part of ``info.model_version``.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import tempfile
 import threading
@@ -47,30 +47,19 @@ from collections import OrderedDict
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import soundfile as sf
 
 from tts_service.engines.base import FloatAudio, ReferenceClip
+from tts_service.engines.chatterbox_model import ChatterboxModel, to_mono_float32
+from tts_service.engines.chatterbox_weights import load_chatterbox
+from tts_service.engines.watermark import check_watermarker
 from tts_service.errors import EngineNotReady, TTSError
 from tts_service.schema import EngineInfo, TTSParams
 from tts_service.settings import TTSSettings
 
-log = logging.getLogger(__name__)
-
 ENGINE_NAME = "chatterbox"
-HUB_REPO_ID = "ResembleAI/chatterbox"  # chatterbox.tts.REPO_ID in 0.1.7
-# What ChatterboxTTS.from_pretrained fetches in 0.1.7 and from_local reads; conds.pt
-# is the built-in voice.
-CHECKPOINT_FILES = (
-    "ve.safetensors",
-    "t3_cfg.safetensors",
-    "s3gen.safetensors",
-    "tokenizer.json",
-    "conds.pt",
-)
-REVISION_FILE = "REVISION"  # written by download_checkpoint: the hub commit of the weights
 SAMPLE_RATE = 24_000  # ChatterboxTTS.sr (S3GEN_SR); the loaded model's value wins
 # Chatterbox garbles or truncates past ~300 characters; sentences are packed up to this.
 MAX_CHUNK_CHARS = 250
@@ -79,29 +68,6 @@ REPETITION_PENALTY = 1.2
 MIN_P = 0.05
 TOP_P = 1.0
 _SEED_MODULUS = 2**64  # torch.manual_seed takes at most a 64-bit unsigned value
-
-
-class ChatterboxModel(Protocol):
-    """The part of ``chatterbox.tts.ChatterboxTTS`` (0.1.7) this engine uses."""
-
-    sr: int
-    conds: Any
-
-    def prepare_conditionals(self, wav_fpath: Any, exaggeration: float = 0.5) -> None: ...
-
-    def generate(
-        self,
-        text: str,
-        repetition_penalty: float = 1.2,
-        min_p: float = 0.05,
-        top_p: float = 1.0,
-        audio_prompt_path: str | None = None,
-        exaggeration: float = 0.5,
-        cfg_weight: float = 0.5,
-        temperature: float = 0.8,
-    ) -> Any:
-        """A ``(1, n)`` float tensor (or array) at ``sr``."""
-        ...
 
 
 ModelFactory = Callable[[], ChatterboxModel]
@@ -152,6 +118,7 @@ class ChatterboxEngine:
             can_clone_voice=True,
             honoured_params=["exaggeration", "temperature", "cfg_weight", "seed"],
             max_chunk_chars=MAX_CHUNK_CHARS,
+            watermarked=True,  # load() refuses a model whose watermark it cannot prove
         )
         self._version_given = model_version is not None
 
@@ -192,6 +159,7 @@ class ChatterboxEngine:
                 model, revision = load_chatterbox(
                     self._checkpoint_dir, self._hub_cache_dir, self._device
                 )
+            check_watermarker(model)
             update: dict[str, Any] = {"sample_rate": int(model.sr)}
             if revision and not self._version_given:
                 update["model_version"] = f"{self._info.model_version}+{revision[:12]}"
@@ -253,18 +221,6 @@ class ChatterboxEngine:
             self._rng_seeded = False
 
 
-def to_mono_float32(wav: Any) -> FloatAudio:
-    """A ``(1, n)`` torch tensor or array (what ``generate`` returns) as 1-D float32."""
-    if hasattr(wav, "detach"):
-        wav = wav.detach().cpu().numpy()
-    samples = np.asarray(wav, dtype=np.float32)
-    if samples.ndim == 2 and 1 in samples.shape:
-        samples = samples.reshape(-1)
-    if samples.ndim != 1:
-        raise TTSError(f"Chatterbox returned audio of shape {samples.shape}, expected (1, n)")
-    return np.ascontiguousarray(samples)
-
-
 def torch_seed(seed: int | None) -> None:
     """Seed torch on the CPU and every CUDA device, or reseed from OS entropy (``None``)."""
     import torch
@@ -275,90 +231,6 @@ def torch_seed(seed: int | None) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
-
-
-def pick_device(requested: str | None = None) -> str:
-    """``requested`` if given, else CUDA when available, else MPS, else CPU."""
-    if requested:
-        return requested
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def load_chatterbox(
-    checkpoint_dir: Path | None, hub_cache_dir: Path | None, device: str | None
-) -> tuple[ChatterboxModel, str | None]:
-    """The real model and the hub revision of its weights (when known)."""
-    if checkpoint_dir is not None:
-        missing = [name for name in CHECKPOINT_FILES if not (checkpoint_dir / name).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"the Chatterbox checkpoint in {checkpoint_dir} lacks {', '.join(missing)}; "
-                "fill it with download_checkpoint() (on Modal: the download_weights function)"
-            )
-        revision_file = checkpoint_dir / REVISION_FILE
-        revision = revision_file.read_text().strip() if revision_file.is_file() else None
-        source = checkpoint_dir
-    else:
-        source = _hub_snapshot(hub_cache_dir)
-        revision = source.name  # .../snapshots/<commit>
-    from chatterbox.tts import ChatterboxTTS
-
-    chosen = pick_device(device)
-    log.info("loading Chatterbox from %s on %s", source, chosen)
-    model: ChatterboxModel = ChatterboxTTS.from_local(source, chosen)
-    return model, revision
-
-
-def _hub_snapshot(cache_dir: Path | None) -> Path:
-    """What ``from_pretrained`` does, with the cache where we want it (e.g. on a volume)."""
-    # huggingface_hub comes with chatterbox (the gpu extra); typed only where installed.
-    from huggingface_hub import hf_hub_download  # type: ignore[import-not-found, unused-ignore]
-
-    path = ""
-    for filename in CHECKPOINT_FILES:
-        path = hf_hub_download(
-            repo_id=HUB_REPO_ID,
-            filename=filename,
-            cache_dir=str(cache_dir) if cache_dir else None,
-        )
-    return Path(path).parent
-
-
-def download_checkpoint(target_dir: Path, revision: str = "main") -> str:
-    """Fill ``target_dir`` with the weights from the hub once; returns their commit.
-
-    Records the commit in ``REVISION`` so the engine's ``model_version`` (part
-    of every audio cache key) changes when the weights do. Skips the download
-    when the directory already holds that commit.
-    """
-    from huggingface_hub import (  # type: ignore[import-not-found, unused-ignore]
-        HfApi,
-        snapshot_download,
-    )
-
-    commit: str | None = HfApi().model_info(HUB_REPO_ID, revision=revision).sha
-    if commit is None:
-        raise RuntimeError(f"the hub gave no commit for {HUB_REPO_ID}@{revision}")
-    revision_file = target_dir / REVISION_FILE
-    complete = all((target_dir / name).is_file() for name in CHECKPOINT_FILES)
-    if complete and revision_file.is_file() and revision_file.read_text().strip() == commit:
-        log.info("Chatterbox weights %s already in %s", commit, target_dir)
-        return commit
-    target_dir.mkdir(parents=True, exist_ok=True)
-    snapshot_download(
-        repo_id=HUB_REPO_ID,
-        revision=commit,
-        allow_patterns=list(CHECKPOINT_FILES),
-        local_dir=str(target_dir),
-    )
-    revision_file.write_text(commit + "\n")
-    return commit
 
 
 def _package_version() -> str:

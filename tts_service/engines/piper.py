@@ -15,6 +15,11 @@ are accepted and ignored, and ``info.honoured_params`` says so):
   noise-free path: byte-identical audio across calls and processes. Every
   non-zero seed therefore gives the same audio for the same text; 0 keeps the
   natural variation.
+
+Piper has no watermark (``info.watermarked`` is False): its model adds none, and
+Perth (Chatterbox's) would bring torch into this small CPU-only voice. Its answers
+are still marked as AI-generated, in the file's metadata (``audio.disclosure``) and
+in the bots' caption.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class PiperEngine:
             can_clone_voice=False,
             honoured_params=["temperature", "seed"],
             max_chunk_chars=MAX_CHUNK_CHARS,
+            watermarked=False,  # no watermark in Piper; the file tag and caption still say AI
         )
 
     @property
