@@ -26,12 +26,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -45,12 +44,18 @@ from bots.admin.auth import (
     AdminAuth,
     AdminAuthError,
     AdminUnauthorized,
-    LoginThrottled,
-    SessionsUnavailable,
     check_admin_bind,
 )
 from bots.admin.context import AdminContext, AdminLifecycle
 from bots.admin.dashboard import DashboardData, render_dashboard, render_login
+from bots.admin.login import (
+    MAX_LOGIN_BODY_BYTES,
+    SESSIONS_RETRY_AFTER_S,
+    client_address,
+    foreign_origin,
+    foreign_refusal,
+    login_refusal,
+)
 from bots.admin.reports import (
     DEFAULT_DAYS,
     InvalidRange,
@@ -67,9 +72,6 @@ from storage.usage import UsageReader, UsageSummary, UserUsage
 
 log = logging.getLogger(__name__)
 
-MAX_LOGIN_BODY_BYTES = 4096
-SESSIONS_RETRY_AFTER_S = 5  # Redis down: what the login form tells a browser to wait
-DEFAULT_PORTS = {"http": 80, "https": 443}
 USAGE_READ_TIMEOUT_S = 5.0
 DASHBOARD_TOP_USERS = 10
 MAX_DASHBOARD_DAYS = 90  # the default usage retention
@@ -116,71 +118,6 @@ class RequireAdmin:
     async def __call__(self, request: Request, credentials: Credentials) -> None:
         bearer = credentials.credentials if credentials is not None else None
         await self.auth.authorize(bearer, request.cookies.get(SESSION_COOKIE))
-
-
-def _origin(url: str) -> tuple[str, str, int] | None:
-    """``scheme://host[:port]`` as (scheme, host, port), default ports filled in."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if parts.hostname is None or scheme not in DEFAULT_PORTS:
-        return None
-    return scheme, parts.hostname.lower(), port if port is not None else DEFAULT_PORTS[scheme]
-
-
-def foreign_origin(request: Request) -> bool:
-    """True when the request names an ``Origin`` that is not this endpoint's own (``null``
-    and garbled ones included); a request without one (not from a browser) is not foreign."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return False
-    own = _origin(f"{request.url.scheme}://{request.url.netloc}")
-    return own is None or _origin(origin) != own
-
-
-def client_address(request: Request) -> str:
-    """Who the throttle counts: the peer, or what a trusted proxy says in X-Forwarded-For
-    (uvicorn applies it for ``forwarded_allow_ips``, loopback by default)."""
-    return request.client.host if request.client is not None else "unknown"
-
-
-def _wait_text(seconds: float) -> str:
-    """When to try again, as a sentence's end: "in 15 minutes (after 14:05 UTC)"."""
-    minutes = max(1, math.ceil(seconds / 60))
-    after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
-    if after.second or after.microsecond:  # round up: never name a time that is too early
-        after = after.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-    span = "a minute" if minutes == 1 else f"{minutes} minutes"
-    return f"in {span} (after {after:%H:%M} UTC)"
-
-
-def login_refusal(exc: AdminAuthError) -> HTMLResponse:
-    """The login form again, saying why: the one place login errors become user text."""
-    headers: dict[str, str] = {}
-    if isinstance(exc, LoginThrottled):
-        message = f"Too many failed logins. Try again {_wait_text(exc.retry_after_s)}."
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-    elif isinstance(exc, SessionsUnavailable):
-        message = (
-            "Logging in needs Redis, which is unavailable right now; try again shortly. "
-            "Scripts can still send the token as a bearer header."
-        )
-        headers["Retry-After"] = str(SESSIONS_RETRY_AFTER_S)
-    elif exc.code == "admin_token_not_configured":
-        return HTMLResponse(render_login(None, configured=False), status_code=401)
-    else:
-        message = exc.message
-    return HTMLResponse(render_login(message, True), status_code=exc.status, headers=headers)
-
-
-def foreign_refusal() -> HTMLResponse:
-    return HTMLResponse(
-        render_login("This form was sent from another site. Log in from this page.", True),
-        status_code=403,
-    )
 
 
 def _load_static() -> dict[str, bytes]:

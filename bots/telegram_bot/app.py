@@ -16,7 +16,7 @@ from telegram.ext import (
 from bots.draining import DRAIN_TIMEOUT_S, GAVE_UP_TIMEOUT_S, cancel_and_wait, wait_for_in_flight
 from bots.say import SayFlow
 from bots.settings import BotSettings
-from bots.telegram_bot import handlers
+from bots.telegram_bot import consent, handlers, replies
 from bots.telegram_bot.webhook import TelegramWebhook
 from tts_service.exposure import secret_value
 
@@ -48,7 +48,7 @@ def build_application(settings: BotSettings, flow: SayFlow) -> Application:  # t
         .get_updates_read_timeout(settings.telegram_poll_timeout_s + 10)
         .build()
     )
-    application.bot_data["deps"] = handlers.Deps(flow=flow, settings=settings)
+    application.bot_data["deps"] = replies.Deps(flow=flow, settings=settings)
     application.add_handler(
         CommandHandler(["start", "help"], handlers.on_start, filters=NEW_MESSAGES)
     )
@@ -62,7 +62,7 @@ def build_application(settings: BotSettings, flow: SayFlow) -> Application:  # t
     plain_text = filters.TEXT & ~filters.COMMAND
     application.add_handler(MessageHandler(plain_text & NOT_EDITS, handlers.on_plain_text))
     application.add_handler(
-        CallbackQueryHandler(handlers.on_consent_answer, pattern=handlers.CONSENT_DATA)
+        CallbackQueryHandler(consent.on_consent_answer, pattern=consent.CONSENT_DATA)
     )
     # Last: whatever no handler above took (unknown commands, stickers, bare voice notes).
     private = filters.ChatType.PRIVATE
@@ -123,7 +123,7 @@ async def stop_telegram(
     if application.updater is not None and application.updater.running:
         await application.updater.stop()
     deps = application.bot_data.get("deps")
-    if isinstance(deps, handlers.Deps):
+    if isinstance(deps, replies.Deps):
         unfinished = await wait_for_in_flight(
             deps.in_flight, drain_timeout_s, "telegram message(s)"
         )

@@ -1,54 +1,39 @@
 """Telegram handlers: turn updates into ``SayRequest``s and results into replies.
 
 Thin on purpose: parsing lives in ``parsing``, the flow in ``bots.say``, the
-wording in ``bots.messages``. Every accepted message gets exactly one reply.
+wording in ``bots.messages``, replying in ``replies``, the consent buttons in ``consent``.
+Every accepted message gets exactly one reply.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
-from telegram.constants import ChatAction, ChatType
-from telegram.error import TelegramError
+from telegram import Message, MessageEntity, Update
+from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
-from bots.draining import GAVE_UP_TIMEOUT_S
 from bots.errors import (
-    ConsentLapsed,
-    ConsentNeeded,
     InvalidInput,
-    NoSavedVoice,
-    NotAnAdmin,
-    NotYourClip,
-    SayError,
 )
 from bots.messages import (
     BUILT_IN_AGAIN,
-    CONSENT_DECLINED,
-    CONSENT_NO,
-    CONSENT_PROMPT,
-    CONSENT_RECORDED,
-    CONSENT_YES,
-    GAVE_UP,
-    caption,
-    error_text,
     forget_text,
     saved_text,
     voice_status_text,
 )
-from bots.say import SavedVoice, SayFlow, SayRequest, SayResult
-from bots.settings import BotSettings
+from bots.say import SayRequest
 from bots.telegram_bot.clips import TelegramClip, sender_id, sent_as_a_chat
 from bots.telegram_bot.community import server_of, settings_reply
-from bots.telegram_bot.delivery import DeliveryCounts, deliver
 from bots.telegram_bot.parsing import Command, parse_options, split_command
+from bots.telegram_bot.replies import (
+    deps_of,
+    handle,
+    recording_voice,
+    send_reply,
+    send_voice,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +67,6 @@ NO_VOICE_AS_A_CHAT = (
     "send /voice from your own account to save or change yours."
 )
 
-TELEGRAM_WORDING: dict[type[SayError], str] = {
-    NoSavedVoice: "You have no saved voice — reply /voice to a voice note to save one.",
-    NotAnAdmin: "Only this group's admins can change its settings.",
-}
 
 COMMANDS = [
     ("start", "What this bot does"),
@@ -95,22 +76,6 @@ COMMANDS = [
     ("forget", "Delete everything of yours: voices, consents, usage"),
     ("settings", "A group's settings (its admins change them)"),
 ]
-
-
-@dataclass(frozen=True)
-class Deps:
-    """What the handlers need, stored in ``application.bot_data['deps']``."""
-
-    flow: SayFlow
-    settings: BotSettings
-    # The tasks handling messages right now: stopping waits for them (bounded).
-    in_flight: set[asyncio.Task[Any]] = field(default_factory=set)
-    delivery: DeliveryCounts = field(default_factory=DeliveryCounts)
-
-
-def deps_of(context: ContextTypes.DEFAULT_TYPE) -> Deps:
-    deps: Deps = context.application.bot_data["deps"]
-    return deps
 
 
 # --- entry points ----------------------------------------------------------------------------
@@ -127,7 +92,7 @@ async def on_anything_else(update: Update, context: ContextTypes.DEFAULT_TYPE) -
     message = update.effective_message
     if message is not None and message.chat.type == ChatType.PRIVATE:
         text = _what_to_do(message)
-        await _send_reply(message, context, lambda: message.reply_text(text, do_quote=True))
+        await send_reply(message, context, lambda: message.reply_text(text, do_quote=True))
 
 
 def _what_to_do(message: Message) -> str:
@@ -145,7 +110,7 @@ async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     if command is None or work is None or not _addressed_to_us(command, context):
         await on_anything_else(update, context)  # e.g. a voice note captioned "hi"
         return
-    await _handle(message, context, lambda: work(message, command, context))
+    await handle(message, context, lambda: work(message, command, context))
 
 
 async def on_plain_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -162,7 +127,7 @@ async def on_plain_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     elif not deps_of(context).settings.telegram_speak_private_messages:
         await on_anything_else(update, context)
         return
-    await _handle(message, context, lambda: _speak(message, context, text, {}, None))
+    await handle(message, context, lambda: _speak(message, context, text, {}, None))
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -173,98 +138,6 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 # --- the work --------------------------------------------------------------------------------
-
-
-async def _handle(
-    message: Message, context: ContextTypes.DEFAULT_TYPE, work: Callable[[], Awaitable[None]]
-) -> None:
-    """Run ``work`` and make sure exactly one reply goes out, whatever happens."""
-    task = asyncio.current_task()
-    in_flight = deps_of(context).in_flight
-    if task is not None:
-        in_flight.add(task)
-    try:
-        await work()
-    except ConsentNeeded as needed:
-        await _ask_consent(message, context, needed.pending_id)
-    except asyncio.CancelledError:
-        # Stopping could not wait for this one: say so (bounded), then end as cancelled.
-        with contextlib.suppress(TelegramError, TimeoutError):
-            await asyncio.wait_for(message.reply_text(GAVE_UP, do_quote=True), GAVE_UP_TIMEOUT_S)
-        raise
-    except Exception as exc:
-        where = f"telegram message {message.message_id} in chat {message.chat_id}"
-        text = error_text(exc, TELEGRAM_WORDING, context=where)  # logs the unexpected, once
-        try:
-            await message.reply_text(text, do_quote=True)
-        except TelegramError as send_error:
-            log.warning("could not send the error reply to %s: %r", where, send_error)
-    finally:
-        if task is not None:
-            in_flight.discard(task)
-
-
-# --- consent -------------------------------------------------------------------------------
-CONSENT_DATA = re.compile(r"consent:(?P<id>[\w-]+):(?P<answer>yes|no)")
-
-
-async def _ask_consent(
-    message: Message, context: ContextTypes.DEFAULT_TYPE, pending_id: str
-) -> None:
-    """The one-time question about a recording, with a button for each answer."""
-    buttons = InlineKeyboardMarkup(
-        [
-            [
-                InlineKeyboardButton(CONSENT_YES, callback_data=f"consent:{pending_id}:yes"),
-                InlineKeyboardButton(CONSENT_NO, callback_data=f"consent:{pending_id}:no"),
-            ]
-        ]
-    )
-    await _send_reply(
-        message,
-        context,
-        lambda: message.reply_text(CONSENT_PROMPT, reply_markup=buttons, do_quote=True),
-    )
-
-
-async def on_consent_answer(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A press of a consent button: only the clip's sender may answer. Yes records the
-    consent and does what the clip was sent for; no deletes the clip."""
-    query = update.callback_query
-    matched = CONSENT_DATA.fullmatch(query.data or "") if query is not None else None
-    if query is None or matched is None or not isinstance(query.message, Message):
-        return
-    prompt = query.message
-    original = prompt.reply_to_message or prompt  # the message that brought the clip
-    flow = deps_of(context).flow
-
-    async def work() -> None:
-        user_id = str(query.from_user.id)
-        try:
-            flow.check_consent_answer(PLATFORM, user_id, matched["id"])
-        except (NotYourClip, ConsentLapsed) as refused:
-            await query.answer(error_text(refused), show_alert=True)
-            return
-        await query.answer()  # at once: Telegram wants it within seconds, a synthesis may not
-        outcome = await flow.answer_consent(
-            PLATFORM, user_id, matched["id"], matched["answer"] == "yes"
-        )
-        await prompt.edit_text(CONSENT_DECLINED if outcome is None else CONSENT_RECORDED)
-        if isinstance(outcome, SayResult):
-            await _send_voice(original, context, outcome)
-        elif isinstance(outcome, SavedVoice):
-            done = saved_text(outcome)
-            await _send_reply(original, context, lambda: original.reply_text(done, do_quote=True))
-
-    await _handle(original, context, work)
-
-
-async def _send_reply(
-    message: Message, context: ContextTypes.DEFAULT_TYPE, send: Callable[[], Awaitable[Message]]
-) -> None:
-    """Send the one reply, again where it cannot have arrived (``delivery``)."""
-    where = f"telegram message {message.message_id} in chat {message.chat_id}"
-    await deliver(send, where, deps_of(context).delivery)
 
 
 async def _say_from_command(
@@ -299,23 +172,7 @@ async def _speak(
             server_id=server_of(message),
         )
         result = await deps.flow.say(request)
-        await _send_voice(message, context, result)
-
-
-async def _send_voice(
-    message: Message, context: ContextTypes.DEFAULT_TYPE, result: SayResult
-) -> None:
-    await _send_reply(
-        message,
-        context,
-        lambda: message.reply_voice(
-            voice=result.audio,
-            duration=max(1, round(result.duration_s)),
-            caption=caption(result),
-            filename="say.ogg",
-            do_quote=True,
-        ),
-    )
+        await send_voice(message, context, result)
 
 
 async def _voice_command(
@@ -323,7 +180,7 @@ async def _voice_command(
 ) -> None:
     deps = deps_of(context)
     if sent_as_a_chat(message):  # all of a group's anonymous admins are one sender: no voice
-        await _send_reply(
+        await send_reply(
             message, context, lambda: message.reply_text(NO_VOICE_AS_A_CHAT, do_quote=True)
         )
         return
@@ -334,7 +191,7 @@ async def _voice_command(
         return
     if action == "default":
         await deps.flow.use_built_in_voice(PLATFORM, user_id)
-        await _send_reply(
+        await send_reply(
             message, context, lambda: message.reply_text(BUILT_IN_AGAIN, do_quote=True)
         )
         return
@@ -344,11 +201,11 @@ async def _voice_command(
     clip = TelegramClip.of(message) or (TelegramClip.of(replied) if replied else None)
     if clip is None:  # what is kept of the user's voice, and how to change it
         status = voice_status_text(await deps.flow.voice_status(PLATFORM, user_id), VOICE_HOW)
-        await _send_reply(message, context, lambda: message.reply_text(status, do_quote=True))
+        await send_reply(message, context, lambda: message.reply_text(status, do_quote=True))
         return
     saved = await deps.flow.save_voice(PLATFORM, user_id, clip, server_of(message))
     done = saved_text(saved)
-    await _send_reply(message, context, lambda: message.reply_text(done, do_quote=True))
+    await send_reply(message, context, lambda: message.reply_text(done, do_quote=True))
 
 
 async def _forget_command(
@@ -361,7 +218,7 @@ async def _forget_everything(message: Message, context: ContextTypes.DEFAULT_TYP
     """``/forget`` (and ``/voice forget``): every clip, consent and usage count of the user."""
     erased = await deps_of(context).flow.forget_voice(PLATFORM, _user_id(message))
     forgotten = forget_text(erased)
-    await _send_reply(message, context, lambda: message.reply_text(forgotten, do_quote=True))
+    await send_reply(message, context, lambda: message.reply_text(forgotten, do_quote=True))
 
 
 async def _settings_command(
@@ -370,7 +227,7 @@ async def _settings_command(
     """``/settings``: a group's settings; its admins change them (``community``)."""
     community = deps_of(context).flow.community
     text = await settings_reply(message, command.rest, context.bot, community, _user_id(message))
-    await _send_reply(message, context, lambda: message.reply_text(text, do_quote=True))
+    await send_reply(message, context, lambda: message.reply_text(text, do_quote=True))
 
 
 CommandWork = Callable[[Message, Command, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
@@ -410,33 +267,3 @@ def _without(text: str, entities: list[MessageEntity]) -> str:
         start, end = entity.offset * 2, (entity.offset + entity.length) * 2
         utf16 = utf16[:start] + utf16[end:]
     return utf16.decode("utf-16-le").strip()
-
-
-@contextlib.asynccontextmanager
-async def recording_voice(
-    context: ContextTypes.DEFAULT_TYPE, chat_id: int, settings: BotSettings
-) -> AsyncIterator[None]:
-    """Show "recording a voice message…" until the reply is sent (Telegram clears it after 5 s).
-
-    Only once the answer has taken ``telegram_chat_action_delay_s``: instant answers need none.
-    """
-
-    async def repeat() -> None:
-        while True:
-            with contextlib.suppress(TelegramError):
-                await context.bot.send_chat_action(chat_id, ChatAction.RECORD_VOICE)
-            await asyncio.sleep(settings.telegram_chat_action_interval_s)
-
-    tasks: list[asyncio.Task[None]] = []
-    # A timer, not a sleeping task: a cache hit cancels it without a task or a loop turn.
-    timer = asyncio.get_running_loop().call_later(
-        settings.telegram_chat_action_delay_s, lambda: tasks.append(asyncio.create_task(repeat()))
-    )
-    try:
-        yield
-    finally:
-        timer.cancel()
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

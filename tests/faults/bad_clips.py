@@ -94,7 +94,7 @@ def speech_like(seconds: float = 3.0) -> bytes:
 
 def real_opus(seconds: float = 3.0) -> bytes:
     """OGG/Opus of a voiced-like tone, by the service's own encoder."""
-    return audio.encode_ogg_opus(tone(seconds, OPUS_RATE))
+    return audio.encode_ogg_opus(tone(seconds, OPUS_RATE), audio.disclosure(None))
 
 
 def truncated_ogg() -> bytes:
@@ -151,7 +151,9 @@ def wav_claiming_gigabytes() -> bytes:
 
 def opus_claiming_hours(hours: float = 3.0) -> bytes:
     """A few hundred bytes of OGG/Opus (one second) whose last granule claims ``hours``."""
-    pages = ogg_pages(audio.encode_ogg_opus(np.zeros(OPUS_RATE, np.float32)))
+    pages = ogg_pages(
+        audio.encode_ogg_opus(np.zeros(OPUS_RATE, np.float32), audio.disclosure(None))
+    )
     pages[-1] = with_granule(pages[-1], round(hours * 3600 * OPUS_RATE))
     return b"".join(pages)
 
