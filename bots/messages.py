@@ -47,6 +47,13 @@ UNEXPECTED = "Something went wrong on my side — please try again in a moment."
 GAVE_UP = "I had to restart before I could finish that — please try again in a moment."
 BUILT_IN_AGAIN = "Back to the built-in voice."
 
+
+def privacy_line(url: str | None) -> str:
+    """The last line of every help: where to read what is kept, and how to erase it."""
+    where = url or "docs/privacy.md in saybot's repository"
+    return f"What I keep, for how long, and how to erase it: {where}"
+
+
 # Asked once per recording, before it is first cloned (bots.consent).
 CONSENT_PROMPT = (
     f"Before I use this recording, please confirm: “{CONSENT_WORDING}”\n"

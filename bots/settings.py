@@ -95,6 +95,11 @@ class BotSettings(BaseSettings):
     discord_shards: int | None = Field(default=None, ge=1)
     discord_voice_messages: bool = False
 
+    # --- privacy -------------------------------------------------------------------------------
+    # Where users read what is kept and how to erase it (docs/privacy.md, published): /help
+    # links it. Unset: /help names the page in saybot's repository.
+    privacy_url: str | None = None
+
     # --- stopping ------------------------------------------------------------------------------
     # Signal to exit, everything included: set the orchestrator's grace period above it.
     shutdown_timeout_s: float = Field(default=SHUTDOWN_TIMEOUT_S, ge=5, le=3600)

@@ -40,7 +40,13 @@ from bots.discord_bot.signatures import (
     group,
 )
 from bots.discord_bot.state import Interaction, state_of
-from bots.messages import BUILT_IN_AGAIN, forget_text, saved_text, voice_status_text
+from bots.messages import (
+    BUILT_IN_AGAIN,
+    forget_text,
+    privacy_line,
+    saved_text,
+    voice_status_text,
+)
 from bots.say import SayRequest
 from tts_service.schema import MAX_TEXT_CHARS
 
@@ -172,4 +178,5 @@ HELP_ME = "How to use this bot"
 
 
 async def help_(interaction: Interaction) -> None:
-    await interaction.response.send_message(HELP, ephemeral=True)
+    privacy = privacy_line(state_of(interaction).settings.privacy_url)
+    await interaction.response.send_message(f"{HELP}\n{privacy}", ephemeral=True)

@@ -20,6 +20,7 @@ from bots.errors import (
 from bots.messages import (
     BUILT_IN_AGAIN,
     forget_text,
+    privacy_line,
     saved_text,
     voice_status_text,
 )
@@ -83,7 +84,8 @@ COMMANDS = [
 
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if update.effective_message:
-        await update.effective_message.reply_text(HELP, do_quote=True)
+        privacy = privacy_line(deps_of(context).settings.privacy_url)
+        await update.effective_message.reply_text(f"{HELP}\n{privacy}", do_quote=True)
 
 
 async def on_anything_else(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

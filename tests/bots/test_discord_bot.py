@@ -250,6 +250,9 @@ async def test_help_is_private(bot: Bot) -> None:
     outcome = await bot.command("help")
     assert outcome.callback.json["type"] == CALLBACK_MESSAGE
     assert "/voice set" in outcome.private_text()
+    assert outcome.private_text().endswith(
+        "how to erase it: docs/privacy.md in saybot's repository"
+    )
 
 
 # --- the happy path --------------------------------------------------------------------------

@@ -269,6 +269,7 @@ async def test_commands_are_registered(bot: Bot) -> None:
     assert names == ["start", "help", "say", "voice", "forget", "settings"]
     help_reply = await bot.reply_to(bot.tg.send_command(USER, USER, "help"), "sendMessage")
     assert "/say" in help_reply.params["text"]
+    assert "how to erase it: docs/privacy.md" in help_reply.params["text"]  # /help links it
 
 
 # --- bad input: one clear sentence each, nothing lost ------------------------------------------
