@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from bots.say import SayFlow, SayRequest, SayResult
 
@@ -14,5 +15,9 @@ class AnsweredFlow(SayFlow):
         super().__init__(**{f.name: getattr(flow, f.name) for f in dataclasses.fields(flow)})
         self.result = result
 
-    async def say(self, request: SayRequest) -> SayResult:
+    async def say(
+        self, request: SayRequest, *, admitted: Callable[[], None] | None = None
+    ) -> SayResult:
+        if admitted is not None:
+            admitted()  # nothing to refuse: the adapter may show progress at once, as for a hit
         return self.result
