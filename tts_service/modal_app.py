@@ -59,35 +59,13 @@ from tts_service.engines import build_engine
 from tts_service.engines.chatterbox import ChatterboxEngine
 from tts_service.engines.chatterbox_weights import download_checkpoint
 from tts_service.exposure import MAKE_TOKEN, WeakToken, check_strong_token, secret_value
+from tts_service.image_packages import (
+    IMAGE_LOCK,
+    UV_VERSION,
+)
 from tts_service.settings import TTSSettings
 
 ENV_PREFIX = "SAYBOT_MODAL_"
-
-# The `gpu` extra of pyproject.toml, exactly (a test keeps them equal).
-# setuptools: Perth's watermarker imports pkg_resources, which setuptools 81 dropped; without
-# it Chatterbox cannot watermark, and the engine refuses to load.
-GPU_REQUIREMENTS = (
-    "chatterbox-tts==0.1.7",
-    "torch==2.6.0",
-    "torchaudio==2.6.0",
-    "setuptools==80.10.2",
-)
-# What tts_service imports, pinned to versions that resolve together with chatterbox-tts
-# 0.1.7's own pins (numpy<2, gradio 6.8 → starlette<1) and lie inside pyproject's ranges.
-SERVICE_REQUIREMENTS = (
-    "fastapi==0.163.2",
-    "pydantic==2.14.4",
-    "pydantic-settings==2.16.3",
-    "numpy==1.26.4",
-    "soundfile==0.14.0",
-    "soxr==1.1.0",
-    "av==18.1.0",
-    "huggingface_hub==1.33.0",
-)
-# The image installs requirements/tts-image.lock: these, with every transitive dependency
-# pinned too (`make locks` makes it from them; a test keeps the two in step).
-IMAGE_REQUIREMENTS = (*GPU_REQUIREMENTS, *SERVICE_REQUIREMENTS)
-IMAGE_LOCK = Path(__file__).resolve().parents[1] / "requirements" / "tts-image.lock"
 
 
 class ModalDeployment(BaseSettings):
@@ -171,7 +149,11 @@ def check_container_token(settings: TTSSettings) -> None:
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
-    .uv_pip_install(requirements=[str(IMAGE_LOCK)])  # read when the image is built
+    # Exactly the lock, resolved by nobody: chatterbox-tts goes in without its own pins
+    # (tts_service/image_packages.py says why), with the uv release the tier uses.
+    .uv_pip_install(
+        requirements=[str(IMAGE_LOCK)], extra_options="--no-deps", uv_version=UV_VERSION
+    )
     .add_local_python_source("tts_service")  # the service as local source, not a wheel
 )
 weights_volume = modal.Volume.from_name(DEPLOYMENT.volume_name, create_if_missing=True)
