@@ -18,11 +18,12 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tts_service import modal_app
+from tts_service import image_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 BOTS_LOCK = ROOT / "requirements" / "bots.lock"
 IMAGE_LOCK = ROOT / "requirements" / "tts-image.lock"
+TIER_LOCK = ROOT / "requirements" / "gpu-stack-tests.lock"
 
 # Package → (first fixed release, releases with the advisory that the floors must exclude).
 ADVISORIES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -75,12 +76,34 @@ def test_the_bots_lock_is_made_from_the_current_pyproject() -> None:
 
 def test_the_image_lock_pins_what_the_modal_image_asks_for() -> None:
     pins = locked(IMAGE_LOCK, here_only=False)
-    for line in modal_app.IMAGE_REQUIREMENTS:
+    for line in image_packages.IMAGE_REQUIREMENTS:
         requirement = Requirement(line)
         (pin,) = requirement.specifier
         name = canonicalize_name(requirement.name)
         assert pins.get(name) == pin.version, f"{line}: {IMAGE_LOCK.name} has {pins.get(name)}"
-    assert modal_app.IMAGE_LOCK == IMAGE_LOCK
+    assert image_packages.IMAGE_LOCK == IMAGE_LOCK
+    assert image_packages.TIER_LOCK == TIER_LOCK
+
+
+def test_the_image_runs_the_web_stack_the_tests_run() -> None:
+    # chatterbox-tts goes in with --no-deps: its gradio pin would hold starlette below 1.
+    image, bots = locked(IMAGE_LOCK, here_only=False), locked(BOTS_LOCK, here_only=False)
+    assert "gradio" not in image
+    for name in ("fastapi", "starlette", "pydantic", "pydantic-core", "anyio"):
+        assert image[name] == bots[name], f"{name}: image {image[name]}, tests {bots[name]}"
+
+
+def test_the_image_keeps_perths_pkg_resources() -> None:
+    # setuptools 82 dropped pkg_resources; Perth then quietly has no watermarker.
+    assert Version(locked(IMAGE_LOCK)["setuptools"]) < Version("82")
+
+
+def test_the_tiers_tools_never_move_an_image_package() -> None:
+    image, tier = locked(IMAGE_LOCK, here_only=False), locked(TIER_LOCK, here_only=False)
+    moved = {n: (image[n], v) for n, v in tier.items() if n in image and image[n] != v}
+    assert not moved, f"run `make locks`: {moved}"
+    for tool in image_packages.TIER_TOOLS:
+        assert canonicalize_name(tool) in tier
 
 
 @pytest.mark.parametrize("package", sorted(ADVISORIES))

@@ -33,11 +33,15 @@ Concurrency
 Cold starts
     The weights are read from a ``modal.Volume`` filled once by
     ``download_weights``; containers run with ``HF_HUB_OFFLINE=1`` and never
-    download. With CPU memory snapshots on, the snapshot holds the imported
-    torch and chatterbox (tens of thousands of files); the model itself is
-    loaded onto the GPU after restore, because CPU snapshots cannot hold GPU
-    state and moving a loaded Chatterbox between devices relies on its
-    internals.
+    download. With CPU memory snapshots on (the default), the snapshot holds an
+    imported torch and nothing that asks it about CUDA: no GPU is attached while
+    Modal takes the snapshot, and torch remembers the device count it first sees,
+    so importing chatterbox (transformers asks) there would leave a restored
+    container believing it has no GPU. chatterbox is imported and the model loaded
+    onto the GPU after restore; the container runs with
+    ``TTS_CHATTERBOX_DEVICE=cuda``, and the engine refuses to start on anything else.
+    ``SAYBOT_MODAL_GPU_SNAPSHOT=true`` opts in to Modal's GPU snapshots (alpha; restore
+    crashes have been reported on H100): the model is then loaded before the snapshot.
 
 Long requests
     Modal answers a web request still running after 150 s with a 303 redirect
@@ -98,9 +102,18 @@ class ModalDeployment(BaseSettings):
     max_inputs: int = Field(default=4, ge=1, description="requests one container accepts")
     target_inputs: int = Field(default=1, ge=1, description="what the autoscaler aims for")
     memory_snapshot: bool = True
+    gpu_snapshot: bool = Field(
+        default=False,
+        description="Modal's GPU memory snapshots (alpha): the model loaded before the "
+        "snapshot; off by default, as restores have crashed on some GPUs",
+    )
     volume_name: str = "saybot-chatterbox-weights"
     weights_mount: str = "/weights"
-    weights_revision: str = Field(default="main", description="hub branch, tag or commit")
+    weights_revision: str = Field(
+        default="main",
+        description="hub branch, tag or commit that download_weights fetches (it prints "
+        "the commit; set that here to pin it)",
+    )
     secret_name: str = Field(default="saybot-tts", description="holds TTS_API_TOKEN")
 
     @model_validator(mode="after")
@@ -128,6 +141,7 @@ class ModalDeployment(BaseSettings):
             **self.deployment_env(),
             "TTS_ENGINE": "chatterbox",
             "TTS_CHATTERBOX_CHECKPOINT_DIR": self.checkpoint_dir,
+            "TTS_CHATTERBOX_DEVICE": "cuda",  # never a silent fallback to the CPU
             "TTS_MAX_IN_FLIGHT": str(self.max_inputs),
             "HF_HUB_OFFLINE": "1",
         }
@@ -184,7 +198,8 @@ def download_weights() -> str:
     min_containers=DEPLOYMENT.min_containers,
     max_containers=DEPLOYMENT.max_containers or None,
     timeout=DEPLOYMENT.timeout_s,
-    enable_memory_snapshot=DEPLOYMENT.memory_snapshot,
+    enable_memory_snapshot=DEPLOYMENT.memory_snapshot or DEPLOYMENT.gpu_snapshot,
+    experimental_options={"enable_gpu_snapshot": True} if DEPLOYMENT.gpu_snapshot else None,
 )
 @modal.concurrent(max_inputs=DEPLOYMENT.max_inputs, target_inputs=DEPLOYMENT.target_inputs)
 class TTSService:
@@ -192,14 +207,18 @@ class TTSService:
 
     @modal.enter(snap=True)
     def import_engine(self) -> None:
-        """Before the memory snapshot: build the engine and import torch and chatterbox."""
+        """Before the memory snapshot: build the engine and import torch (not chatterbox);
+        with GPU snapshots, load the model too (the GPU is there while they are taken)."""
         self.engine = build_engine(TTSSettings())
         if isinstance(self.engine, ChatterboxEngine):
             self.engine.import_runtime()
+            if DEPLOYMENT.gpu_snapshot:
+                self.engine.load()
 
     @modal.enter()
     def load_engine(self) -> None:
-        """After restore: load the weights onto the GPU and build the app."""
+        """After restore: load the weights onto the GPU (unless a GPU snapshot holds them)
+        and build the app."""
         settings = TTSSettings()
         check_container_token(settings)
         self.engine.load()
@@ -224,7 +243,15 @@ def smoke(text: str = "Hello from saybot on Modal.", out: str = "modal-smoke.ogg
     url = os.environ.get("TTS_SERVICE_URL") or (
         modal.Cls.from_name(DEPLOYMENT.app_name, "TTSService")().web.get_web_url()
     )
-    headers = {"Authorization": f"Bearer {os.environ['TTS_API_TOKEN']}"}
+    if not url:  # get_web_url() is None when the app is not deployed (or not a web endpoint)
+        raise SystemExit(
+            f"no URL for {DEPLOYMENT.app_name}: deploy it first (`modal deploy -m "
+            "tts_service.modal_app`) or set TTS_SERVICE_URL"
+        )
+    token = os.environ.get("TTS_API_TOKEN", "").strip()
+    if not token:
+        raise SystemExit("set TTS_API_TOKEN in this shell: the deployment's bearer token")
+    headers = {"Authorization": f"Bearer {token}"}
     # A cold GPU takes a while; past 150 s Modal redirects to a result URL (followed here).
     with httpx.Client(headers=headers, timeout=DEPLOYMENT.timeout_s, follow_redirects=True) as http:
         response = http.post(f"{str(url).rstrip('/')}/v1/tts", json={"text": text})

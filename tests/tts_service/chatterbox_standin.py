@@ -156,6 +156,11 @@ class ChatterboxTTSStandIn:
                 self.prepare_conditionals(audio_prompt_path, exaggeration=exaggeration)
             else:
                 assert self.conds is not None, "Please `prepare_conditionals` first"
+            if not cfg_weight > 0.0:  # 0.1.7 then builds one text sequence; T3 pairs two
+                raise RuntimeError(
+                    "Sizes of tensors must match except in dimension 1. Expected size 1 "
+                    "but got size 2 for tensor number 1 in the list."
+                )
             if exaggeration != self.conds.t3.emotion_adv[0, 0, 0]:
                 old = self.conds.t3
                 self.conds.t3 = T3Cond(

@@ -34,7 +34,7 @@ from tts_service import audio, synthesis
 from tts_service.api import create_app
 from tts_service.engines import build_engine
 from tts_service.engines.base import ReferenceClip, TTSEngine
-from tts_service.engines.chatterbox import ChatterboxEngine
+from tts_service.engines.chatterbox import MIN_CFG_WEIGHT, ChatterboxEngine
 from tts_service.engines.chatterbox_model import to_mono_float32
 from tts_service.engines.chatterbox_weights import CHECKPOINT_FILES
 from tts_service.engines.watermark import WatermarkUnavailable, perth_import_error
@@ -288,6 +288,18 @@ def test_every_parameter_reaches_generate() -> None:
         "temperature": 0.6,
     }
     assert call.emotion == 1.3  # generate re-conditioned the emotion, as the real one does
+
+
+def test_cfg_weight_zero_runs_with_guidance_all_but_off() -> None:
+    # 0.1.7's generate fails outright on cfg_weight=0 (the stand-in fails as it does).
+    engine, model = make_engine()
+    samples = engine.synthesize("Accent transfer.", params(cfg_weight=0), None)
+    assert samples.size
+    (call,) = model.generate_calls
+    assert call.kwargs["cfg_weight"] == MIN_CFG_WEIGHT
+    assert 0 < MIN_CFG_WEIGHT <= 1e-3
+    with pytest.raises(RuntimeError, match="Sizes of tensors must match"):
+        model.generate("The library alone.", cfg_weight=0.0)
 
 
 def test_output_is_mono_float32_of_the_generated_length() -> None:

@@ -40,7 +40,7 @@ from tests.tts_service.test_api import (  # noqa: F401
     test_tts_needs_the_bearer_token,
     test_unknown_path_gets_the_error_body,
 )
-from tts_service import modal_app
+from tts_service import image_packages
 from tts_service.api import UnsafeBind
 from tts_service.modal_app import DEPLOYMENT, ModalDeployment, TTSService
 from tts_service.settings import TTSSettings
@@ -124,13 +124,17 @@ def test_a_weak_token_no_service(
     assert f"modal secret create {DEPLOYMENT.secret_name}" in message
 
 
-def test_the_snapshot_hook_imports_the_gpu_runtime(
+def test_the_snapshot_hook_imports_torch_and_not_chatterbox(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    for module in ("chatterbox", "chatterbox.tts"):
-        monkeypatch.setitem(sys.modules, module, None)  # as where the gpu extra is absent
-    with pytest.raises(ImportError, match="chatterbox"):
+    # chatterbox (through transformers) asks torch about CUDA while no GPU is attached;
+    # the snapshot phase must not import it. Here torch is absent (no gpu extra): the hook
+    # fails on torch, and never reached for chatterbox, which would fail on the marker.
+    for module in ("chatterbox", "chatterbox.tts", "torch"):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ImportError, match="torch") as failed:
         build_local_app(monkeypatch, tmp_path, TTS_ENGINE="chatterbox", TTS_API_TOKEN="x")
+    assert "chatterbox" not in str(failed.value)
 
 
 # --- deployment settings -----------------------------------------------------------------------
@@ -169,6 +173,8 @@ def test_defaults_are_the_documented_ones() -> None:
     assert (defaults.gpu, defaults.scaledown_window_s, defaults.min_containers) == ("L4", 300, 0)
     assert (defaults.max_inputs, defaults.target_inputs) == (4, 1)
     assert defaults.memory_snapshot is True
+    assert defaults.gpu_snapshot is False  # alpha: an opt-in
+    assert defaults.service_env()["TTS_CHATTERBOX_DEVICE"] == "cuda"
     assert defaults.checkpoint_dir == "/weights/chatterbox"
 
 
@@ -233,7 +239,7 @@ def pyproject() -> dict[str, Any]:
 
 def test_the_image_pins_the_gpu_extra_exactly() -> None:
     gpu_extra = pyproject()["project"]["optional-dependencies"]["gpu"]
-    assert sorted(modal_app.GPU_REQUIREMENTS) == sorted(gpu_extra)
+    assert sorted(image_packages.GPU_REQUIREMENTS) == sorted(gpu_extra)
 
 
 def test_the_image_pins_lie_inside_the_project_ranges() -> None:
@@ -242,7 +248,7 @@ def test_the_image_pins_lie_inside_the_project_ranges() -> None:
         for dep in pyproject()["project"]["dependencies"]
     }
     checked = 0
-    for pin in modal_app.SERVICE_REQUIREMENTS:
+    for pin in image_packages.SERVICE_REQUIREMENTS:
         requirement = Requirement(pin)
         (exact,) = requirement.specifier
         assert exact.operator == "==", pin
@@ -252,4 +258,4 @@ def test_the_image_pins_lie_inside_the_project_ranges() -> None:
         assert name in ranges, f"{pin} is not a dependency of the project"
         assert ranges[name].contains(exact.version), f"{pin} is outside {ranges[name]}"
         checked += 1
-    assert checked == len(modal_app.SERVICE_REQUIREMENTS) - 1
+    assert checked == len(image_packages.SERVICE_REQUIREMENTS) - 1

@@ -21,7 +21,9 @@ Voices
 
 Parameters
     ``exaggeration``, ``temperature`` and ``cfg_weight`` go to ``generate``
-    as they are; ``repetition_penalty``, ``min_p`` and ``top_p`` stay at the
+    as they are, but ``cfg_weight=0``: chatterbox-tts 0.1.7 then builds a batch of one
+    while T3 always pairs two start tokens, and every request fails; it runs as
+    ``MIN_CFG_WEIGHT``, guidance off in effect, so the whole 0–1 range works; ``repetition_penalty``, ``min_p`` and ``top_p`` stay at the
     library's defaults. ``seed`` ≠ 0 seeds torch (CPU and every CUDA device)
     before *each chunk*, so a chunk sounds the same whatever came before it;
     after a seeded chunk the next unseeded one reseeds from OS entropy, so
@@ -34,11 +36,22 @@ Watermark
 
 Weights
     From ``checkpoint_dir`` or the hub (``tts_service.engines.chatterbox_weights``);
-    the hub revision of the weights is part of ``info.model_version``.
+    a digest of the checkpoint files' contents is part of ``info.model_version`` (and so
+    of every cache key): other uploads to the hub repository change nothing.
+
+Device
+    ``device="cuda"`` (as the Modal container sets it) is a requirement, not a wish:
+    ``load`` fails loudly when CUDA is not there or the model did not land on it, rather
+    than run a 500M model on the CPU past every deadline.
+
+Memory
+    Every call into the model runs under ``torch.inference_mode``: Perth's watermarker,
+    run outside it, keeps autograd state and leaks host memory request after request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import tempfile
@@ -53,7 +66,7 @@ import soundfile as sf
 
 from tts_service.engines.base import FloatAudio, ReferenceClip
 from tts_service.engines.chatterbox_model import ChatterboxModel, to_mono_float32
-from tts_service.engines.chatterbox_weights import load_chatterbox
+from tts_service.engines.chatterbox_weights import check_device, load_chatterbox
 from tts_service.engines.watermark import check_watermarker
 from tts_service.errors import EngineNotReady, TTSError
 from tts_service.schema import EngineInfo, TTSParams
@@ -67,6 +80,9 @@ MAX_CHUNK_CHARS = 250
 REPETITION_PENALTY = 1.2
 MIN_P = 0.05
 TOP_P = 1.0
+# cfg_weight=0 runs as this: generate() keeps the two-sequence batch T3 needs, and the
+# guidance term (cond - uncond) * 1e-4 is far below what sampling can tell apart.
+MIN_CFG_WEIGHT = 1e-4
 _SEED_MODULUS = 2**64  # torch.manual_seed takes at most a 64-bit unsigned value
 
 
@@ -133,12 +149,13 @@ class ChatterboxEngine:
 
     @staticmethod
     def import_runtime() -> None:
-        """Import torch and chatterbox now (slow: tens of thousands of files).
+        """Import torch now (slow: thousands of files), and nothing that asks it about CUDA.
 
-        The Modal app calls this before its memory snapshot so restored
-        containers start with them already imported.
+        The Modal app calls this before its memory snapshot so restored containers
+        start with torch imported. chatterbox is not imported here: its import reaches
+        transformers, which asks torch for CUDA devices while the snapshot is taken (no
+        GPU attached), and torch keeps that answer after the restore.
         """
-        import chatterbox.tts  # noqa: F401
         import torch  # noqa: F401
 
     @property
@@ -154,15 +171,17 @@ class ChatterboxEngine:
             if self._model is not None:
                 return
             if self._factory is not None:
-                model, revision = self._factory(), None
+                model, digest = self._factory(), None
             else:
-                model, revision = load_chatterbox(
+                model, digest = load_chatterbox(
                     self._checkpoint_dir, self._hub_cache_dir, self._device
                 )
-            check_watermarker(model)
+                check_device(model, self._device)
+            with _inference_mode():
+                check_watermarker(model)
             update: dict[str, Any] = {"sample_rate": int(model.sr)}
-            if revision and not self._version_given:
-                update["model_version"] = f"{self._info.model_version}+{revision[:12]}"
+            if digest and not self._version_given:
+                update["model_version"] = f"{self._info.model_version}+{digest[:12]}"
             self._info = self._info.model_copy(update=update)
             self._builtin_conds = model.conds
             self._model = model
@@ -173,7 +192,7 @@ class ChatterboxEngine:
         model = self._model
         if model is None:
             raise EngineNotReady("the Chatterbox model is not loaded yet", retry_after_s=5)
-        with self._lock:
+        with self._lock, _inference_mode():
             model.conds = self._conditionals_for(model, reference, params.exaggeration)
             self._seed(params.seed)
             wav = model.generate(
@@ -183,10 +202,10 @@ class ChatterboxEngine:
                 top_p=TOP_P,
                 audio_prompt_path=None,  # the voice is already in model.conds
                 exaggeration=params.exaggeration,
-                cfg_weight=params.cfg_weight,
+                cfg_weight=max(params.cfg_weight, MIN_CFG_WEIGHT),
                 temperature=params.temperature,
             )
-        return to_mono_float32(wav)
+            return to_mono_float32(wav)
 
     def _conditionals_for(
         self, model: ChatterboxModel, reference: ReferenceClip | None, exaggeration: float
@@ -219,6 +238,16 @@ class ChatterboxEngine:
         elif self._rng_seeded:
             self._seed_rng(None)  # the state after a seeded chunk is predictable; forget it
             self._rng_seeded = False
+
+
+def _inference_mode() -> Any:
+    """``torch.inference_mode()`` where torch is installed; nothing to do where it is not
+    (the stand-in tests, which run without the gpu extra)."""
+    try:
+        import torch
+    except ImportError:
+        return contextlib.nullcontext()
+    return torch.inference_mode()
 
 
 def torch_seed(seed: int | None) -> None:

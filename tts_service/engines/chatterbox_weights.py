@@ -13,6 +13,7 @@ torch and huggingface_hub (the ``gpu`` extra) are imported only inside these fun
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -32,6 +33,14 @@ CHECKPOINT_FILES = (
     "conds.pt",
 )
 REVISION_FILE = "REVISION"  # written by download_checkpoint: the hub commit of the weights
+# Written by download_checkpoint: "<sha256>  <file>" for each of CHECKPOINT_FILES, so a
+# container knows its weights' digest without reading a gigabyte at every start.
+MANIFEST_FILE = "SHA256SUMS"
+_HASH_BLOCK = 1 << 20
+
+
+class DeviceUnavailable(RuntimeError):
+    """The model was asked for on a device that is not there (CUDA after a bad restore)."""
 
 
 def pick_device(requested: str | None = None) -> str:
@@ -47,10 +56,66 @@ def pick_device(requested: str | None = None) -> str:
     return "cpu"
 
 
+def check_device(model: ChatterboxModel, requested: str | None) -> None:
+    """Fail loudly unless a model asked for on CUDA really is on CUDA.
+
+    After a Modal memory snapshot, torch may have cached "no GPU" from the snapshot phase;
+    a model that then loads on the CPU answers every request minutes late. Better no start.
+    """
+    if not requested or not requested.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeviceUnavailable(
+            f"TTS_CHATTERBOX_DEVICE is {requested} but torch sees no CUDA device "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); refusing to run "
+            "Chatterbox on the CPU"
+        )
+    placed = {str(p.device.type) for p in model.t3.parameters()}  # type: ignore[attr-defined]
+    if placed != {"cuda"}:
+        raise DeviceUnavailable(f"Chatterbox was asked for on {requested} but is on {placed}")
+
+
+def checkpoint_digest(directory: Path, names: tuple[str, ...] = CHECKPOINT_FILES) -> str:
+    """sha256 over the checkpoint files' own sha256s: the weights' identity, whatever
+    else the hub repository holds. Read from ``SHA256SUMS`` when it lists them all."""
+    sums = read_manifest(directory)
+    if not all(name in sums for name in names):
+        sums = {name: file_sha256(directory / name) for name in names}
+    joined = "".join(f"{sums[name]}  {name}\n" for name in sorted(names))
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(directory: Path) -> dict[str, str]:
+    manifest = directory / MANIFEST_FILE
+    if not manifest.is_file():
+        return {}
+    sums = {}
+    for line in manifest.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        if digest and name:
+            sums[name] = digest
+    return sums
+
+
+def write_manifest(directory: Path, names: tuple[str, ...] = CHECKPOINT_FILES) -> None:
+    lines = [f"{file_sha256(directory / name)}  {name}" for name in sorted(names)]
+    (directory / MANIFEST_FILE).write_text("\n".join(lines) + "\n")
+
+
 def load_chatterbox(
     checkpoint_dir: Path | None, hub_cache_dir: Path | None, device: str | None
-) -> tuple[ChatterboxModel, str | None]:
-    """The real model and the hub revision of its weights (when known)."""
+) -> tuple[ChatterboxModel, str]:
+    """The real model and the digest of its checkpoint files (``checkpoint_digest``)."""
     if checkpoint_dir is not None:
         missing = [name for name in CHECKPOINT_FILES if not (checkpoint_dir / name).is_file()]
         if missing:
@@ -58,12 +123,10 @@ def load_chatterbox(
                 f"the Chatterbox checkpoint in {checkpoint_dir} lacks {', '.join(missing)}; "
                 "fill it with download_checkpoint() (on Modal: the download_weights function)"
             )
-        revision_file = checkpoint_dir / REVISION_FILE
-        revision = revision_file.read_text().strip() if revision_file.is_file() else None
         source = checkpoint_dir
     else:
         source = _hub_snapshot(hub_cache_dir)
-        revision = source.name  # .../snapshots/<commit>
+    digest = checkpoint_digest(source)
     problem = perth_import_error()
     if problem is not None:  # before chatterbox fails on it obscurely, or quietly does without
         raise WatermarkUnavailable(
@@ -76,7 +139,7 @@ def load_chatterbox(
     chosen = pick_device(device)
     log.info("loading Chatterbox from %s on %s", source, chosen)
     model: ChatterboxModel = ChatterboxTTS.from_local(source, chosen)
-    return model, revision
+    return model, digest
 
 
 def _hub_snapshot(cache_dir: Path | None) -> Path:
@@ -94,12 +157,12 @@ def _hub_snapshot(cache_dir: Path | None) -> Path:
     return Path(path).parent
 
 
-def download_checkpoint(target_dir: Path, revision: str = "main") -> str:
+def download_checkpoint(target_dir: Path, revision: str) -> str:
     """Fill ``target_dir`` with the weights from the hub once; returns their commit.
 
-    Records the commit in ``REVISION`` so the engine's ``model_version`` (part
-    of every audio cache key) changes when the weights do. Skips the download
-    when the directory already holds that commit.
+    Records the commit in ``REVISION`` and the files' sha256 in ``SHA256SUMS`` (the
+    engine's ``model_version``, part of every audio cache key, comes from those). Skips
+    the download when the directory already holds that commit.
     """
     from huggingface_hub import (  # type: ignore[import-not-found, unused-ignore]
         HfApi,
@@ -121,5 +184,6 @@ def download_checkpoint(target_dir: Path, revision: str = "main") -> str:
         allow_patterns=list(CHECKPOINT_FILES),
         local_dir=str(target_dir),
     )
+    write_manifest(target_dir)
     revision_file.write_text(commit + "\n")
     return commit
