@@ -23,8 +23,9 @@ Parameters
     ``exaggeration``, ``temperature`` and ``cfg_weight`` go to ``generate``
     as they are, but ``cfg_weight=0``: chatterbox-tts 0.1.7 then builds a batch of one
     while T3 always pairs two start tokens, and every request fails; it runs as
-    ``MIN_CFG_WEIGHT``, guidance off in effect, so the whole 0–1 range works; ``repetition_penalty``, ``min_p`` and ``top_p`` stay at the
-    library's defaults. ``seed`` ≠ 0 seeds torch (CPU and every CUDA device)
+    ``MIN_CFG_WEIGHT``, guidance off in effect, so the whole 0–1 range works;
+    ``repetition_penalty``, ``min_p`` and ``top_p`` stay at the library's defaults.
+    ``seed`` ≠ 0 seeds torch (CPU and every CUDA device)
     before *each chunk*, so a chunk sounds the same whatever came before it;
     after a seeded chunk the next unseeded one reseeds from OS entropy, so
     ``seed=0`` never becomes predictable.
