@@ -75,7 +75,8 @@ class StorageSettings(BaseSettings):
 
     # --- usage -------------------------------------------------------------------------------
     usage_retention_days: int = Field(default=keys.USAGE_RETENTION_DAYS, ge=1)
-    price_per_gpu_second: float = Field(default=0.000306, ge=0)  # USD; an A10G at $1.10/h
+    # USD; an L4 (the Modal deployment's default GPU) at $0.80/h
+    price_per_gpu_second: float = Field(default=0.000222, ge=0)
 
     # --- rate limits -------------------------------------------------------------------------
     ratelimit_enabled: bool = True

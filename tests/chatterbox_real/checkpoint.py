@@ -14,7 +14,6 @@ chunk under a second of audio, so a request costs CPU seconds, not minutes).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 T3_LAYERS = 2
-MAX_SPEECH_TOKENS = 20  # at 25 tokens a second: at most 0.8 s of speech a chunk
+MAX_SPEECH_TOKENS = 10  # at 25 tokens a second: at most 0.4 s of speech a chunk
 SYNTHETIC_VOICE_S = 2.0
 SAMPLE_RATE = 24_000
 
@@ -30,32 +29,6 @@ SAMPLE_RATE = 24_000
 # (start) to id 0 (stop), and the library writes spaces as [SPACE] and unknowns as [UNK].
 SPECIAL_IDS = {"[STOP]": 0, "[UNK]": 1, "[SPACE]": 2, "[START]": 255}
 EXTRA_SPECIALS = ("[PAD]", "[SEP]", "[CLS]", "[MASK]")
-LANGUAGES = [
-    "ar",
-    "da",
-    "de",
-    "el",
-    "en",
-    "es",
-    "fi",
-    "fr",
-    "he",
-    "hi",
-    "it",
-    "ja",
-    "ko",
-    "ms",
-    "nl",
-    "no",
-    "pl",
-    "pt",
-    "ru",
-    "sv",
-    "sw",
-    "tr",
-    "zh",
-]  # chatterbox.mtl_tts.SUPPORTED_LANGUAGES
-
 _shrunk = False
 
 
@@ -149,34 +122,9 @@ def write_char_tokenizer(path: Path, size: int, extra_tokens: tuple[str, ...] = 
     tokenizer.save(str(path))
 
 
-def write_gpt2_style_tokenizer(directory: Path) -> None:
-    """A byte-level tokenizer that ``AutoTokenizer.from_pretrained`` loads (Turbo's kind)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {char: i for i, char in enumerate(sorted(alphabet))}
-    vocab["<|endoftext|>"] = len(vocab)
-    for tag in ("[laugh]", "[sigh]", "[cough]"):
-        vocab[tag] = len(vocab)
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="<|endoftext|>",
-        additional_special_tokens=["[laugh]", "[sigh]", "[cough]"],
-    )
-    fast.save_pretrained(str(directory))
-
-
-def _is_turbo(model: Any) -> bool:
-    return type(model).__name__ == "ChatterboxTurboTTS"  # its voices must be over 5 s
-
-
 def _save_builtin_voice(model: Any, directory: Path) -> None:
     clip = directory / "voice.wav"
-    sf.write(clip, synthetic_voice(6.0 if _is_turbo(model) else SYNTHETIC_VOICE_S), 24_000)
+    sf.write(clip, synthetic_voice(SYNTHETIC_VOICE_S), 24_000)
     model.prepare_conditionals(str(clip))
     model.conds.save(directory / "conds.pt")
     clip.unlink()
@@ -195,60 +143,12 @@ def build_original(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(1234)
     save_file(VoiceEncoder().state_dict(), directory / "ve.safetensors")
-    save_file(T3().state_dict(), directory / "t3_cfg.safetensors")
+    t3 = T3()
+    with torch.no_grad():  # random weights hide exaggeration's effect; make it count
+        t3.cond_enc.emotion_adv_fc.weight.mul_(50.0)
+    save_file(t3.state_dict(), directory / "t3_cfg.safetensors")
     s3gen = {k: v.contiguous() for k, v in S3Gen().state_dict().items()}
     save_file(s3gen, directory / "s3gen.safetensors")
     write_char_tokenizer(directory / "tokenizer.json", 704)
     _save_builtin_voice(ChatterboxTTS.from_local(directory, "cpu"), directory)
-    return directory
-
-
-def build_multilingual(directory: Path, original: Path) -> Path:
-    """``ChatterboxMultilingualTTS.from_local``'s files; VE and S3Gen as in ``original``."""
-    import torch
-    from chatterbox.models.t3 import T3
-    from chatterbox.models.t3.modules.t3_config import T3Config
-    from chatterbox.mtl_tts import ChatterboxMultilingualTTS
-    from safetensors.torch import load_file, save_file
-
-    shrink_chatterbox()
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(5678)
-    torch.save(load_file(original / "ve.safetensors"), directory / "ve.pt")
-    torch.save(load_file(original / "s3gen.safetensors"), directory / "s3gen.pt")
-    t3 = T3(T3Config.multilingual())
-    save_file(t3.state_dict(), directory / "t3_mtl23ls_v2.safetensors")
-    languages = tuple(f"[{code}]" for code in LANGUAGES)
-    write_char_tokenizer(directory / "grapheme_mtl_merged_expanded_v1.json", 2454, languages)
-    # The Chinese tokenizer's mapping, as download_weights lays it out (word \t code).
-    (directory / "Cangjie5_TC.json").write_text(json.dumps(["中\tl", "文\tyk"]))
-    _save_builtin_voice(ChatterboxMultilingualTTS.from_local(directory, "cpu"), directory)
-    return directory
-
-
-def build_turbo(directory: Path, original: Path) -> Path:
-    """``ChatterboxTurboTTS.from_local``'s files: GPT-2-style T3, meanflow S3Gen."""
-    import torch
-    from chatterbox.models.s3gen import S3Gen
-    from chatterbox.models.t3 import T3
-    from chatterbox.models.t3.modules.t3_config import T3Config
-    from chatterbox.tts_turbo import ChatterboxTurboTTS
-    from safetensors.torch import save_file
-
-    shrink_chatterbox()
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(91011)
-    (directory / "ve.safetensors").write_bytes((original / "ve.safetensors").read_bytes())
-    hp = T3Config(text_tokens_dict_size=50276)  # as ChatterboxTurboTTS.from_local sets it
-    hp.llama_config_name = "GPT2_medium"
-    hp.speech_tokens_dict_size = 6563
-    hp.input_pos_emb = None
-    hp.speech_cond_prompt_len = 375
-    hp.use_perceiver_resampler = False
-    hp.emotion_adv = False
-    save_file(T3(hp).state_dict(), directory / "t3_turbo_v1.safetensors")
-    s3gen = {k: v.contiguous() for k, v in S3Gen(meanflow=True).state_dict().items()}
-    save_file(s3gen, directory / "s3gen_meanflow.safetensors")
-    write_gpt2_style_tokenizer(directory)
-    _save_builtin_voice(ChatterboxTurboTTS.from_local(directory, "cpu"), directory)
     return directory

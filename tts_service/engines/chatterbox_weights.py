@@ -64,6 +64,16 @@ def check_device(model: ChatterboxModel, requested: str | None) -> None:
     """
     if not requested or not requested.startswith("cuda"):
         return
+    require_cuda(requested)
+    placed = {str(p.device.type) for p in model.t3.parameters()}  # type: ignore[attr-defined]
+    if placed != {"cuda"}:
+        raise DeviceUnavailable(f"Chatterbox was asked for on {requested} but is on {placed}")
+
+
+def require_cuda(requested: str | None) -> None:
+    """``DeviceUnavailable`` when CUDA is asked for and torch sees none."""
+    if not requested or not requested.startswith("cuda"):
+        return
     import torch
 
     if not torch.cuda.is_available():
@@ -72,9 +82,6 @@ def check_device(model: ChatterboxModel, requested: str | None) -> None:
             f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); refusing to run "
             "Chatterbox on the CPU"
         )
-    placed = {str(p.device.type) for p in model.t3.parameters()}  # type: ignore[attr-defined]
-    if placed != {"cuda"}:
-        raise DeviceUnavailable(f"Chatterbox was asked for on {requested} but is on {placed}")
 
 
 def checkpoint_digest(directory: Path, names: tuple[str, ...] = CHECKPOINT_FILES) -> str:
@@ -136,6 +143,7 @@ def load_chatterbox(
         )
     from chatterbox.tts import ChatterboxTTS
 
+    require_cuda(device)  # before from_local fails on it obscurely
     chosen = pick_device(device)
     log.info("loading Chatterbox from %s on %s", source, chosen)
     model: ChatterboxModel = ChatterboxTTS.from_local(source, chosen)
