@@ -154,7 +154,11 @@ def test_exaggeration_changes_never_alter_the_cached_voice(real_engine, client) 
     again = speak(client, text="Emotion.", seed=5, exaggeration=0.5, reference_audio=voice)
     assert real_engine.cache_misses == misses + 1  # prepared once, then cached
     np.testing.assert_array_equal(samples_of(first), samples_of(again))
-    assert not np.array_equal(samples_of(first), samples_of(louder))
+    assert samples_of(louder).size > 0
+    # generate() swapped conds.t3 for 1.8 on its copy; the cached voice kept 0.5. (With
+    # random weights the audio of 0.5 and 1.8 can come out alike: not asserted.)
+    (cached,) = [c for c in real_engine._conds_cache.values() if c is not None][-1:]
+    assert float(cached.t3.emotion_adv.flatten()[0]) == 0.5
 
 
 def test_voices_switching_across_threads_never_mix(real_engine, client, service_url) -> None:  # type: ignore[no-untyped-def]
