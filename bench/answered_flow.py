@@ -18,6 +18,5 @@ class AnsweredFlow(SayFlow):
     async def say(
         self, request: SayRequest, *, admitted: Callable[[], None] | None = None
     ) -> SayResult:
-        if admitted is not None:
-            admitted()  # nothing to refuse: the adapter may show progress at once, as for a hit
+        """A prepared answer: like a cache hit, it never calls ``admitted``."""
         return self.result

@@ -1,11 +1,12 @@
 """The flow's first steps: everything that can refuse a ``/say`` before any real work.
 
     blocked user (the operator's list: one sentence, nothing else happens, nothing is read)
-    → the community's settings (one read; none in a private chat or DM)
+    → the community's settings (one read; none in a private chat or DM), the saved voice
+      looked up in the same round trip
     → text and options: blocked words, the defaults filled in, ranges, the longest text
     → a clip: may it be cloned here (bot, community), is it the sender's own, its declared
       metadata — all before any download
-    → rate limit (the community's rate where it is lower), the saved voice looked up alongside
+    → rate limit (the community's rate where it is lower)
 
 The result, ``Admitted``, carries what the later steps need: the parameters, the community's
 settings (for its quota) and the saved voice, or why it may not speak here.
@@ -50,16 +51,17 @@ class Gate:
     async def admit(self, request: SayRequest) -> Admitted:
         """The checks above, in that order; raises the first refusal."""
         self.community.operator.check_user(request.platform, request.user_id)
-        chat = await self.community.settings_of(request.platform, request.server_id)
-        params = self.check(request, chat)
         wants_saved = request.clip is None and request.use_saved_voice
-        limit, saved = await asyncio.gather(
-            self.limiter.check(
-                request.platform, request.user_id, self.community.rate_rule(request.platform, chat)
-            ),
+        # Independent reads, one round trip: the saved voice does not depend on the settings.
+        chat, saved = await asyncio.gather(
+            self.community.settings_of(request.platform, request.server_id),
             self.voices.default_voice(request.platform, request.user_id)
             if wants_saved
             else _none(),
+        )
+        params = self.check(request, chat)
+        limit = await self.limiter.check(
+            request.platform, request.user_id, self.community.rate_rule(request.platform, chat)
         )
         if not limit.allowed:
             raise RateLimited(limit.retry_after_s)

@@ -70,6 +70,7 @@ from storage.consents import ConsentStore
 from storage.engine_identity import EngineIdentityStore
 from storage.metrics import StorageMetrics
 from storage.ratelimit import RateLimiter
+from storage.sent_files import SentFiles
 from storage.settings import StorageSettings
 from storage.singleflight import error_rebuilder
 from storage.spend import SpendLedger
@@ -113,6 +114,7 @@ class SayFlow:
     clip_limits: ClipLimits = field(default_factory=ClipLimits)
     fallback: Fallback | None = None  # a stand-in voice when the GPU is away (opt-in)
     pending: PendingConsents = field(default_factory=PendingConsents)  # clips awaiting consent
+    sent_files: SentFiles | None = None  # answers a platform holds already (Telegram file_id)
 
     def __post_init__(self) -> None:
         self._synthesizer = Synthesizer(self.cache, self.observer)
@@ -176,6 +178,7 @@ class SayFlow:
             observer=observer or NoObserver(),
             clip_limits=clip_limits or ClipLimits(),
             fallback=fallback,
+            sent_files=SentFiles(cache_redis or redis, settings, metrics),
         )
 
     async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
@@ -198,8 +201,9 @@ class SayFlow:
     ) -> SayResult:
         """Speak ``request``. ``admitted`` is called once everything that can refuse it
         without real work has passed (the operator's and the community's rules, text,
-        options, clip metadata, rate limit, cloning available): an adapter may then show
-        progress (Discord's "thinking…")."""
+        options, clip metadata, rate limit, cloning available, quota) and real work begins
+        (a clip to download, a synthesis): an adapter may then show progress (Discord's
+        "thinking…"). A cache hit never calls it: its answer is as quick as a progress note."""
         return await self._observed(request, self._say(request, admitted or _nothing_to_do))
 
     async def _observed(self, request: SayRequest, work: Awaitable[SayResult]) -> SayResult:
@@ -263,11 +267,12 @@ class SayFlow:
         engine = await self.engine.current()
         if request.clip is not None and not engine.can_clone_voice:
             raise VoiceCloningUnavailable("this service's engine cannot clone voices")
-        admitted()
+        if request.clip is not None:
+            admitted()  # the clip's download and preparation come next
         voice = await self._chooser.choose(
             request, engine, passed.saved_voice_id, passed.voice_note
         )
-        return await self._cached_or_synthesized(request, passed, engine, voice)
+        return await self._cached_or_synthesized(request, passed, engine, voice, admitted)
 
     async def _say_consented(self, request: SayRequest, voice: PreparedVoice) -> SayResult:
         """A request whose clip waited for consent: its limit was spent when it first came."""
@@ -276,20 +281,26 @@ class SayFlow:
         if not engine.can_clone_voice:
             raise VoiceCloningUnavailable("this service's engine cannot clone voices")
         chosen = await self._chooser.attached(request, voice)
-        return await self._cached_or_synthesized(request, passed, engine, chosen)
+        return await self._cached_or_synthesized(request, passed, engine, chosen, _nothing_to_do)
 
     async def _cached_or_synthesized(
-        self, request: SayRequest, passed: Admitted, engine: EngineInfo, voice: ChosenVoice
+        self,
+        request: SayRequest,
+        passed: Admitted,
+        engine: EngineInfo,
+        voice: ChosenVoice,
+        admitted: Callable[[], None],
     ) -> SayResult:
         key = audio_key(passed.params, voice.voice_id, engine)
         entry = await self._cached(key, request, voice)
         if entry is not None:
             return self._answer(request, entry, True, 0.0, voice)
         await self.quotas.check(request, passed.chat, engine.name)  # past a limit: cache only
+        admitted()  # a synthesis comes next
         if voice.source is VoiceSource.SAVED and voice.clip is None:
             voice = await self._chooser.with_saved_clip(request, voice)
             if voice.voice_id is None:  # fell back to the built-in voice: another key
-                return await self._cached_or_synthesized(request, passed, engine, voice)
+                return await self._cached_or_synthesized(request, passed, engine, voice, admitted)
         spent = functools.partial(self.quotas.count, request)
         made = await self._synthesizer.make(key, passed.params, voice, self.tts, self.engine, spent)
         return self._answer(request, made.entry, made.from_cache, made.synthesis_s, voice)

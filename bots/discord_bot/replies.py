@@ -89,7 +89,8 @@ async def think_once_admitted(
 ) -> T:
     """Run ``work(admitted)``; acknowledge with "thinking…" once it calls ``admitted`` (or
     after ``EARLY_CHECK_S``, well inside Discord's 3 s), while it goes on. What it refuses
-    before that is answered in one private message, with no public trace."""
+    before that is answered in one private message, with no public trace; what it answers
+    before that (a cache hit) in one public response."""
     admitted = asyncio.Event()
     task = asyncio.ensure_future(work(admitted.set))
     try:

@@ -278,7 +278,11 @@ async def test_second_identical_say_is_served_from_cache(bot: Bot) -> None:
     second = await bot.say("Cache   me once.")
     assert bot.service.counter.tts_requests == before + 1
     assert first.upload().data == second.upload().data
-    assert_public_defer_then_answer(second)
+    assert_public_defer_then_answer(first)
+    # A hit needs no "thinking…": it is the interaction's one public response, file and all.
+    assert second.callback.json["type"] == CALLBACK_MESSAGE
+    assert second.callback.json["data"]["content"].startswith("🤖🔊 AI voice · built-in voice")
+    assert second.callback.files and not any(c.method == "PATCH" for c in second.calls)
 
 
 async def test_options_reach_the_engine_and_a_seed_repeats(bot: Bot, redis_client: Redis) -> None:
@@ -662,11 +666,10 @@ async def test_saybot_run_serves_discord_and_telegram_in_one_loop(
             payload = await standin.send_slash_command(
                 "say", [{"name": "text", "value": "Both platforms,   one cache."}], user_id=USER
             )
-            edit = await standin.wait_for(
-                lambda c: c.method == "PATCH" and payload["token"] in c.path and bool(c.files),
-                timeout=30,
+            answer = await standin.wait_for(  # a hit: the interaction's one response
+                lambda c: payload["token"] in c.path and bool(c.files), timeout=30
             )
-            assert edit.files[0].data == voice.files["voice"]  # one synthesis served both
+            assert answer.files[0].data == voice.files["voice"]  # one synthesis served both
             assert service.counter.tts_requests == before + 1
         assert not any(connected() for connected in started.values())
 
