@@ -16,7 +16,19 @@ from bots.clips import ClipSource
 from bots.errors import InvalidInput
 from storage.consents import Consent
 from storage.voices import ForgetReport
-from tts_service.schema import PARAM_RANGES, AudioFormat, TTSParams, describe_validation_error
+from tts_service.schema import (
+    LANGUAGE_OPTION,
+    PARAM_RANGES,
+    AudioFormat,
+    EngineInfo,
+    TTSParams,
+    describe_validation_error,
+    ignored_params,
+    language_problem,
+)
+
+OPTIONS = (*PARAM_RANGES, LANGUAGE_OPTION)
+OptionValue = float | int | str
 
 
 @dataclass(frozen=True)
@@ -27,7 +39,7 @@ class SayRequest:
     user_id: str
     chat_id: str  # where to answer: a Telegram chat, a Discord channel
     text: str
-    params: Mapping[str, float | int] = field(default_factory=dict)
+    params: Mapping[str, OptionValue] = field(default_factory=dict)
     clip: ClipSource | None = None  # a clip sent with this request: clone it this once
     use_saved_voice: bool = True
     format: AudioFormat = AudioFormat.OGG_OPUS
@@ -55,9 +67,10 @@ class SavedVoice:
 
 def parse_params(request: SayRequest) -> TTSParams:
     """The request's text and options as the service's contract, or ``InvalidInput``."""
-    unknown = sorted(set(request.params) - set(PARAM_RANGES))
+    unknown = sorted(set(request.params) - set(OPTIONS))
     if unknown:
         allowed = ", ".join(f"{name} ({r.describe()})" for name, r in PARAM_RANGES.items())
+        allowed += f", {LANGUAGE_OPTION} (a two-letter code such as fr)"
         raise InvalidInput(f"unknown option {', '.join(unknown)}; the options are {allowed}")
     try:
         return TTSParams.model_validate(
@@ -66,6 +79,19 @@ def parse_params(request: SayRequest) -> TTSParams:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidInput(describe_validation_error(tuple(first["loc"]), first["msg"])) from exc
+
+
+def options_note(request: SayRequest, params: TTSParams, engine: EngineInfo) -> str | None:
+    """``InvalidInput`` when the engine cannot speak the requested language; else what to
+    tell the user about options they set that make no difference on this engine."""
+    problem = language_problem(params.language, engine)
+    if problem is not None:
+        raise InvalidInput(problem)
+    ignored = ignored_params(request.params, engine)
+    if not ignored:
+        return None
+    verb = "has" if len(ignored) == 1 else "have"
+    return f"{' and '.join(ignored)} {verb} no effect on this engine"
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from bots.requests import (
     SayRequest,
     SayResult,
     VoiceStatus,
+    options_note,
 )
 from bots.synthesis import Synthesizer, audio_key
 from bots.tts_client import TTSClient
@@ -248,7 +249,8 @@ class SayFlow:
     async def _say(self, request: SayRequest, admitted: Callable[[], None]) -> SayResult:
         passed = await self._gate.admit(request)
         spoken = self._spoken(request, passed, admitted)
-        if self.fallback is None or request.clip is not None:  # a clip is never faked
+        # A clip is never faked, nor a language: the stand-in speaks its own voice in English.
+        if self.fallback is None or request.clip is not None or passed.params.language:
             return await spoken
         answer = await self.fallback.within_budget(spoken)
         if not isinstance(answer, StandIn):
@@ -267,12 +269,13 @@ class SayFlow:
         engine = await self.engine.current()
         if request.clip is not None and not engine.can_clone_voice:
             raise VoiceCloningUnavailable("this service's engine cannot clone voices")
+        note = options_note(request, passed.params, engine)
         if request.clip is not None:
             admitted()  # the clip's download and preparation come next
         voice = await self._chooser.choose(
             request, engine, passed.saved_voice_id, passed.voice_note
         )
-        return await self._cached_or_synthesized(request, passed, engine, voice, admitted)
+        return await self._cached_or_synthesized(request, passed, engine, voice, admitted, note)
 
     async def _say_consented(self, request: SayRequest, voice: PreparedVoice) -> SayResult:
         """A request whose clip waited for consent: its limit was spent when it first came."""
@@ -280,8 +283,11 @@ class SayFlow:
         engine = await self.engine.current()
         if not engine.can_clone_voice:
             raise VoiceCloningUnavailable("this service's engine cannot clone voices")
+        note = options_note(request, passed.params, engine)
         chosen = await self._chooser.attached(request, voice)
-        return await self._cached_or_synthesized(request, passed, engine, chosen, _nothing_to_do)
+        return await self._cached_or_synthesized(
+            request, passed, engine, chosen, _nothing_to_do, note
+        )
 
     async def _cached_or_synthesized(
         self,
@@ -290,20 +296,26 @@ class SayFlow:
         engine: EngineInfo,
         voice: ChosenVoice,
         admitted: Callable[[], None],
+        engine_note: str | None = None,
     ) -> SayResult:
+        """``engine_note``: what to say of options that make no difference on this engine."""
         key = audio_key(passed.params, voice.voice_id, engine)
         entry = await self._cached(key, request, voice)
         if entry is not None:
-            return self._answer(request, entry, True, 0.0, voice)
+            return self._answer(request, entry, True, 0.0, voice, engine_note)
         await self.quotas.check(request, passed.chat, engine.name)  # past a limit: cache only
         admitted()  # a synthesis comes next
         if voice.source is VoiceSource.SAVED and voice.clip is None:
             voice = await self._chooser.with_saved_clip(request, voice)
             if voice.voice_id is None:  # fell back to the built-in voice: another key
-                return await self._cached_or_synthesized(request, passed, engine, voice, admitted)
+                return await self._cached_or_synthesized(
+                    request, passed, engine, voice, admitted, engine_note
+                )
         spent = functools.partial(self.quotas.count, request)
         made = await self._synthesizer.make(key, passed.params, voice, self.tts, self.engine, spent)
-        return self._answer(request, made.entry, made.from_cache, made.synthesis_s, voice)
+        return self._answer(
+            request, made.entry, made.from_cache, made.synthesis_s, voice, engine_note
+        )
 
     async def _cached(
         self, key: str, request: SayRequest, voice: ChosenVoice
@@ -324,6 +336,7 @@ class SayFlow:
         from_cache: bool,
         synthesis_s: float,
         voice: ChosenVoice,
+        engine_note: str | None = None,
     ) -> SayResult:
         """The result; its usage is counted in the background (off the answer's path)."""
         self.usage.record_soon(
@@ -341,7 +354,7 @@ class SayFlow:
             voice=voice.source,
             from_cache=from_cache,
             engine=entry.engine,
-            note=voice.note,
+            note="; ".join(note for note in (voice.note, engine_note) if note) or None,
         )
 
     # --- voice commands ----------------------------------------------------------------------

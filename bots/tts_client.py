@@ -131,7 +131,8 @@ class TTSClient:
 
     async def synthesize(self, params: TTSParams, reference: bytes | None) -> SynthesizedAudio:
         """The audio, checked to be audio; waits (until the deadline) for the service's room."""
-        body: dict[str, Any] = params.model_dump(mode="json")
+        # No language: the field left out, as a service older than it expects.
+        body: dict[str, Any] = params.model_dump(mode="json", exclude_none=True)
         if reference is not None:
             body["reference_audio"] = base64.b64encode(reference).decode("ascii")
         deadline = asyncio.get_running_loop().time() + self._retry.deadline_s

@@ -1,8 +1,8 @@
 """Which requests share one cached answer: the audio cache key, derived without Redis.
 
 Key: ``saybot:v1:audio:<sha256>`` over a canonical JSON of the normalised text, every
-parameter at a fixed precision, the reference clip's sha256 (or ``default``), the engine
-name and model version, and the output format — so equivalent requests share one entry
+parameter at a fixed precision, the language when one is given, the reference clip's
+sha256 (or ``default``), the engine name and model version, and the output format — so equivalent requests share one entry
 and a new engine or model version can never be answered with stale audio.
 
 Pure (no Redis) and apart from ``storage.cache`` because deriving a key is a step of its
@@ -23,7 +23,7 @@ from tts_service.schema import AudioFormat, TTSParams, normalize_text
 
 KEY_SCHEMA_VERSION = 1  # bump when the canonical JSON changes meaning
 PARAM_DECIMALS = 3  # 0.5 and 0.5004 are the same request; 0.5 and 0.501 are not
-_NOT_PARAMS = frozenset({"text", "format"})
+_NOT_PARAMS = frozenset({"text", "format", "language"})
 
 
 def _canonical_number(name: str, value: object) -> str:
@@ -69,5 +69,7 @@ def cache_key(
         "model_version": model_version,
         "format": AudioFormat(fmt if fmt is not None else params.format).value,
     }
+    if params.language is not None:  # absent when unset: keys made before it still hold
+        canonical["language"] = params.language
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return keys.audio(hashlib.sha256(blob.encode()).hexdigest())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -62,6 +63,19 @@ PARAM_RANGES: dict[str, ParamRange] = {
     "cfg_weight": ParamRange(0.0, 1.0, 0.5),
     "seed": ParamRange(0, None, 0),
 }
+
+# The ``language`` option: a two-letter code, which the engine's ``languages`` must list.
+LANGUAGE_OPTION = "language"
+LANGUAGE_PATTERN = r"^[a-z]{2}$"
+
+# Names of the languages engines list (Chatterbox Multilingual's 23), for choosers.
+LANGUAGE_NAMES = {
+    "ar": "Arabic", "da": "Danish", "de": "German", "el": "Greek", "en": "English",
+    "es": "Spanish", "fi": "Finnish", "fr": "French", "he": "Hebrew", "hi": "Hindi",
+    "it": "Italian", "ja": "Japanese", "ko": "Korean", "ms": "Malay", "nl": "Dutch",
+    "no": "Norwegian", "pl": "Polish", "pt": "Portuguese", "ru": "Russian", "sv": "Swedish",
+    "sw": "Swahili", "tr": "Turkish", "zh": "Chinese",
+}  # fmt: skip
 
 _WHITESPACE = re.compile(r"\s+")
 # C0 and C1 controls and DEL, except the whitespace ones (tab, line breaks), which collapse.
@@ -117,6 +131,12 @@ class TTSParams(BaseModel):
     temperature: float = _range_field("temperature")
     cfg_weight: float = _range_field("cfg_weight")
     seed: int = _range_field("seed")
+    language: str | None = Field(
+        default=None,
+        pattern=LANGUAGE_PATTERN,
+        description="ISO 639-1 code of the text's language (fr, de, zh…), for an engine that "
+        "lists it in /v1/engine's languages; unset: the engine's own language",
+    )
     format: AudioFormat = AudioFormat.OGG_OPUS
 
 
@@ -165,6 +185,11 @@ class EngineInfo(BaseModel):
     can_clone_voice: bool
     honoured_params: list[str]
     max_chunk_chars: int
+    languages: list[str] = Field(
+        default_factory=list,
+        description="What the language parameter may be (ISO 639-1 codes); empty: the "
+        "engine speaks one language and takes no language parameter",
+    )
     # Defaults to False so an answer from an older service (or a bot's remembered copy)
     # still parses and never claims a watermark it did not promise.
     watermarked: bool = Field(
@@ -192,6 +217,29 @@ def describe_validation_error(loc: tuple[int | str, ...], pydantic_msg: str) -> 
         return f"format must be one of: {allowed}"
     if field == "text" and pydantic_msg.startswith("Value error, "):
         return pydantic_msg.removeprefix("Value error, ")
+    if field == LANGUAGE_OPTION:
+        return "language must be a two-letter language code, such as fr or de"
     if field == "reference_audio":
         return "reference_audio must be base64-encoded audio bytes"
     return f"{field}: {pydantic_msg}"
+
+
+def language_problem(language: str | None, engine: EngineInfo) -> str | None:
+    """Why ``engine`` cannot speak ``language`` (one sentence), or None when it can.
+
+    Both the service and the bots ask, so a chat user and an HTTP client hear the same."""
+    if language is None or language in engine.languages:
+        return None
+    if not engine.languages:
+        return (
+            f"this service's engine ({engine.name}) speaks one language and takes no "
+            "language option; the multilingual Chatterbox model does"
+        )
+    return f"language {language} is not one of this engine's: {', '.join(engine.languages)}"
+
+
+def ignored_params(given: Iterable[str], engine: EngineInfo) -> list[str]:
+    """The options among ``given`` that make no difference on ``engine`` (its
+    ``honoured_params`` leave them out), in the order given."""
+    honoured = {*engine.honoured_params, LANGUAGE_OPTION, "text", "format"}
+    return [name for name in given if name not in honoured]

@@ -43,6 +43,11 @@ class TTSSettings(BaseSettings):
 
     # Chatterbox (GPU). A local checkpoint wins over the hub; the hub cache can live
     # on a volume so containers never download the weights.
+    chatterbox_model: Literal["original", "multilingual", "turbo"] = Field(
+        default="original",
+        description="original: English, the first Chatterbox; multilingual: 23 languages "
+        "(the language parameter); turbo: English, faster, paralinguistic tags like [laugh]",
+    )
     chatterbox_checkpoint_dir: Path | None = None
     chatterbox_hub_cache_dir: Path | None = None
     chatterbox_device: str | None = Field(

@@ -23,8 +23,14 @@ import numpy as np
 
 from tts_service import audio, encoding
 from tts_service.engines.base import FloatAudio, ReferenceClip, SpeaksInParts, TTSEngine
-from tts_service.errors import NothingToSay, VoiceCloningUnavailable
-from tts_service.schema import CONTENT_TYPES, AudioFormat, EngineInfo, TTSParams
+from tts_service.errors import InvalidRequest, NothingToSay, VoiceCloningUnavailable
+from tts_service.schema import (
+    CONTENT_TYPES,
+    AudioFormat,
+    EngineInfo,
+    TTSParams,
+    language_problem,
+)
 from tts_service.text import split_into_chunks
 
 CHUNK_PAUSE_S = 0.2  # between chunks: a natural breath, not an audible gap
@@ -53,6 +59,7 @@ def spoken_parts(
     is the engine's call (Piper reads "!!!" as "exclamation" but "..." as nothing).
     """
     info = engine.info
+    check_language(params, info)
     pause = audio.silence(CHUNK_PAUSE_S, info.sample_rate)
     spoke = False
     for chunk in split_into_chunks(params.text, info.max_chunk_chars):
@@ -87,6 +94,13 @@ def synthesize_samples(
     return np.concatenate(list(spoken_parts(engine, params, reference)))
 
 
+def check_language(params: TTSParams, info: EngineInfo) -> None:
+    """``InvalidRequest`` unless the engine lists the requested language."""
+    problem = language_problem(params.language, info)
+    if problem is not None:
+        raise InvalidRequest(problem)
+
+
 def load_reference(engine: TTSEngine, reference_audio: bytes | None) -> ReferenceClip | None:
     """Decode a reference clip for this engine, refusing early when it cannot clone."""
     if reference_audio is None:
@@ -106,8 +120,9 @@ def synthesize(
     """The whole blocking pipeline; the API runs it in a worker thread (and the encoder in
     one more, beside it)."""
     started = time.perf_counter()
-    reference = load_reference(engine, reference_audio)
     info = engine.info
+    check_language(params, info)  # before a clip is decoded for nothing
+    reference = load_reference(engine, reference_audio)
     encoder = encoding.open_encoder(params.format, info.sample_rate, encoding.disclosure(info))
     background = encoding.BackgroundEncoder(encoder)
     try:

@@ -34,10 +34,12 @@ from bots.discord_bot.signatures import (
     Callback,
     CfgWeight,
     Exaggeration,
+    Language,
     Seed,
     Temperature,
     Text,
     group,
+    language_choices,
 )
 from bots.discord_bot.state import Interaction, state_of
 from bots.messages import (
@@ -90,6 +92,12 @@ class SayTree(app_commands.CommandTree[discord.Client]):
 SAY = "Speak text aloud, optionally in the voice of a clip you attach"
 
 
+async def say_language(interaction: Interaction, typed: str) -> list[app_commands.Choice[str]]:
+    """The languages the engine lists (as last known: no round trip to the service)."""
+    engine = state_of(interaction).flow.engine.known
+    return language_choices(engine.languages if engine else [], typed)
+
+
 @app_commands.describe(
     text=f"What to say (up to {MAX_TEXT_CHARS} characters)",
     voice="A short voice clip to speak in (needs the GPU engine)",
@@ -97,7 +105,9 @@ SAY = "Speak text aloud, optionally in the voice of a clip you attach"
     temperature=f"How varied: {TEMPERATURE.describe()} (default {TEMPERATURE.default:g})",
     cfg_weight=f"Pacing guidance: {CFG_WEIGHT.describe()} (default {CFG_WEIGHT.default:g})",
     seed="Repeatable audio: any whole number ≥ 1 (0 = random)",
+    language="The text's language, where the engine speaks several (e.g. fr)",
 )
+@app_commands.autocomplete(language=say_language)
 async def say(
     interaction: Interaction,
     text: Text,
@@ -106,6 +116,7 @@ async def say(
     temperature: Temperature | None = None,
     cfg_weight: CfgWeight | None = None,
     seed: Seed | None = None,
+    language: Language | None = None,
 ) -> None:
     bot = state_of(interaction)
     options: dict[str, Any] = {
@@ -113,6 +124,7 @@ async def say(
         "temperature": temperature,
         "cfg_weight": cfg_weight,
         "seed": seed,
+        "language": language.lower() if language else None,
     }
     user_id = str(interaction.user.id)
     request = SayRequest(

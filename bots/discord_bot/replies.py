@@ -58,7 +58,7 @@ HELP = (
     f"{MIN_REFERENCE_S:g}–{MAX_REFERENCE_S:g} s to speak in that voice; "
     f"`exaggeration` ({_range('exaggeration')}), `temperature` ({_range('temperature')}), "
     f"`cfg_weight` ({_range('cfg_weight')}), `seed` ({_range('seed')}; the same seed "
-    "repeats the same audio).\n"
+    "repeats the same audio), `language` (where the engine speaks several).\n"
     "**/voice set** `attachment` — make a clip of your own voice your voice (I ask you to "
     "confirm it is yours once) · **/voice show** — what I keep · **/voice default** — back "
     "to the built-in voice · **/forget** — delete everything of yours: voices, consents, "

@@ -11,7 +11,7 @@ from typing import Any
 
 from discord import app_commands
 
-from tts_service.schema import MAX_TEXT_CHARS, PARAM_RANGES
+from tts_service.schema import LANGUAGE_NAMES, MAX_TEXT_CHARS, PARAM_RANGES
 
 EXAGGERATION = PARAM_RANGES["exaggeration"]
 TEMPERATURE = PARAM_RANGES["temperature"]
@@ -22,6 +22,23 @@ Exaggeration = app_commands.Range[float, EXAGGERATION.minimum, EXAGGERATION.maxi
 Temperature = app_commands.Range[float, TEMPERATURE.minimum, TEMPERATURE.maximum]
 CfgWeight = app_commands.Range[float, CFG_WEIGHT.minimum, CFG_WEIGHT.maximum]
 Seed = app_commands.Range[int, int(SEED.minimum), 2**53]
+Language = app_commands.Range[str, 2, 2]
+MAX_CHOICES = 25  # what Discord shows of an autocomplete's answer
+
+
+def language_choices(languages: Sequence[str], typed: str) -> list[app_commands.Choice[str]]:
+    """The engine's languages whose code or name starts with what was typed, as choices."""
+    typed = typed.strip().lower()
+    matching = [
+        code
+        for code in languages
+        if code.startswith(typed) or LANGUAGE_NAMES.get(code, "").lower().startswith(typed)
+    ]
+    return [
+        app_commands.Choice(name=f"{LANGUAGE_NAMES.get(code, code)} ({code})", value=code)
+        for code in matching[:MAX_CHOICES]
+    ]
+
 
 Callback = Callable[..., Coroutine[Any, Any, None]]
 

@@ -24,6 +24,7 @@ from bots.messages import (
     saved_text,
     voice_status_text,
 )
+from bots.requests import OptionValue
 from bots.say import SayRequest
 from bots.telegram_bot.clips import TelegramClip, sender_id, sent_as_a_chat
 from bots.telegram_bot.community import server_of, settings_reply
@@ -44,7 +45,8 @@ HELP = (
     "I speak text aloud.\n"
     "/say Hello there — I answer with a voice note.\n"
     "/say exaggeration=0.8 seed=42 Hello — with options "
-    "(exaggeration 0.25–2, temperature 0.05–5, cfg_weight 0–1, seed ≥ 0).\n"
+    "(exaggeration 0.25–2, temperature 0.05–5, cfg_weight 0–1, seed ≥ 0; lang=fr for "
+    "another language, where the engine speaks several).\n"
     "Reply /say to a message to speak it; reply /say to a voice note, or send one with the "
     "caption /say <text>, to speak in that voice.\n"
     "/voice — reply to a voice note of your own to make it your voice (I ask you to confirm "
@@ -159,7 +161,7 @@ async def _speak(
     message: Message,
     context: ContextTypes.DEFAULT_TYPE,
     text: str,
-    options: dict[str, float | int],
+    options: dict[str, OptionValue],
     clip: TelegramClip | None,
 ) -> None:
     deps = deps_of(context)

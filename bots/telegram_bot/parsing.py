@@ -1,4 +1,8 @@
-"""Chat syntax: ``/say exaggeration=0.8 seed=42 Hello`` → options + text. Pure functions."""
+"""Chat syntax: ``/say exaggeration=0.8 seed=42 Hello`` → options + text. Pure functions.
+
+``lang=fr`` (or ``language=fr``) asks the multilingual engine for a language; the flow
+checks it against the languages the engine lists.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import re
 from dataclasses import dataclass
 
 from bots.errors import InvalidInput
-from tts_service.schema import PARAM_RANGES
+from bots.requests import OPTIONS, OptionValue
+from tts_service.schema import LANGUAGE_OPTION, PARAM_RANGES
 
 _COMMAND = re.compile(r"^/(?P<name>[A-Za-z0-9_]+)(?:@(?P<bot>[A-Za-z0-9_]+))?(?:\s+|$)")
 # One leading ``key=value`` token and the whitespace after it.
@@ -15,6 +20,7 @@ _LEADING_OPTION = re.compile(r"(?P<key>[A-Za-z_]+)=(?P<value>\S*)(?:\s+|$)")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
 # How close a key must be to a real option to count as a misspelling of it (difflib ratio).
 _MISSPELLING_CUTOFF = 0.9  # "temprature" is one; "speed" is not "seed"
+_ALIASES = {"lang": LANGUAGE_OPTION}
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,11 @@ def split_command(text: str) -> Command | None:
 
 
 def allowed_options() -> str:
-    return ", ".join(f"{name}= ({r.describe()})" for name, r in PARAM_RANGES.items())
+    numbers = ", ".join(f"{name}= ({r.describe()})" for name, r in PARAM_RANGES.items())
+    return f"{numbers}, lang= (a language code such as fr, on the multilingual engine)"
 
 
-def parse_options(rest: str) -> tuple[dict[str, float | int], str]:
+def parse_options(rest: str) -> tuple[dict[str, OptionValue], str]:
     """Leading option tokens become options; everything after them is the text, as written.
 
     A leading ``key=value`` is an option when the key is one (any case), looks like a
@@ -44,11 +51,14 @@ def parse_options(rest: str) -> tuple[dict[str, float | int], str]:
     options when wrong. Anything else ends the options, so ``/say Warning=loud noises`` and
     ``/say I like a=b`` are spoken as written, line breaks included.
     """
-    options: dict[str, float | int] = {}
+    options: dict[str, OptionValue] = {}
     text = rest.strip()
     while (match := _LEADING_OPTION.match(text)) is not None:
         key, value = match["key"].lower(), match["value"]
-        if key in PARAM_RANGES:
+        key = _ALIASES.get(key, key)
+        if key == LANGUAGE_OPTION:
+            options[key] = value.lower()  # checked with the others, by the flow
+        elif key in PARAM_RANGES:
             options[key] = _number(key, value)
         elif _looks_like_an_option(key, value):
             raise InvalidInput(
@@ -65,7 +75,7 @@ def _looks_like_an_option(key: str, value: str) -> bool:
 
 
 def _close_options(key: str) -> list[str]:
-    return difflib.get_close_matches(key, PARAM_RANGES, n=1, cutoff=_MISSPELLING_CUTOFF)
+    return difflib.get_close_matches(key, OPTIONS, n=1, cutoff=_MISSPELLING_CUTOFF)
 
 
 def _did_you_mean(key: str) -> str:

@@ -19,12 +19,18 @@ Voices
     ``generate`` swaps ``conds.t3`` when the exaggeration differs: the copy
     takes that change and the cached entry keeps the voice as prepared.
 
+Models
+    ``model`` (``TTS_CHATTERBOX_MODEL``) picks the original, Multilingual or Turbo
+    (``tts_service.engines.chatterbox_variants``): which class loads, the keywords
+    ``generate`` gets, and what ``info`` says (honoured parameters, languages).
+
 Parameters
     ``exaggeration``, ``temperature`` and ``cfg_weight`` go to ``generate``
-    as they are, but ``cfg_weight=0``: chatterbox-tts 0.1.7 then builds a batch of one
-    while T3 always pairs two start tokens, and every request fails; it runs as
+    as they are, but the original's ``cfg_weight=0``: chatterbox-tts 0.1.7 then builds a
+    batch of one while T3 always pairs two start tokens, and every request fails; it runs as
     ``MIN_CFG_WEIGHT``, guidance off in effect, so the whole 0–1 range works;
-    ``repetition_penalty``, ``min_p`` and ``top_p`` stay at the library's defaults.
+    ``repetition_penalty``, ``min_p`` and ``top_p`` stay at each model's defaults. Turbo
+    takes neither ``exaggeration`` nor ``cfg_weight`` (``info.honoured_params`` says so).
     ``seed`` ≠ 0 seeds torch (CPU and every CUDA device)
     before *each chunk*, so a chunk sounds the same whatever came before it;
     after a seeded chunk the next unseeded one reseeds from OS entropy, so
@@ -67,9 +73,10 @@ import soundfile as sf
 
 from tts_service.engines.base import FloatAudio, ReferenceClip
 from tts_service.engines.chatterbox_model import ChatterboxModel, to_mono_float32
+from tts_service.engines.chatterbox_variants import MIN_CFG_WEIGHT, ChatterboxVariant, variant
 from tts_service.engines.chatterbox_weights import check_device, load_chatterbox
 from tts_service.engines.watermark import check_watermarker
-from tts_service.errors import EngineNotReady, TTSError
+from tts_service.errors import EngineNotReady, ReferenceAudioError, TTSError
 from tts_service.schema import EngineInfo, TTSParams
 from tts_service.settings import TTSSettings
 
@@ -77,13 +84,7 @@ ENGINE_NAME = "chatterbox"
 SAMPLE_RATE = 24_000  # ChatterboxTTS.sr (S3GEN_SR); the loaded model's value wins
 # Chatterbox garbles or truncates past ~300 characters; sentences are packed up to this.
 MAX_CHUNK_CHARS = 250
-# generate()'s sampling knobs the schema does not expose: the library's defaults, explicit.
-REPETITION_PENALTY = 1.2
-MIN_P = 0.05
-TOP_P = 1.0
-# cfg_weight=0 runs as this: generate() keeps the two-sequence batch T3 needs, and the
-# guidance term (cond - uncond) * 1e-4 is far below what sampling can tell apart.
-MIN_CFG_WEIGHT = 1e-4
+__all__ = ["MIN_CFG_WEIGHT", "ChatterboxEngine", "torch_seed"]
 _SEED_MODULUS = 2**64  # torch.manual_seed takes at most a 64-bit unsigned value
 
 
@@ -110,9 +111,11 @@ class ChatterboxEngine:
         model_factory: ModelFactory | None = None,
         seed_rng: SeedFunction | None = None,
         model_version: str | None = None,
+        model: str = "original",
     ) -> None:
         if conds_cache_size < 1:
             raise ValueError("conds_cache_size must be at least 1")
+        self._variant: ChatterboxVariant = variant(model)
         self._checkpoint_dir = checkpoint_dir
         self._hub_cache_dir = hub_cache_dir
         self._device = device
@@ -130,11 +133,12 @@ class ChatterboxEngine:
         self.cache_misses = 0
         self._info = EngineInfo(
             name=ENGINE_NAME,
-            model_version=model_version or _package_version(),
+            model_version=model_version or _package_version(self._variant),
             sample_rate=SAMPLE_RATE,
             can_clone_voice=True,
-            honoured_params=["exaggeration", "temperature", "cfg_weight", "seed"],
+            honoured_params=list(self._variant.honoured_params),
             max_chunk_chars=MAX_CHUNK_CHARS,
+            languages=list(self._variant.languages),
             watermarked=True,  # load() refuses a model whose watermark it cannot prove
         )
         self._version_given = model_version is not None
@@ -146,6 +150,7 @@ class ChatterboxEngine:
             hub_cache_dir=settings.chatterbox_hub_cache_dir,
             device=settings.chatterbox_device,
             conds_cache_size=settings.chatterbox_conds_cache_size,
+            model=settings.chatterbox_model,
         )
 
     @staticmethod
@@ -175,7 +180,7 @@ class ChatterboxEngine:
                 model, digest = self._factory(), None
             else:
                 model, digest = load_chatterbox(
-                    self._checkpoint_dir, self._hub_cache_dir, self._device
+                    self._checkpoint_dir, self._hub_cache_dir, self._device, self._variant
                 )
                 check_device(model, self._device)
             with _inference_mode():
@@ -196,16 +201,7 @@ class ChatterboxEngine:
         with self._lock, _inference_mode():
             model.conds = self._conditionals_for(model, reference, params.exaggeration)
             self._seed(params.seed)
-            wav = model.generate(
-                text,
-                repetition_penalty=REPETITION_PENALTY,
-                min_p=MIN_P,
-                top_p=TOP_P,
-                audio_prompt_path=None,  # the voice is already in model.conds
-                exaggeration=params.exaggeration,
-                cfg_weight=max(params.cfg_weight, MIN_CFG_WEIGHT),
-                temperature=params.temperature,
-            )
+            wav = model.generate(text, **self._variant.generate_kwargs(params))
             return to_mono_float32(wav)
 
     def _conditionals_for(
@@ -222,6 +218,13 @@ class ChatterboxEngine:
             self._conds_cache.move_to_end(reference.sha256)
             return copy.copy(cached)
         self.cache_misses += 1
+        needs = self._variant.min_reference_s
+        if needs and reference.samples.size <= needs * reference.sample_rate:
+            seconds = reference.samples.size / reference.sample_rate
+            raise ReferenceAudioError(
+                f"Chatterbox {self._variant.name} needs a voice clip longer than {needs:g} s; "
+                f"this one has {seconds:.1f} s of voice"
+            )
         with tempfile.TemporaryDirectory(prefix="saybot-voice-") as tmp:
             path = os.path.join(tmp, "reference.wav")
             sf.write(path, reference.samples, reference.sample_rate, subtype="FLOAT")
@@ -263,8 +266,11 @@ def torch_seed(seed: int | None) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def _package_version() -> str:
+def _package_version(model: ChatterboxVariant) -> str:
+    """``chatterbox-tts-0.1.7``, with the model's name unless it is the original (whose
+    cache keys stay as they were)."""
+    suffix = "" if model.name == "original" else f"-{model.name}"
     try:
-        return f"chatterbox-tts-{version('chatterbox-tts')}"
+        return f"chatterbox-tts-{version('chatterbox-tts')}{suffix}"
     except PackageNotFoundError:
-        return "chatterbox-tts-not-installed"
+        return f"chatterbox-tts-not-installed{suffix}"

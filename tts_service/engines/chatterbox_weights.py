@@ -4,8 +4,8 @@ A module of its own because getting the weights (a checkpoint directory, the hub
 revision that goes into every cache key) is a job apart from speaking with them: the Modal
 app fills its volume with ``download_checkpoint`` without ever building an engine.
 
-``checkpoint_dir`` (a directory with the files of ``CHECKPOINT_FILES``) loads with
-``ChatterboxTTS.from_local`` and never touches the network; ``download_checkpoint`` fills
+``checkpoint_dir`` (a directory with the files of the model's ``files``, in
+``chatterbox_variants``) loads with its class's ``from_local`` and never touches the network; ``download_checkpoint`` fills
 such a directory once (the Modal app keeps it on a volume). Without it the files come from
 the hub, cached in ``hub_cache_dir`` (or the default Hugging Face cache). chatterbox,
 torch and huggingface_hub (the ``gpu`` extra) are imported only inside these functions.
@@ -13,27 +13,31 @@ torch and huggingface_hub (the ``gpu`` extra) are imported only inside these fun
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import importlib
 import logging
+import shutil
 from pathlib import Path
+from typing import Any
 
 from tts_service.engines.chatterbox_model import ChatterboxModel
+from tts_service.engines.chatterbox_variants import (
+    CANGJIE_FILE,
+    VARIANTS,
+    ChatterboxVariant,
+)
 from tts_service.engines.watermark import WatermarkUnavailable, perth_import_error
 
 log = logging.getLogger(__name__)
 
-HUB_REPO_ID = "ResembleAI/chatterbox"  # chatterbox.tts.REPO_ID in 0.1.7
+ORIGINAL = VARIANTS["original"]
+HUB_REPO_ID = ORIGINAL.repo_id  # chatterbox.tts.REPO_ID in 0.1.7
 # What ChatterboxTTS.from_pretrained fetches in 0.1.7 and from_local reads; conds.pt
-# is the built-in voice.
-CHECKPOINT_FILES = (
-    "ve.safetensors",
-    "t3_cfg.safetensors",
-    "s3gen.safetensors",
-    "tokenizer.json",
-    "conds.pt",
-)
+# is the built-in voice. The other models' files: chatterbox_variants.
+CHECKPOINT_FILES = ORIGINAL.files
 REVISION_FILE = "REVISION"  # written by download_checkpoint: the hub commit of the weights
-# Written by download_checkpoint: "<sha256>  <file>" for each of CHECKPOINT_FILES, so a
+# Written by download_checkpoint: "<sha256>  <file>" for each checkpoint file, so a
 # container knows its weights' digest without reading a gigabyte at every start.
 MANIFEST_FILE = "SHA256SUMS"
 _HASH_BLOCK = 1 << 20
@@ -119,21 +123,40 @@ def write_manifest(directory: Path, names: tuple[str, ...] = CHECKPOINT_FILES) -
     (directory / MANIFEST_FILE).write_text("\n".join(lines) + "\n")
 
 
+def checkpoint_files(directory: Path, model: ChatterboxVariant) -> tuple[str, ...]:
+    """The files that make up ``model``'s weights in ``directory``: the required ones and
+    those of its optional patterns that are there (Turbo's tokenizer configuration)."""
+    extra = {
+        path.name
+        for path in directory.iterdir()
+        if path.is_file()
+        and path.name not in (REVISION_FILE, MANIFEST_FILE)
+        and any(fnmatch.fnmatch(path.name, pattern) for pattern in model.optional_patterns)
+    }
+    return tuple(sorted({*model.files, *extra}))
+
+
 def load_chatterbox(
-    checkpoint_dir: Path | None, hub_cache_dir: Path | None, device: str | None
+    checkpoint_dir: Path | None,
+    hub_cache_dir: Path | None,
+    device: str | None,
+    model: ChatterboxVariant = ORIGINAL,
 ) -> tuple[ChatterboxModel, str]:
     """The real model and the digest of its checkpoint files (``checkpoint_digest``)."""
     if checkpoint_dir is not None:
-        missing = [name for name in CHECKPOINT_FILES if not (checkpoint_dir / name).is_file()]
+        missing = [name for name in model.files if not (checkpoint_dir / name).is_file()]
         if missing:
             raise FileNotFoundError(
-                f"the Chatterbox checkpoint in {checkpoint_dir} lacks {', '.join(missing)}; "
-                "fill it with download_checkpoint() (on Modal: the download_weights function)"
+                f"the Chatterbox {model.name} checkpoint in {checkpoint_dir} lacks "
+                f"{', '.join(missing)}; fill it with download_checkpoint() (on Modal: the "
+                "download_weights function)"
             )
         source = checkpoint_dir
+        if CANGJIE_FILE in model.files:
+            install_cangjie(source)
     else:
-        source = _hub_snapshot(hub_cache_dir)
-    digest = checkpoint_digest(source)
+        source = _hub_snapshot(hub_cache_dir, model)
+    digest = checkpoint_digest(source, checkpoint_files(source, model))
     problem = perth_import_error()
     if problem is not None:  # before chatterbox fails on it obscurely, or quietly does without
         raise WatermarkUnavailable(
@@ -141,57 +164,100 @@ def load_chatterbox(
             "dependencies (resemble-perth needs setuptools' pkg_resources, torchaudio and "
             "pyyaml) so that every answer is watermarked"
         )
-    from chatterbox.tts import ChatterboxTTS
+    import importlib
 
+    model_class: Any = getattr(
+        importlib.import_module(f"chatterbox.{model.module}"), model.class_name
+    )
     require_cuda(device)  # before from_local fails on it obscurely
     chosen = pick_device(device)
-    log.info("loading Chatterbox from %s on %s", source, chosen)
-    model: ChatterboxModel = ChatterboxTTS.from_local(source, chosen)
-    return model, digest
+    log.info("loading Chatterbox %s from %s on %s", model.name, source, chosen)
+    loaded: ChatterboxModel = model_class.from_local(source, chosen)
+    if CANGJIE_FILE in model.files:
+        check_cangjie(loaded, source)
+    return loaded, digest
 
 
-def _hub_snapshot(cache_dir: Path | None) -> Path:
+def install_cangjie(directory: Path) -> None:
+    """Put the checkpoint's ``Cangjie5_TC.json`` where Multilingual's tokenizer looks for it.
+
+    ``MTLTokenizer`` asks ``hf_hub_download(ResembleAI/chatterbox, Cangjie5_TC.json,
+    cache_dir=<checkpoint>)`` for its ``main``; offline (or when the hub cannot be reached)
+    that finds the file in the hub cache layout under the checkpoint directory: ``refs/main``
+    naming a snapshot that holds it. The snapshot is the weights' commit (``REVISION``).
+    """
+    source = directory / CANGJIE_FILE
+    store = directory / ("models--" + VARIANTS["multilingual"].repo_id.replace("/", "--"))
+    revision = directory / REVISION_FILE
+    commit = revision.read_text().strip() if revision.is_file() else "local"
+    placed = store / "snapshots" / commit / CANGJIE_FILE
+    ref = store / "refs" / "main"
+    if placed.is_file() and ref.is_file() and ref.read_text() == commit:
+        return
+    placed.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, placed)
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(commit)  # read back verbatim by huggingface_hub: no newline
+
+
+def check_cangjie(model: Any, source: Path) -> None:
+    """Multilingual only warns when its Chinese mapping is missing, then speaks Chinese
+    as raw characters its tokenizer does not know; refuse that instead."""
+    converter = getattr(getattr(model, "tokenizer", None), "cangjie_converter", None)
+    if converter is None or not getattr(converter, "word2cj", None):
+        raise FileNotFoundError(
+            f"Chatterbox multilingual could not read {CANGJIE_FILE} from {source}; fill the "
+            "checkpoint with download_checkpoint() (on Modal: the download_weights function)"
+        )
+
+
+def _hub_snapshot(cache_dir: Path | None, model: ChatterboxVariant) -> Path:
     """What ``from_pretrained`` does, with the cache where we want it (e.g. on a volume)."""
     # huggingface_hub comes with chatterbox (the gpu extra); typed only where installed.
-    from huggingface_hub import hf_hub_download  # type: ignore[import-not-found, unused-ignore]
+    from huggingface_hub import (  # type: ignore[import-not-found, unused-ignore]
+        snapshot_download,
+    )
 
-    path = ""
-    for filename in CHECKPOINT_FILES:
-        path = hf_hub_download(
-            repo_id=HUB_REPO_ID,
-            filename=filename,
-            cache_dir=str(cache_dir) if cache_dir else None,
-        )
-    return Path(path).parent
+    path = snapshot_download(
+        repo_id=model.repo_id,
+        allow_patterns=[*model.files, *model.optional_patterns],
+        cache_dir=str(cache_dir) if cache_dir else None,
+    )
+    return Path(path)
 
 
-def download_checkpoint(target_dir: Path, revision: str) -> str:
-    """Fill ``target_dir`` with the weights from the hub once; returns their commit.
+def download_checkpoint(
+    target_dir: Path, revision: str, model: ChatterboxVariant = ORIGINAL
+) -> str:
+    """Fill ``target_dir`` with ``model``'s weights from the hub once; returns their commit.
 
     Records the commit in ``REVISION`` and the files' sha256 in ``SHA256SUMS`` (the
     engine's ``model_version``, part of every audio cache key, comes from those). Skips
-    the download when the directory already holds that commit.
+    the download when the directory already holds that commit. Multilingual's Chinese
+    mapping goes where its tokenizer finds it without the hub (``install_cangjie``).
     """
     from huggingface_hub import (  # type: ignore[import-not-found, unused-ignore]
         HfApi,
         snapshot_download,
     )
 
-    commit: str | None = HfApi().model_info(HUB_REPO_ID, revision=revision).sha
+    commit: str | None = HfApi().model_info(model.repo_id, revision=revision).sha
     if commit is None:
-        raise RuntimeError(f"the hub gave no commit for {HUB_REPO_ID}@{revision}")
+        raise RuntimeError(f"the hub gave no commit for {model.repo_id}@{revision}")
     revision_file = target_dir / REVISION_FILE
-    complete = all((target_dir / name).is_file() for name in CHECKPOINT_FILES)
+    complete = all((target_dir / name).is_file() for name in model.files)
     if complete and revision_file.is_file() and revision_file.read_text().strip() == commit:
-        log.info("Chatterbox weights %s already in %s", commit, target_dir)
+        log.info("Chatterbox %s weights %s already in %s", model.name, commit, target_dir)
         return commit
     target_dir.mkdir(parents=True, exist_ok=True)
     snapshot_download(
-        repo_id=HUB_REPO_ID,
+        repo_id=model.repo_id,
         revision=commit,
-        allow_patterns=list(CHECKPOINT_FILES),
+        allow_patterns=[*model.files, *model.optional_patterns],
         local_dir=str(target_dir),
     )
-    write_manifest(target_dir)
+    write_manifest(target_dir, checkpoint_files(target_dir, model))
     revision_file.write_text(commit + "\n")
+    if CANGJIE_FILE in model.files:
+        install_cangjie(target_dir)
     return commit
