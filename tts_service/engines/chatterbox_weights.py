@@ -4,9 +4,9 @@ A module of its own because getting the weights (a checkpoint directory, the hub
 revision that goes into every cache key) is a job apart from speaking with them: the Modal
 app fills its volume with ``download_checkpoint`` without ever building an engine.
 
-``checkpoint_dir`` (a directory with the files of the model's ``files``, in
-``chatterbox_variants``) loads with its class's ``from_local`` and never touches the network; ``download_checkpoint`` fills
-such a directory once (the Modal app keeps it on a volume). Without it the files come from
+``checkpoint_dir`` (a directory with the model's ``files``, see ``chatterbox_variants``)
+loads with its class's ``from_local`` and never touches the network;
+``download_checkpoint`` fills such a directory once (the Modal app keeps it on a volume). Without it the files come from
 the hub, cached in ``hub_cache_dir`` (or the default Hugging Face cache). chatterbox,
 torch and huggingface_hub (the ``gpu`` extra) are imported only inside these functions.
 """
@@ -164,11 +164,8 @@ def load_chatterbox(
             "dependencies (resemble-perth needs setuptools' pkg_resources, torchaudio and "
             "pyyaml) so that every answer is watermarked"
         )
-    import importlib
-
-    model_class: Any = getattr(
-        importlib.import_module(f"chatterbox.{model.module}"), model.class_name
-    )
+    module = importlib.import_module(f"chatterbox.{model.module}")
+    model_class: Any = getattr(module, model.class_name)
     require_cuda(device)  # before from_local fails on it obscurely
     chosen = pick_device(device)
     log.info("loading Chatterbox %s from %s on %s", model.name, source, chosen)
