@@ -3,7 +3,8 @@
 Key: ``saybot:v1:audio:<sha256>`` over a canonical JSON of the normalised text, every
 parameter at a fixed precision, the language when one is given, the reference clip's
 sha256 (or ``default``), the engine name and model version, and the output format — so
-equivalent requests share one entry and a new engine or model version can never be answered with stale audio.
+equivalent requests share one entry and a new engine or model version can never be
+answered with stale audio.
 
 Pure (no Redis) and apart from ``storage.cache`` because deriving a key is a step of its
 own: the flow derives one speculatively, before it knows the voice, and the benchmarks time
