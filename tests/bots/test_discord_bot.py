@@ -31,6 +31,7 @@ from bots.discord_bot.client import (
     stop_discord,
 )
 from bots.discord_bot.replies import ANSWERED_PRIVATELY, TURNED_AWAY
+from bots.discord_bot.signatures import language_choices
 from bots.discord_bot.voice_message import voice_metadata
 from bots.messages import GAVE_UP
 from bots.run import start_adapters
@@ -205,7 +206,17 @@ async def test_commands_sync_globally_with_ranges_and_descriptions(bot: Bot) -> 
     commands = {c["name"]: c for c in bot.standin.synced_commands[None]}
     assert set(commands) == {"say", "voice", "forget", "help", "settings"}
     options = {o["name"]: o for o in commands["say"]["options"]}
-    assert list(options) == ["text", "voice", "exaggeration", "temperature", "cfg_weight", "seed"]
+    assert list(options) == [
+        "text",
+        "voice",
+        "exaggeration",
+        "temperature",
+        "cfg_weight",
+        "seed",
+        "language",
+    ]
+    assert options["language"]["autocomplete"] is True
+    assert (options["language"]["min_length"], options["language"]["max_length"]) == (2, 2)
     assert options["text"] | {"description": ""} == {
         "type": 3,
         "name": "text",
@@ -227,6 +238,36 @@ async def test_commands_sync_globally_with_ranges_and_descriptions(bot: Bot) -> 
     assert voice["set"]["options"][0]["type"] == 11 and voice["set"]["options"][0]["required"]
     identify = bot.standin.identifies[0]
     assert identify["intents"] == 1  # GUILDS only: nothing privileged
+
+
+async def test_language_autocomplete_answers_with_the_engines_languages(bot: Bot) -> None:
+    """An autocomplete interaction gets its choices from the engine's list: Piper lists none."""
+    await bot.say("hello")  # the engine's identity is known from here on
+    payload = bot.standin.slash_command(
+        "say",
+        [{"name": "text", "value": "bonjour"}, {"name": "language", "value": "f", "focused": True}],
+        user_id=USER,
+    )
+    payload["type"] = 4  # APPLICATION_COMMAND_AUTOCOMPLETE
+    await bot.standin.dispatch_interaction(payload)
+    reply = await bot.standin.wait_for(lambda c: c.path.endswith(f"/{payload['token']}/callback"))
+    assert reply.json == {"type": 8, "data": {"choices": []}}  # AUTOCOMPLETE_RESULT
+
+
+def test_language_choices_match_code_or_name() -> None:
+    languages = ["de", "en", "fi", "fr"]
+    assert [c.value for c in language_choices(languages, "f")] == ["fi", "fr"]
+    assert [c.value for c in language_choices(languages, "Fren")] == ["fr"]
+    assert [c.name for c in language_choices(languages, "de")] == ["German (de)"]
+    assert len(language_choices([f"{a}{b}" for a in "abc" for b in "abcdefghij"], "")) == 25
+
+
+async def test_a_language_on_an_engine_with_one_is_refused_in_one_sentence(bot: Bot) -> None:
+    outcome = await bot.command(
+        "say", [{"name": "text", "value": "bonjour"}, {"name": "language", "value": "fr"}]
+    )
+    text = outcome.private_text()
+    assert "speaks one language" in text and "multilingual" in text
 
 
 async def test_guild_ids_sync_to_those_guilds_only(

@@ -224,6 +224,18 @@ async def test_options_are_parsed_and_seeded_output_repeats(bot: Bot, redis_clie
     assert bot.service.counter.tts_requests == before + 2
 
 
+async def test_an_option_the_engine_ignores_is_named_in_the_caption(bot: Bot) -> None:
+    """Piper honours temperature and seed only (its /v1/engine says so): the user is told."""
+    reply = await bot.reply_to(
+        bot.tg.send_command(USER, USER, "say", "exaggeration=1.5 cfg_weight=0 seed=3 Hi."),
+        "sendVoice",
+    )
+    caption = reply.params["caption"]
+    assert "(exaggeration and cfg_weight have no effect on this engine)" in caption
+    plain = await bot.reply_to(bot.tg.send_command(USER, USER, "say", "seed=3 Hi."), "sendVoice")
+    assert "no effect" not in plain.params["caption"]
+
+
 async def test_say_as_a_reply_speaks_the_replied_text(bot: Bot) -> None:
     original = bot.tg.send_text(USER, USER, "Please read this sentence aloud.")
     await bot.reply_to(original, "sendVoice")  # private chats speak plain text too
@@ -306,6 +318,8 @@ async def test_commands_are_registered(bot: Bot) -> None:
         ("seed=abc Hello", "seed must be a whole number ≥ 0"),
         ("speed=2 Hello", "unknown option speed=; the options are exaggeration="),
         ("temprature=hot Hello", "unknown option temprature= (did you mean temperature=?)"),
+        ("lang=fr Bonjour", "(piper) speaks one language and takes no language option"),
+        ("lang=french Bonjour", "language must be a two-letter language code, such as fr"),
     ],
 )
 async def test_bad_say_gets_a_clear_text_reply(bot: Bot, args: str, expected: str) -> None:

@@ -18,9 +18,11 @@ from bots.telegram_bot.parsing import parse_options, split_command
         ("I like a=b and c=1", {}, "I like a=b and c=1"),
         ("seed=1 x=y stays text", {"seed": 1}, "x=y stays text"),
         ("seed=7", {"seed": 7}, ""),
+        ("lang=FR seed=2 Bonjour", {"language": "fr", "seed": 2}, "Bonjour"),
+        ("language=de Guten Tag", {"language": "de"}, "Guten Tag"),
     ],
 )
-def test_options_and_text(rest: str, options: dict[str, float], text: str) -> None:
+def test_options_and_text(rest: str, options: dict[str, float | str], text: str) -> None:
     assert parse_options(rest) == (options, text)
 
 
@@ -38,6 +40,8 @@ def test_line_breaks_and_spacing_of_the_text_are_kept() -> None:
         ("temprature=hot Hello", "unknown option temprature= (did you mean temperature=?)"),
         ("cfg_weigth=x Hello", "(did you mean cfg_weight=?)"),
         ("seed=0.5 Hello", "seed must be a whole number ≥ 0"),
+        ("languge=fr Hello", "(did you mean language=?)"),
+        ("speed=2 Hello", "lang= (a language code such as fr"),
     ],
 )
 def test_option_like_mistakes_name_the_options(rest: str, message: str) -> None:

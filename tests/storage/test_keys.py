@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -53,6 +54,7 @@ def test_key_is_namespaced_and_versioned() -> None:
         {"model_version": "0.1.8"},
         {"fmt": AudioFormat.WAV},
         {"fmt": AudioFormat.MP3},
+        {"language": "fr"},
     ],
     ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()),
 )
@@ -62,11 +64,23 @@ def test_each_input_changes_the_key(change: dict[str, Any]) -> None:
 
 def test_every_parameter_of_the_contract_is_covered() -> None:
     """A parameter added to TTSParams later must change the key without touching cache.py."""
-    numeric = [n for n in TTSParams.model_fields if n not in ("text", "format")]
+    numeric = [n for n in TTSParams.model_fields if n not in ("text", "format", "language")]
     base = BASE["params"]
     for name in numeric:
         bumped = base.model_copy(update={name: getattr(base, name) + 1})
         assert cache_key(bumped, REF, "chatterbox", "0.1.7") != key_with(), name
+
+
+def test_a_language_changes_the_key_and_its_absence_keeps_the_old_keys() -> None:
+    """Keys made before the language field existed stay valid: unset, it is not in the key."""
+    french = key_with(language="fr")
+    assert french != key_with(language="de") and french != key_with()
+    canonical = (
+        '{"engine":"chatterbox","format":"ogg_opus","model_version":"0.1.7","params":'
+        '{"cfg_weight":"0.500","exaggeration":"0.500","seed":"7","temperature":"0.800"},'
+        f'"reference":"{REF}","text":"hi there","v":1}}'
+    )
+    assert key_with() == keys.audio(hashlib.sha256(canonical.encode()).hexdigest())
 
 
 @pytest.mark.parametrize(

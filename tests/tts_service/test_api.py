@@ -89,6 +89,7 @@ def test_ready_and_engine_info(client: httpx.Client) -> None:
     assert sorted(info["honoured_params"]) == ["seed", "temperature"]
     assert "joe-medium" in info["model_version"]
     assert info["watermarked"] is False  # Piper has none; its files are still tagged
+    assert info["languages"] == []  # one language, no language parameter
     assert ready.json()["engine"]["watermarked"] is False
 
 
@@ -220,6 +221,9 @@ def test_long_text_is_spoken_whole(client: httpx.Client) -> None:
         ("text", 12, "text: Input should be a valid string"),
         ("voice", "bob", "unknown field voice"),
         ("reference_audio", "not base64!", "reference_audio must be base64"),
+        ("language", "fra", "language must be a two-letter language code, such as fr"),
+        ("language", "FR", "language must be a two-letter language code, such as fr"),
+        ("language", 7, "language must be a two-letter language code, such as fr"),
     ],
 )
 def test_bad_values_name_the_field_and_range(
@@ -230,6 +234,20 @@ def test_bad_values_name_the_field_and_range(
     error = error_of(response)
     assert error["code"] == "invalid_parameters"
     assert expected in error["message"]
+
+
+def test_a_language_the_engine_does_not_list_is_refused_in_one_sentence(
+    client: httpx.Client,
+) -> None:
+    response = client.post("/v1/tts", json={**HELLO, "language": "fr"})
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "invalid_request"
+    assert error["message"] == (
+        "this service's engine (piper) speaks one language and takes no language option; "
+        "the multilingual Chatterbox model does"
+    )
+    assert client.post("/v1/tts", json={**HELLO, "language": None}).status_code == 200
 
 
 def test_numbers_may_be_json_integers(client: httpx.Client) -> None:
