@@ -52,6 +52,7 @@ Long requests
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import modal
 from fastapi import FastAPI
@@ -61,6 +62,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tts_service.api import UnsafeBind, create_app
 from tts_service.engines import build_engine
 from tts_service.engines.chatterbox import ChatterboxEngine
+from tts_service.engines.chatterbox_variants import variant
 from tts_service.engines.chatterbox_weights import download_checkpoint
 from tts_service.exposure import MAKE_TOKEN, WeakToken, check_strong_token, secret_value
 from tts_service.image_packages import (
@@ -107,6 +109,11 @@ class ModalDeployment(BaseSettings):
         description="Modal's GPU memory snapshots (alpha): the model loaded before the "
         "snapshot; off by default, as restores have crashed on some GPUs",
     )
+    chatterbox_model: Literal["original", "multilingual", "turbo"] = Field(
+        default="original",
+        description="which Chatterbox the containers serve (TTS_CHATTERBOX_MODEL there); "
+        "download_weights fills the volume with that model's weights",
+    )
     volume_name: str = "saybot-chatterbox-weights"
     weights_mount: str = "/weights"
     weights_revision: str = Field(
@@ -127,7 +134,9 @@ class ModalDeployment(BaseSettings):
 
     @property
     def checkpoint_dir(self) -> str:
-        return f"{self.weights_mount.rstrip('/')}/chatterbox"
+        """One directory per model on the volume (the original's is where it always was)."""
+        suffix = "" if self.chatterbox_model == "original" else f"-{self.chatterbox_model}"
+        return f"{self.weights_mount.rstrip('/')}/chatterbox{suffix}"
 
     def deployment_env(self) -> dict[str, str | None]:
         """These settings as environment variables, so a container rebuilds the same object."""
@@ -140,6 +149,7 @@ class ModalDeployment(BaseSettings):
         return {
             **self.deployment_env(),
             "TTS_ENGINE": "chatterbox",
+            "TTS_CHATTERBOX_MODEL": self.chatterbox_model,
             "TTS_CHATTERBOX_CHECKPOINT_DIR": self.checkpoint_dir,
             "TTS_CHATTERBOX_DEVICE": "cuda",  # never a silent fallback to the CPU
             "TTS_MAX_IN_FLIGHT": str(self.max_inputs),
@@ -182,10 +192,15 @@ app = modal.App(DEPLOYMENT.app_name, image=image, include_source=False)
     timeout=30 * 60,
 )
 def download_weights() -> str:
-    """Fill the volume with the Chatterbox weights once (no GPU); returns their hub commit."""
-    commit = download_checkpoint(Path(DEPLOYMENT.checkpoint_dir), DEPLOYMENT.weights_revision)
+    """Fill the volume with the chosen Chatterbox model's weights once (no GPU), with
+    Multilingual's Chinese mapping where its tokenizer finds it offline; returns their hub
+    commit."""
+    model = variant(DEPLOYMENT.chatterbox_model)
+    target = Path(DEPLOYMENT.checkpoint_dir)
+    commit = download_checkpoint(target, DEPLOYMENT.weights_revision, model)
     weights_volume.commit()
-    print(f"Chatterbox weights {commit} are in {DEPLOYMENT.volume_name}:/chatterbox")
+    where = target.relative_to(DEPLOYMENT.weights_mount)
+    print(f"Chatterbox {model.name} weights {commit} are in {DEPLOYMENT.volume_name}:/{where}")
     return commit
 
 

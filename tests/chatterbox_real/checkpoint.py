@@ -43,7 +43,10 @@ def shrink_chatterbox() -> None:
     llama_configs.LLAMA_CONFIGS["Llama_520M"].update(
         num_hidden_layers=T3_LAYERS, intermediate_size=1024
     )
-    llama_configs.LLAMA_CONFIGS["GPT2_medium"].update(n_layer=T3_LAYERS)
+    # Turbo's GPT-2: two layers, 256 wide (its text vocabulary of 50276 is fixed in from_local).
+    llama_configs.LLAMA_CONFIGS["GPT2_medium"].update(
+        n_layer=T3_LAYERS, n_embd=256, hidden_size=256, n_head=4
+    )
     # Multilingual reads alignment from (layer, head) pairs of the 30-layer model.
     alignment_stream_analyzer.LLAMA_ALIGNED_HEADS[:] = [(1, 15), (1, 11), (0, 2)]
 
@@ -151,4 +154,134 @@ def build_original(directory: Path) -> Path:
     save_file(s3gen, directory / "s3gen.safetensors")
     write_char_tokenizer(directory / "tokenizer.json", 704)
     _save_builtin_voice(ChatterboxTTS.from_local(directory, "cpu"), directory)
+    return directory
+
+
+# Multilingual's tokenizer: the language tokens it prepends ("[fr]") and the Cangjie codes
+# its Chinese text turns into ("[cj_a]" … "[cj_.]"), as in the real vocabulary.
+SPEECH_VOCAB = 6561  # the S3 tokenizer's codes: what S3Gen can turn into sound
+MULTILINGUAL_VOCAB = 2454  # T3Config.multilingual(): is_multilingual means exactly this size
+CANGJIE_TOKENS = tuple(f"[cj_{c}]" for c in "abcdefghijklmnopqrstuvwxyz.")
+# A few lines of Cangjie5_TC.json's format ("glyph<TAB>code"), enough to encode 你好世界.
+CANGJIE_ENTRIES = ("你\tonf", "好\tvnd", "世\tpt", "界\twol", "中\tl", "文\tyk")
+
+
+def build_multilingual(directory: Path) -> Path:
+    """``ChatterboxMultilingualTTS.from_local``'s files and ``Cangjie5_TC.json``, random
+    weights. The Cangjie file lies beside the weights as download_checkpoint leaves it; the
+    engine's loader puts it where the library looks.
+
+    T3's head scores 8194 speech ids, of which S3Gen knows the first 6561 (then start and
+    stop). A trained head never ranks the unused ids high; a random one samples them at
+    every step, and Multilingual (unlike the original) passes them on to S3Gen, which
+    fails. So the random head scores the real ids 50 times louder and the unused ones 0.
+    """
+    import json
+
+    import torch
+    from chatterbox.models.s3gen import S3Gen
+    from chatterbox.models.t3 import T3
+    from chatterbox.models.t3.modules.t3_config import T3Config
+    from chatterbox.models.voice_encoder import VoiceEncoder
+    from chatterbox.mtl_tts import SUPPORTED_LANGUAGES, ChatterboxMultilingualTTS
+    from safetensors.torch import save_file
+
+    shrink_chatterbox()
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(2345)
+    ve = VoiceEncoder()
+    torch.save(ve.state_dict(), directory / "ve.pt")
+    t3 = T3(T3Config.multilingual())
+    with torch.no_grad():  # see below
+        t3.speech_head.weight[:SPEECH_VOCAB].mul_(50.0)
+        t3.speech_head.weight[SPEECH_VOCAB + 2 :].zero_()
+    save_file(t3.state_dict(), directory / "t3_mtl23ls_v2.safetensors")
+    s3gen = S3Gen()
+    torch.save(s3gen.state_dict(), directory / "s3gen.pt")
+    languages = tuple(f"[{code}]" for code in SUPPORTED_LANGUAGES)
+    write_char_tokenizer(
+        directory / "grapheme_mtl_merged_expanded_v1.json",
+        MULTILINGUAL_VOCAB,
+        extra_tokens=(*languages, *CANGJIE_TOKENS),
+    )
+    (directory / "Cangjie5_TC.json").write_text(json.dumps(list(CANGJIE_ENTRIES)))
+    # The built-in voice needs no tokenizer: prepare_conditionals on the parts built here.
+    model = ChatterboxMultilingualTTS(t3.eval(), s3gen.eval(), ve.eval(), None, "cpu")
+    _save_builtin_voice(model, directory)
+    return directory
+
+
+TURBO_TEXT_VOCAB = 50276  # ChatterboxTurboTTS.from_local builds T3 with this many text tokens
+TURBO_VOICE_S = 5.5  # Turbo's prepare_conditionals asserts more than 5 s
+PARALINGUISTIC_TAGS = ("[laugh]", "[chuckle]", "[sigh]", "[cough]", "[gasp]", "[groan]")
+
+
+def turbo_t3_config() -> Any:
+    """The T3 configuration ``ChatterboxTurboTTS.from_local`` builds (0.1.7), as it builds it."""
+    from chatterbox.models.t3.modules.t3_config import T3Config
+
+    hp = T3Config(text_tokens_dict_size=TURBO_TEXT_VOCAB)
+    hp.llama_config_name = "GPT2_medium"
+    hp.speech_tokens_dict_size = 6563
+    hp.input_pos_emb = None
+    hp.speech_cond_prompt_len = 375
+    hp.use_perceiver_resampler = False
+    hp.emotion_adv = False
+    return hp
+
+
+def write_gpt2_tokenizer(directory: Path) -> None:
+    """A byte-level BPE (GPT-2's kind: ``vocab.json``, ``merges.txt``) learnt from a few
+    sentences, the paralinguistic tags as added tokens (``added_tokens.json``) and a
+    ``tokenizer_config.json`` naming GPT2Tokenizer: what AutoTokenizer loads."""
+    import json
+
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    corpus = ["Hello there, this is a test of the tokenizer.", "Ha ha, that is funny!"] * 4
+    bpe.train_from_iterator(
+        corpus, vocab_size=400, min_frequency=1, show_progress=False,
+        special_tokens=["<|endoftext|>"],
+    )  # fmt: skip
+    bpe.save_model(str(directory))
+    size = len(json.loads((directory / "vocab.json").read_text()))
+    added = {tag: size + i for i, tag in enumerate(PARALINGUISTIC_TAGS)}
+    (directory / "added_tokens.json").write_text(json.dumps(added))
+    config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": 1024}
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+
+
+def build_turbo(directory: Path) -> Path:
+    """``ChatterboxTurboTTS.from_local``'s files, random weights: GPT-2 T3 (two layers, 256
+    wide), the meanflow S3Gen, a GPT-2 tokenizer, a built-in voice from a 6 s clip."""
+    import torch
+    from chatterbox.models.s3gen import S3Gen
+    from chatterbox.models.t3 import T3
+    from chatterbox.models.voice_encoder import VoiceEncoder
+    from chatterbox.tts_turbo import ChatterboxTurboTTS
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
+
+    shrink_chatterbox()
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(3456)
+    ve = VoiceEncoder()
+    save_file(ve.state_dict(), directory / "ve.safetensors")
+    t3 = T3(turbo_t3_config())
+    save_file(
+        {k: v.contiguous() for k, v in t3.state_dict().items()},
+        directory / "t3_turbo_v1.safetensors",
+    )
+    s3gen = S3Gen(meanflow=True)
+    weights = {k: v.contiguous() for k, v in s3gen.state_dict().items()}
+    save_file(weights, directory / "s3gen_meanflow.safetensors")
+    write_gpt2_tokenizer(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = ChatterboxTurboTTS(t3.eval(), s3gen.eval(), ve.eval(), tokenizer, "cpu")
+    clip = directory / "voice.wav"
+    sf.write(clip, synthetic_voice(TURBO_VOICE_S), SAMPLE_RATE)
+    model.prepare_conditionals(str(clip))
+    model.conds.save(directory / "conds.pt")
+    clip.unlink()
     return directory

@@ -208,6 +208,7 @@ def test_containers_rebuild_the_same_settings(monkeypatch: pytest.MonkeyPatch) -
         memory_snapshot=False,
         weights_mount="/mnt/w/",
         secret_name="other",
+        chatterbox_model="turbo",
     )
     for name, value in deployed.deployment_env().items():
         assert value is not None
@@ -226,7 +227,21 @@ def test_the_service_container_runs_chatterbox_from_the_volume(
     assert settings.engine == "chatterbox"
     assert settings.chatterbox_checkpoint_dir == Path("/w/chatterbox")
     assert settings.max_in_flight == 3  # never below what Modal routes to one container
+    assert settings.chatterbox_model == "original"
     assert deployed.service_env()["HF_HUB_OFFLINE"] == "1"
+
+
+@pytest.mark.parametrize("model", ["multilingual", "turbo"])
+def test_another_model_is_served_from_its_own_directory(
+    monkeypatch: pytest.MonkeyPatch, model: str
+) -> None:
+    deployed = ModalDeployment(chatterbox_model=model, weights_mount="/w")  # type: ignore[call-arg]
+    for name, value in deployed.service_env().items():
+        assert value is not None
+        monkeypatch.setenv(name, value)
+    settings = TTSSettings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.chatterbox_model == model
+    assert settings.chatterbox_checkpoint_dir == Path(f"/w/chatterbox-{model}")
 
 
 # --- the image ---------------------------------------------------------------------------------
