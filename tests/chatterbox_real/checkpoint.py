@@ -174,7 +174,9 @@ def build_multilingual(directory: Path) -> Path:
     T3's head scores 8194 speech ids, of which S3Gen knows the first 6561 (then start and
     stop). A trained head never ranks the unused ids high; a random one samples them at
     every step, and Multilingual (unlike the original) passes them on to S3Gen, which
-    fails. So the random head scores the real ids 50 times louder and the unused ones 0.
+    fails. So the random head scores the real ids 8 times louder and the unused ones 0
+    (``min_p`` then drops them). And random weights drown the one language token among the
+    voice's 150 prompt tokens; its embedding is made 50 times louder, so it counts.
     """
     import json
 
@@ -191,18 +193,20 @@ def build_multilingual(directory: Path) -> Path:
     torch.manual_seed(2345)
     ve = VoiceEncoder()
     torch.save(ve.state_dict(), directory / "ve.pt")
+    languages = tuple(f"[{code}]" for code in SUPPORTED_LANGUAGES)
+    extra_tokens = (*languages, *CANGJIE_TOKENS)
+    vocabulary = _char_vocabulary(MULTILINGUAL_VOCAB, extra_tokens)
     t3 = T3(T3Config.multilingual())
     with torch.no_grad():  # see below
-        t3.speech_head.weight[:SPEECH_VOCAB].mul_(50.0)
+        t3.speech_head.weight[:SPEECH_VOCAB].mul_(8.0)
         t3.speech_head.weight[SPEECH_VOCAB + 2 :].zero_()
+        for token in languages:
+            t3.text_emb.weight[vocabulary[token]].mul_(50.0)
     save_file(t3.state_dict(), directory / "t3_mtl23ls_v2.safetensors")
     s3gen = S3Gen()
     torch.save(s3gen.state_dict(), directory / "s3gen.pt")
-    languages = tuple(f"[{code}]" for code in SUPPORTED_LANGUAGES)
     write_char_tokenizer(
-        directory / "grapheme_mtl_merged_expanded_v1.json",
-        MULTILINGUAL_VOCAB,
-        extra_tokens=(*languages, *CANGJIE_TOKENS),
+        directory / "grapheme_mtl_merged_expanded_v1.json", MULTILINGUAL_VOCAB, extra_tokens
     )
     (directory / "Cangjie5_TC.json").write_text(json.dumps(list(CANGJIE_ENTRIES)))
     # The built-in voice needs no tokenizer: prepare_conditionals on the parts built here.

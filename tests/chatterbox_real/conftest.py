@@ -7,6 +7,7 @@ every test here is skipped, saying why.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,10 @@ import pytest
 
 from tests.servers import serve_in_thread
 from tests.tts_helpers import API_TOKEN, make_settings, wait_ready
+
+# As on Modal: nothing from the hub. Multilingual's tokenizer asks it for Cangjie5_TC.json
+# at load; offline, the copy the engine's loader placed beside the weights must answer.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 HAVE_CHATTERBOX = importlib.util.find_spec("chatterbox") is not None
 NEEDS_CHATTERBOX = pytest.mark.skipif(
@@ -35,6 +40,8 @@ LIBRARY_WARNINGS = (
     "ignore:'audioop' is deprecated:DeprecationWarning",
     "ignore:.*weight_norm.*:FutureWarning",
     "ignore:.*torch.nn.utils.weight_norm.*:UserWarning",
+    # transformers 5 builds Turbo's GPT-2 tokenizer from vocab.json and merges.txt this way
+    "ignore:Deprecated in 0.9.0. BPE.__init__ will not create from files:DeprecationWarning",
 )
 
 
@@ -75,3 +82,57 @@ def client(service_url: str) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
     with httpx.Client(base_url=service_url, headers=headers, timeout=120) as http:
         yield http
+
+
+def _engine(checkpoint: Path, model: str):  # type: ignore[no-untyped-def]
+    from tests.chatterbox_real.checkpoint import shrink_chatterbox
+    from tts_service.engines.chatterbox import ChatterboxEngine
+
+    shrink_chatterbox()
+    engine = ChatterboxEngine(checkpoint_dir=checkpoint, device="cpu", model=model)
+    engine.load()
+    return engine
+
+
+def _client(engine) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    from tts_service.api import create_app
+
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    with serve_in_thread(create_app(engine, make_settings())) as url:
+        wait_ready(url)
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+            yield http
+
+
+@pytest.fixture(scope="session")
+def multilingual_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.chatterbox_real.checkpoint import build_multilingual
+
+    return build_multilingual(tmp_path_factory.mktemp("chatterbox") / "multilingual")
+
+
+@pytest.fixture(scope="session")
+def multilingual_engine(multilingual_checkpoint: Path):  # type: ignore[no-untyped-def]
+    return _engine(multilingual_checkpoint, "multilingual")
+
+
+@pytest.fixture(scope="session")
+def multilingual_client(multilingual_engine) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    yield from _client(multilingual_engine)
+
+
+@pytest.fixture(scope="session")
+def turbo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.chatterbox_real.checkpoint import build_turbo
+
+    return build_turbo(tmp_path_factory.mktemp("chatterbox") / "turbo")
+
+
+@pytest.fixture(scope="session")
+def turbo_engine(turbo_checkpoint: Path):  # type: ignore[no-untyped-def]
+    return _engine(turbo_checkpoint, "turbo")
+
+
+@pytest.fixture(scope="session")
+def turbo_client(turbo_engine) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    yield from _client(turbo_engine)
