@@ -166,10 +166,11 @@ CANGJIE_TOKENS = tuple(f"[cj_{c}]" for c in "abcdefghijklmnopqrstuvwxyz.")
 CANGJIE_ENTRIES = ("你\tonf", "好\tvnd", "世\tpt", "界\twol", "中\tl", "文\tyk")
 
 
-def build_multilingual(directory: Path) -> Path:
+def build_multilingual(directory: Path, original: Path) -> Path:
     """``ChatterboxMultilingualTTS.from_local``'s files and ``Cangjie5_TC.json``, random
     weights. The Cangjie file lies beside the weights as download_checkpoint leaves it; the
-    engine's loader puts it where the library looks.
+    engine's loader puts it where the library looks. The voice encoder, S3Gen and the
+    built-in voice are the ``original`` checkpoint's (the same models), saved as ``.pt``.
 
     T3's head scores 8194 speech ids, of which S3Gen knows the first 6561 (then start and
     stop). A trained head never ranks the unused ids high; a random one samples them at
@@ -179,44 +180,38 @@ def build_multilingual(directory: Path) -> Path:
     voice's 150 prompt tokens; its embedding is made 50 times louder, so it counts.
     """
     import json
+    import shutil
 
     import torch
-    from chatterbox.models.s3gen import S3Gen
     from chatterbox.models.t3 import T3
     from chatterbox.models.t3.modules.t3_config import T3Config
-    from chatterbox.models.voice_encoder import VoiceEncoder
-    from chatterbox.mtl_tts import SUPPORTED_LANGUAGES, ChatterboxMultilingualTTS
-    from safetensors.torch import save_file
+    from chatterbox.mtl_tts import SUPPORTED_LANGUAGES
+    from safetensors.torch import load_file, save_file
 
     shrink_chatterbox()
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(2345)
-    ve = VoiceEncoder()
-    torch.save(ve.state_dict(), directory / "ve.pt")
+    torch.save(load_file(original / "ve.safetensors"), directory / "ve.pt")
+    torch.save(load_file(original / "s3gen.safetensors"), directory / "s3gen.pt")
+    shutil.copyfile(original / "conds.pt", directory / "conds.pt")
     languages = tuple(f"[{code}]" for code in SUPPORTED_LANGUAGES)
     extra_tokens = (*languages, *CANGJIE_TOKENS)
     vocabulary = _char_vocabulary(MULTILINGUAL_VOCAB, extra_tokens)
     t3 = T3(T3Config.multilingual())
-    with torch.no_grad():  # see below
+    with torch.no_grad():
         t3.speech_head.weight[:SPEECH_VOCAB].mul_(8.0)
         t3.speech_head.weight[SPEECH_VOCAB + 2 :].zero_()
         for token in languages:
             t3.text_emb.weight[vocabulary[token]].mul_(50.0)
     save_file(t3.state_dict(), directory / "t3_mtl23ls_v2.safetensors")
-    s3gen = S3Gen()
-    torch.save(s3gen.state_dict(), directory / "s3gen.pt")
     write_char_tokenizer(
         directory / "grapheme_mtl_merged_expanded_v1.json", MULTILINGUAL_VOCAB, extra_tokens
     )
     (directory / "Cangjie5_TC.json").write_text(json.dumps(list(CANGJIE_ENTRIES)))
-    # The built-in voice needs no tokenizer: prepare_conditionals on the parts built here.
-    model = ChatterboxMultilingualTTS(t3.eval(), s3gen.eval(), ve.eval(), None, "cpu")
-    _save_builtin_voice(model, directory)
     return directory
 
 
 TURBO_TEXT_VOCAB = 50276  # ChatterboxTurboTTS.from_local builds T3 with this many text tokens
-TURBO_VOICE_S = 5.5  # Turbo's prepare_conditionals asserts more than 5 s
 PARALINGUISTIC_TAGS = ("[laugh]", "[chuckle]", "[sigh]", "[cough]", "[gasp]", "[groan]")
 
 
@@ -256,36 +251,25 @@ def write_gpt2_tokenizer(directory: Path) -> None:
     (directory / "tokenizer_config.json").write_text(json.dumps(config))
 
 
-def build_turbo(directory: Path) -> Path:
+def build_turbo(directory: Path, original: Path) -> Path:
     """``ChatterboxTurboTTS.from_local``'s files, random weights: GPT-2 T3 (two layers, 256
-    wide), the meanflow S3Gen, a GPT-2 tokenizer, a built-in voice from a 6 s clip."""
+    wide), the meanflow S3Gen, a GPT-2 tokenizer; the voice encoder and the built-in voice
+    are the ``original`` checkpoint's (the same shapes; Turbo's own came from a longer clip)."""
+    import shutil
+
     import torch
     from chatterbox.models.s3gen import S3Gen
     from chatterbox.models.t3 import T3
-    from chatterbox.models.voice_encoder import VoiceEncoder
-    from chatterbox.tts_turbo import ChatterboxTurboTTS
     from safetensors.torch import save_file
-    from transformers import AutoTokenizer
 
     shrink_chatterbox()
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(3456)
-    ve = VoiceEncoder()
-    save_file(ve.state_dict(), directory / "ve.safetensors")
-    t3 = T3(turbo_t3_config())
-    save_file(
-        {k: v.contiguous() for k, v in t3.state_dict().items()},
-        directory / "t3_turbo_v1.safetensors",
-    )
-    s3gen = S3Gen(meanflow=True)
-    weights = {k: v.contiguous() for k, v in s3gen.state_dict().items()}
-    save_file(weights, directory / "s3gen_meanflow.safetensors")
+    for name in ("ve.safetensors", "conds.pt"):
+        shutil.copyfile(original / name, directory / name)
+    t3 = {k: v.contiguous() for k, v in T3(turbo_t3_config()).state_dict().items()}
+    save_file(t3, directory / "t3_turbo_v1.safetensors")
+    s3gen = {k: v.contiguous() for k, v in S3Gen(meanflow=True).state_dict().items()}
+    save_file(s3gen, directory / "s3gen_meanflow.safetensors")
     write_gpt2_tokenizer(directory)
-    tokenizer = AutoTokenizer.from_pretrained(directory)
-    model = ChatterboxTurboTTS(t3.eval(), s3gen.eval(), ve.eval(), tokenizer, "cpu")
-    clip = directory / "voice.wav"
-    sf.write(clip, synthetic_voice(TURBO_VOICE_S), SAMPLE_RATE)
-    model.prepare_conditionals(str(clip))
-    model.conds.save(directory / "conds.pt")
-    clip.unlink()
     return directory

@@ -105,10 +105,13 @@ def _client(engine) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def multilingual_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def multilingual_checkpoint(
+    tmp_path_factory: pytest.TempPathFactory, original_checkpoint: Path
+) -> Path:
     from tests.chatterbox_real.checkpoint import build_multilingual
 
-    return build_multilingual(tmp_path_factory.mktemp("chatterbox") / "multilingual")
+    directory = tmp_path_factory.mktemp("chatterbox") / "multilingual"
+    return build_multilingual(directory, original_checkpoint)
 
 
 @pytest.fixture(scope="session")
@@ -122,10 +125,10 @@ def multilingual_client(multilingual_engine) -> Iterator[httpx.Client]:  # type:
 
 
 @pytest.fixture(scope="session")
-def turbo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def turbo_checkpoint(tmp_path_factory: pytest.TempPathFactory, original_checkpoint: Path) -> Path:
     from tests.chatterbox_real.checkpoint import build_turbo
 
-    return build_turbo(tmp_path_factory.mktemp("chatterbox") / "turbo")
+    return build_turbo(tmp_path_factory.mktemp("chatterbox") / "turbo", original_checkpoint)
 
 
 @pytest.fixture(scope="session")
