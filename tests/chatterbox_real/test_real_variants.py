@@ -160,3 +160,22 @@ def test_turbo_answers_carry_perths_watermark(turbo_client: httpx.Client) -> Non
     decoded, rate = audio.decode(answer.content)
     detector = perth.PerthImplicitWatermarker()
     assert float(np.mean(detector.get_watermark(decoded, sample_rate=rate))) >= 0.5
+
+
+def test_memory_stays_flat_over_fifty_requests(turbo_client: httpx.Client) -> None:
+    """Perth's watermarker leaks host memory when run outside ``inference_mode`` (reported
+    upstream). Turbo's generate, unlike the original's and Multilingual's, opens no
+    ``inference_mode`` of its own: only the engine's protects it, so it is the one to watch
+    (and the cheapest of the three to ask fifty times)."""
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * 4096 / 2**20
+
+    for _ in range(5):  # warm: allocator pools and caches reach their size
+        speak(turbo_client, text="Hi.")
+    before = rss_mb()
+    for i in range(50):
+        speak(turbo_client, text="Hi." if i % 2 else "Ok.")
+    grown = rss_mb() - before
+    assert grown < 64, f"RSS grew {grown:.0f} MB over 50 requests"
