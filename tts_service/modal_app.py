@@ -51,8 +51,9 @@ Long requests
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import modal
 from fastapi import FastAPI
@@ -233,24 +234,39 @@ class TTSService:
     @modal.enter()
     def load_engine(self) -> None:
         """After restore: load the weights onto the GPU (unless a GPU snapshot holds them)
-        and build the app."""
+        and build the app, which says on every answer when this happened (``cold_start``)."""
+        entered = time.time()
         settings = TTSSettings()
         check_container_token(settings)
         self.engine.load()
         self.web_app = create_app(self.engine, settings)
+        add_container_timings(self.web_app, entered, time.time())
 
     @modal.asgi_app()
     def web(self) -> FastAPI:
         return self.web_app
 
 
-@app.local_entrypoint()
-def smoke(text: str = "Hello from saybot on Modal.", out: str = "modal-smoke.ogg") -> None:
-    """One real request to the deployed service, as the bots make it.
+ENTERED_HEADER = "X-Container-Entered-At"  # when the container (or its restore) began
+LOADED_HEADER = "X-Model-Loaded-At"  # when its model was ready; both seconds since the epoch
 
-    Uses ``TTS_SERVICE_URL`` if set, else asks Modal for the deployed class's
-    URL; ``TTS_API_TOKEN`` must be set in the local shell.
-    """
+
+def add_container_timings(web_app: FastAPI, entered: float, loaded: float) -> None:
+    """Every answer says when its container started and loaded, so ``cold_start`` can tell
+    a cold container's answer from a warm one's. Modal only: the app itself knows nothing
+    of containers."""
+    timings = {ENTERED_HEADER: f"{entered:.3f}", LOADED_HEADER: f"{loaded:.3f}"}
+
+    @web_app.middleware("http")
+    async def container_timings(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers.update(timings)
+        return response
+
+
+def deployed_client() -> tuple[str, Any]:
+    """The deployed service's URL and an HTTP client with its bearer token (the shell's
+    ``TTS_API_TOKEN``); ``TTS_SERVICE_URL`` wins over asking Modal for the URL."""
     import os
 
     import httpx
@@ -268,8 +284,58 @@ def smoke(text: str = "Hello from saybot on Modal.", out: str = "modal-smoke.ogg
         raise SystemExit("set TTS_API_TOKEN in this shell: the deployment's bearer token")
     headers = {"Authorization": f"Bearer {token}"}
     # A cold GPU takes a while; past 150 s Modal redirects to a result URL (followed here).
-    with httpx.Client(headers=headers, timeout=DEPLOYMENT.timeout_s, follow_redirects=True) as http:
-        response = http.post(f"{str(url).rstrip('/')}/v1/tts", json={"text": text})
+    http = httpx.Client(headers=headers, timeout=DEPLOYMENT.timeout_s, follow_redirects=True)
+    return str(url).rstrip("/"), http
+
+
+@app.local_entrypoint()
+def cold_start(text: str = "Cold start.") -> None:
+    """A cold start as Modal serves it: from a request sent while no container runs to its
+    answer (container start or snapshot restore, model load, synthesis), then a warm
+    request for comparison. One JSON line; ``"cold": false`` when a warm container
+    answered (send nothing for ``SAYBOT_MODAL_SCALEDOWN_WINDOW_S`` seconds and run again).
+
+        modal run -m tts_service.modal_app::cold_start
+    """
+    import json
+
+    url, http = deployed_client()
+    with http:
+        sent = time.time()
+        first = http.post(f"{url}/v1/tts", json={"text": text})
+        answered = time.time()
+        second = http.post(f"{url}/v1/tts", json={"text": text, "seed": 1})
+        warm_s = time.time() - answered
+    entered = float(first.headers.get(ENTERED_HEADER, "0"))
+    loaded = float(first.headers.get(LOADED_HEADER, "0"))
+    cold = entered >= sent - 1.0  # the container began after the request (1 s clock skew)
+    line = {
+        "ok": first.status_code == second.status_code == 200 and cold,
+        "cold": cold,
+        "cold_start_s": round(answered - sent, 3),
+        "container_began_after_s": round(entered - sent, 3) if cold else None,
+        "model_load_s": round(loaded - entered, 3) if cold else None,
+        "warm_request_s": round(warm_s, 3),
+        "status": [first.status_code, second.status_code],
+        "gpu": DEPLOYMENT.gpu,
+        "model": DEPLOYMENT.chatterbox_model,
+        "memory_snapshot": DEPLOYMENT.memory_snapshot,
+        "gpu_snapshot": DEPLOYMENT.gpu_snapshot,
+        "engine": first.headers.get("X-Engine-Version"),
+    }
+    print(json.dumps(line))
+
+
+@app.local_entrypoint()
+def smoke(text: str = "Hello from saybot on Modal.", out: str = "modal-smoke.ogg") -> None:
+    """One real request to the deployed service, as the bots make it.
+
+    Uses ``TTS_SERVICE_URL`` if set, else asks Modal for the deployed class's
+    URL; ``TTS_API_TOKEN`` must be set in the local shell.
+    """
+    url, http = deployed_client()
+    with http:
+        response = http.post(f"{url}/v1/tts", json={"text": text})
     response.raise_for_status()
     Path(out).write_bytes(response.content)
     print(

@@ -12,12 +12,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tomllib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from packaging.requirements import Requirement
 from pydantic import ValidationError
@@ -42,7 +44,13 @@ from tests.tts_service.test_api import (  # noqa: F401
 )
 from tts_service import image_packages
 from tts_service.api import UnsafeBind
-from tts_service.modal_app import DEPLOYMENT, ModalDeployment, TTSService
+from tts_service.modal_app import (
+    DEPLOYMENT,
+    ENTERED_HEADER,
+    LOADED_HEADER,
+    ModalDeployment,
+    TTSService,
+)
 from tts_service.settings import TTSSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -92,6 +100,18 @@ def service_url(modal_web_app: Any) -> Iterator[str]:
 
 
 # --- the class's lifecycle ---------------------------------------------------------------------
+
+
+def test_every_answer_says_when_its_container_began_and_loaded(service_url: str) -> None:
+    """What ``cold_start`` reads to tell a cold container's answer from a warm one's."""
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    answer = httpx.post(f"{service_url}/v1/tts", json={"text": "Hi."}, headers=headers)
+    assert answer.status_code == 200
+    entered = float(answer.headers[ENTERED_HEADER])
+    loaded = float(answer.headers[LOADED_HEADER])
+    assert entered <= loaded <= time.time()
+    refused = httpx.get(f"{service_url}/v1/engine")  # no token: the error has them too
+    assert refused.status_code == 401 and ENTERED_HEADER in refused.headers
 
 
 def test_the_enter_hook_loads_the_engine_before_any_request(modal_web_app: Any) -> None:

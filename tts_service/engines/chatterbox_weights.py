@@ -8,7 +8,8 @@ app fills its volume with ``download_checkpoint`` without ever building an engin
 loads with its class's ``from_local`` and never touches the network;
 ``download_checkpoint`` fills such a directory once (the Modal app keeps it on a volume).
 Without it the files come from the hub, cached in ``hub_cache_dir`` (or the default Hugging
-Face cache). chatterbox, torch and huggingface_hub (the ``gpu`` extra) are imported only inside these functions.
+Face cache). chatterbox, torch and huggingface_hub (the ``gpu`` extra) are imported only
+inside these functions.
 """
 
 from __future__ import annotations
