@@ -27,6 +27,7 @@ from tts_service.engines.chatterbox_variants import MULTILINGUAL_LANGUAGES
 from tts_service.engines.chatterbox_weights import checkpoint_digest, checkpoint_files
 
 pytestmark = [NEEDS_CHATTERBOX, pytest.mark.slow]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def speak(client: httpx.Client, **body: object) -> np.ndarray:
@@ -179,3 +180,26 @@ def test_memory_stays_flat_over_fifty_requests(turbo_client: httpx.Client) -> No
         speak(turbo_client, text="Hi." if i % 2 else "Ok.")
     grown = rss_mb() - before
     assert grown < 64, f"RSS grew {grown:.0f} MB over 50 requests"
+
+
+# --- scripts/gpu_smoke.py, what of it runs on a CPU ----------------------------------------------
+
+
+def test_the_gpu_smoke_checks_pass_on_the_real_library(turbo_engine) -> None:  # type: ignore[no-untyped-def]
+    """The smoke's checks, few of each, on the CPU (Turbo: the cheapest to ask): they must
+    pass on a correct engine, so on a GPU a failure means the GPU path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_smoke", REPO_ROOT / "scripts/gpu_smoke.py")
+    assert spec is not None and spec.loader is not None
+    gpu_smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_smoke)
+    smoke = gpu_smoke.Smoke(turbo_engine, gpu_smoke.wav_voice)
+    smoke.run(repeats=2, short_count=4, switch_rounds=1)
+    assert smoke.failures == []
+    result = smoke.result
+    assert result["deterministic"] and result["cfg_weight_zero"] and result["watermark"] > 0.5
+    assert 0 < result["rtf_p50"] <= result["rtf_p95"]
+    assert result["short_texts"] == {"count": 4, "failed": 0, "first": []}
+    assert result["voice_switching"]["requests"] == 4
+    assert result["voice_switching"]["mismatched"] == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import inspect
+import json
 import re
 import subprocess
 import sys
@@ -570,8 +571,12 @@ def test_gpu_smoke_script_says_why_it_skips() -> None:
         cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr
-    assert "SKIPPED" in result.stdout
-    assert "torch" in result.stdout
+    (line,) = result.stdout.splitlines()  # one JSON line, whatever happened
+    assert json.loads(line) == {
+        "model": "original",
+        "ok": False,
+        "skipped": "torch is not installed (pip install -e '.[gpu]')",
+    }
     required = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "gpu_smoke.py"), "--require"],
         capture_output=True,
@@ -626,3 +631,27 @@ def test_perths_own_watermarker_passes_the_check_and_its_dummy_does_not() -> Non
     model.watermarker = perth.DummyWatermarker()
     with pytest.raises(WatermarkUnavailable, match="DummyWatermarker left a test signal"):
         ChatterboxEngine(model_factory=lambda: model, seed_rng=model.seed).load()
+
+
+@pytest.mark.parametrize(
+    ("model", "honoured", "languages"),
+    [
+        ("original", ["exaggeration", "temperature", "cfg_weight", "seed"], 0),
+        ("multilingual", ["exaggeration", "temperature", "cfg_weight", "seed"], 23),
+        ("turbo", ["temperature", "seed"], 0),
+    ],
+)
+def test_each_model_says_what_it_honours_before_it_loads(
+    model: str, honoured: list[str], languages: int
+) -> None:
+    """/v1/engine answers (and the bots key their cache) before a GPU has loaded anything;
+    each model's version names it, so their answers never share a cache key."""
+    info = ChatterboxEngine(model=model).info
+    assert info.honoured_params == honoured
+    assert len(info.languages) == languages
+    assert info.model_version.endswith("" if model == "original" else f"-{model}")
+
+
+def test_an_unknown_model_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown Chatterbox model 'tiny'; one of: original"):
+        ChatterboxEngine(model="tiny")
