@@ -128,6 +128,7 @@ async def run(
 ) -> None:
     """Start everything, wait for a stop signal (or ``stop``, for tests), stop everything."""
     from bots.admin import AdminLifecycle, check_admin_bind, serve_admin
+    from bots.heap import freeze_startup_objects
     from bots.metrics import ProcessMetrics
 
     check_admin_bind(settings)  # a refused admin bind fails before anything starts
@@ -144,6 +145,7 @@ async def run(
     async with serve_admin(lifecycle, settings), contextlib.AsyncExitStack() as stack:
         try:
             await start_parts(stack, settings, storage_settings, lifecycle, clock)
+            freeze_startup_objects()
             log.info("saybot is running; Ctrl-C stops it")
             await stop.wait()
             clock.begin()
