@@ -157,9 +157,7 @@ def speak(engine: TTSEngine, params: TTSParams, fmt: SpeechFormat) -> Spoken:
     samples = synthesis.synthesize_samples(engine, params, None)
     info = engine.info
     encoded = encode_speech(samples, info.sample_rate, fmt, info)
-    return Spoken(
-        encoded, samples.size / info.sample_rate, time.perf_counter() - started, info
-    )
+    return Spoken(encoded, samples.size / info.sample_rate, time.perf_counter() - started, info)
 
 
 def openai_router(state: EngineState, limit: InFlightLimit) -> APIRouter:
@@ -185,9 +183,7 @@ def openai_router(state: EngineState, limit: InFlightLimit) -> APIRouter:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {
-                    "application/json": {"schema": SpeechRequest.model_json_schema()}
-                },
+                "content": {"application/json": {"schema": SpeechRequest.model_json_schema()}},
             }
         },
     )

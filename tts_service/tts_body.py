@@ -17,6 +17,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from tts_service.errors import InvalidRequest
 from tts_service.schema import PARAM_RANGES, TTSParams, TTSRequest
@@ -63,14 +64,13 @@ async def read_tts_body(request: Request) -> tuple[TTSParams, bytes | None]:
 
 
 async def _read_form(request: Request) -> tuple[TTSParams, bytes | None]:
-    from starlette.formparsers import MultiPartException
-
     try:
         form = await request.form(
             max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_FIELD_BYTES
         )
-    except MultiPartException as exc:
-        raise InvalidRequest(f"the form could not be read: {exc.message}") from exc
+    except HTTPException as exc:  # what Starlette makes of the parser's refusals
+        reason = str(exc.detail).rstrip(".")
+        raise InvalidRequest(f"the form could not be read: {reason}") from exc
     try:
         fields: dict[str, Any] = {}
         clip: bytes | None = None
