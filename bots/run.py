@@ -128,9 +128,8 @@ async def run(
 ) -> None:
     """Start everything, wait for a stop signal (or ``stop``, for tests), stop everything."""
     from bots.admin import AdminLifecycle, check_admin_bind, serve_admin
-    from bots.metrics import ProcessMetrics
-
     from bots.admin.login_link import announce_login_link, with_login_token
+    from bots.metrics import ProcessMetrics
 
     check_admin_bind(settings)  # a refused admin bind fails before anything starts
     settings, login_token = with_login_token(settings)  # no ADMIN_TOKEN: one for this run
@@ -145,11 +144,11 @@ async def run(
     # The admin endpoint is entered first, so it is closed last: /healthz answers throughout.
     clock = ShutdownClock(settings.shutdown_timeout_s)
     async with serve_admin(lifecycle, settings) as admin_url, contextlib.AsyncExitStack() as stack:
-        if login_token is not None:
-            announce_login_link(admin_url, login_token)
         try:
             await start_parts(stack, settings, storage_settings, lifecycle, clock)
             log.info("saybot is running; Ctrl-C stops it")
+            if login_token is not None:  # now: logging in needs Redis, the page the flow
+                announce_login_link(admin_url, login_token)
             await stop.wait()
             clock.begin()
             log.info(

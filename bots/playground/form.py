@@ -54,15 +54,27 @@ class PlayForm:
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The body, refused once more than ``max_bytes`` have arrived (or are declared)."""
+    """The body, refused (``InvalidInput``) once more than ``max_bytes`` have arrived or are
+    declared."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit():
-        check_size(int(declared), max_bytes)
+    too_big = InvalidInput("the request is larger than this page ever sends")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_big
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        check_size(len(body), max_bytes)
+        if len(body) > max_bytes:
+            raise too_big
     return bytes(body)
+
+
+async def read_upload(request: Request, clip_max_bytes: int) -> bytes:
+    """A form's body: a clip at the clip limit and the fields; more is the clip's fault."""
+    try:
+        return await read_body(request, clip_max_bytes + FIELD_ALLOWANCE_BYTES)
+    except InvalidInput:
+        check_size(clip_max_bytes + 1, clip_max_bytes)  # says the limit, as for any clip
+        raise
 
 
 async def read_form(request: Request, body: bytes, user_id: str) -> PlayForm:

@@ -51,7 +51,7 @@ def _slider(name: str) -> str:
 def _voices() -> str:
     options = "".join(
         f'<label class="choice"><input type="radio" name="voice" value="{value}"'
-        f'{" checked" if value == "builtin" else ""}> {escape(label)}</label>'
+        f"{' checked' if value == 'builtin' else ''}> {escape(label)}</label>"
         for value, label in VOICE_CHOICES
     )
     return (
@@ -88,7 +88,7 @@ def render_playground() -> str:
         '<div class="row"><div class="field"><label for="seed">Seed</label>'
         f'<input type="number" id="seed" name="seed" min="{seed.minimum:g}" step="1" '
         f'value="{seed.default:g}" inputmode="numeric" aria-describedby="seed-hint">'
-        '<button type="button" id="dice" aria-label="Pick a random seed">🎲</button>'
+        '<button type="button" id="dice" aria-label="Pick a random seed">Random</button>'
         '<small id="seed-hint">0: a fresh take each time; any other number repeats</small>'
         "</div>"
         f'<div class="field"><label for="format">Format</label>'

@@ -34,7 +34,7 @@ from bots.admin.login_link import LOGIN_QUERY
 from bots.errors import ConsentNeeded, SayError
 from bots.messages import CONSENT_DECLINED, error_text, forget_text
 from bots.playground.answers import audio_answer, consent_answer, error_answer, sentence
-from bots.playground.form import FIELD_ALLOWANCE_BYTES, PLATFORM, read_body, read_form
+from bots.playground.form import PLATFORM, read_body, read_form, read_upload
 from bots.playground.page import render_playground
 from bots.requests import SavedVoice, SayResult
 from bots.say import SayFlow
@@ -61,11 +61,14 @@ def is_playground_path(path: str) -> bool:
 
 
 def web_user_id(request: Request) -> str:
-    """This browser session's web user; stable for the session, not the session id."""
+    """This browser session's web user (``operator`` for a bearer request)."""
     cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
-        return OPERATOR
-    return hashlib.sha256(f"saybot web user {cookie}".encode()).hexdigest()[:16]
+    return session_user_id(cookie) if cookie else OPERATOR
+
+
+def session_user_id(session: str) -> str:
+    """The web user of a session: stable for it, and not the session id (which logs in)."""
+    return hashlib.sha256(f"saybot web user {session}".encode()).hexdigest()[:16]
 
 
 def _load_static() -> dict[str, bytes]:
@@ -153,7 +156,7 @@ def install_playground(
 
 
 async def _say(request: Request, flow: SayFlow, user_id: str) -> Response:
-    body = await read_body(request, flow.clip_limits.max_bytes + FIELD_ALLOWANCE_BYTES)
+    body = await read_upload(request, flow.clip_limits.max_bytes)
     form = await read_form(request, body, user_id)
     return audio_answer(await flow.say(form.say_request(user_id)))
 
@@ -174,7 +177,7 @@ async def _consent(request: Request, flow: SayFlow, user_id: str) -> Response:
 
 
 async def _save_voice(request: Request, flow: SayFlow, user_id: str) -> Response:
-    body = await read_body(request, flow.clip_limits.max_bytes + FIELD_ALLOWANCE_BYTES)
+    body = await read_upload(request, flow.clip_limits.max_bytes)
     form = await read_form(request, body, user_id)
     if form.clip is None:
         return sentence("no_clip", "Choose or record a clip to save first.", 400)
@@ -219,4 +222,3 @@ async def _info(context: AdminContext, user_id: str) -> dict[str, Any]:
     except Exception:  # storage away: the page just does not offer the saved voice
         log.info("playground: the saved voice could not be looked up", exc_info=True)
     return answer
-
