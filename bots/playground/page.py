@@ -111,7 +111,7 @@ def render_playground() -> str:
         '<button type="button" id="again">Another take (new seed)</button></p></section>'
         '<section id="session" class="card" aria-labelledby="takes-title">'
         '<h2 id="takes-title">This session’s takes</h2>'
-        '<ol id="takes"></ol><p id="no-takes" class="note">None yet.</p>'
+        '<ol id="takes" reversed></ol><p id="no-takes" class="note">None yet.</p>'
         '<p class="actions"><button type="button" id="forget" class="secondary">'
         "Forget my voice (clips, consents and audio made with them)</button></p></section>"
     )

@@ -21,11 +21,13 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 
 from bots.admin.auth import SESSION_COOKIE, AdminAuth, AdminUnauthorized
 from bots.admin.context import AdminContext, AdminLifecycle
@@ -54,6 +56,11 @@ PLAYGROUND_CSP = (
 INFO_TIMEOUT_S = 5.0
 MAX_CONSENT_BODY_BYTES = 1024
 OPERATOR = "operator"  # the web user of a bearer request (a script, not a browser)
+
+# The admin app's login check (``RequireAdmin``): passes, or raises ``AdminUnauthorized``.
+Require = Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[None]]
+# One POST's work: the request, the flow, the web user → the answer (or a ``SayError``).
+Action = Callable[[Request, SayFlow, str], Awaitable[Response]]
 
 
 def is_playground_path(path: str) -> bool:
@@ -91,12 +98,12 @@ class Running:
 
 
 def install_playground(
-    app: FastAPI, lifecycle: AdminLifecycle, auth: AdminAuth, require: Any
+    app: FastAPI, lifecycle: AdminLifecycle, auth: AdminAuth, require: Require
 ) -> None:
     """Add the routes to the admin ``app``; ``require`` is its admin-login dependency."""
     static = _load_static()
     running = Running(lifecycle)
-    guarded: Any = [Depends(require)]
+    guarded = [Depends(require)]
 
     @app.get("/", response_class=HTMLResponse)
     async def playground(request: Request) -> Response:
@@ -138,7 +145,7 @@ def install_playground(
     async def forget(request: Request) -> Response:
         return await _answer(request, _forget)
 
-    async def _answer(request: Request, action: Any) -> Response:
+    async def _answer(request: Request, action: Action) -> Response:
         """One POST: same-site only, while running; every outcome one answer."""
         if foreign_origin(request):
             return sentence("foreign_origin", "This was sent from another site.", 403)
@@ -147,8 +154,7 @@ def install_playground(
             return context
         assert context.flow is not None
         try:
-            answer: Response = await action(request, context.flow, web_user_id(request))
-            return answer
+            return await action(request, context.flow, web_user_id(request))
         except ConsentNeeded as question:
             return consent_answer(question)
         except Exception as exc:  # every failure is one sentence; the bug ones logged there
