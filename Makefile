@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint install clean locks test-gpu-stack
 
-# The base dependencies at exactly the versions of requirements/bots.lock (what CI tests is
-# what runs); the dev tools as pyproject allows.
+# The base dependencies and the test clients (extra `clients`) at exactly the versions of
+# requirements/bots.lock (what CI tests is what runs); the dev tools as pyproject allows.
 $(STAMP): pyproject.toml requirements/bots.lock
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ IMAGE_PACKAGES := $(BIN)/python -m tts_service.image_packages
 IMAGE_PLATFORM := --python-version 3.11 --python-platform x86_64-manylinux_2_28
 locks: $(STAMP)
 	$(BIN)/python -m pip install --quiet "$$($(IMAGE_PACKAGES) uv)"
-	$(BIN)/uv pip compile --quiet pyproject.toml --universal \
+	$(BIN)/uv pip compile --quiet pyproject.toml --universal --extra clients \
 		--custom-compile-command "make locks" -o requirements/bots.lock
 	$(IMAGE_PACKAGES) resolved | $(BIN)/uv pip compile --quiet - $(IMAGE_PLATFORM) \
 		--custom-compile-command "make locks" -o requirements/tts-image.lock

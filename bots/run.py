@@ -128,9 +128,12 @@ async def run(
 ) -> None:
     """Start everything, wait for a stop signal (or ``stop``, for tests), stop everything."""
     from bots.admin import AdminLifecycle, check_admin_bind, serve_admin
+    from bots.admin.login_link import announce_login_link, with_login_token
+    from bots.heap import freeze_startup_objects
     from bots.metrics import ProcessMetrics
 
     check_admin_bind(settings)  # a refused admin bind fails before anything starts
+    settings, login_token = with_login_token(settings)  # no ADMIN_TOKEN: one for this run
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -141,10 +144,13 @@ async def run(
     lifecycle = AdminLifecycle(metrics, ["redis", "tts", *configured_platforms(settings)])
     # The admin endpoint is entered first, so it is closed last: /healthz answers throughout.
     clock = ShutdownClock(settings.shutdown_timeout_s)
-    async with serve_admin(lifecycle, settings), contextlib.AsyncExitStack() as stack:
+    async with serve_admin(lifecycle, settings) as admin_url, contextlib.AsyncExitStack() as stack:
         try:
             await start_parts(stack, settings, storage_settings, lifecycle, clock)
+            freeze_startup_objects()
             log.info("saybot is running; Ctrl-C stops it")
+            if login_token is not None:  # now: logging in needs Redis, the page the flow
+                announce_login_link(admin_url, login_token)
             await stop.wait()
             clock.begin()
             log.info(
@@ -198,12 +204,17 @@ async def start_parts(
     stack.push_async_callback(lambda: flow.drain(clock.left(CLOSE_RESERVE_S)))
     started = await start_adapters(stack, settings, flow, clock)
     if not started:
-        log.warning("no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN: only the TTS service is running")
+        log.warning(
+            "no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN: no chat bots; the playground and the "
+            "dashboard are at the admin endpoint"
+        )
     usage = UsageReader(redis.client, storage_settings)
     spend = MonthSpend(
         SpendLedger(redis.client, metrics.storage), settings.gpu_budget_usd_per_month
     )
-    lifecycle.started(AdminContext(redis, tts, usage, metrics, platforms=started, spend=spend))
+    lifecycle.started(
+        AdminContext(redis, tts, usage, metrics, platforms=started, spend=spend, flow=flow)
+    )
 
 
 def configured_platforms(settings: BotSettings) -> list[str]:

@@ -45,6 +45,7 @@ GPU_REQUIREMENTS = (
 # allows them (numpy stays below 2 for it), inside pyproject's ranges.
 SERVICE_REQUIREMENTS = (
     "fastapi==0.165.0",
+    "python-multipart==0.0.34",  # forms on POST /v1/tts
     "pydantic==2.14.4",
     "pydantic-settings==2.16.3",
     "numpy==1.26.4",
