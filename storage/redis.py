@@ -29,13 +29,16 @@ from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError
 
+from storage.client import RedisClient
 from storage.clip_cipher import ClipCipher, clip_cipher_for
 from storage.embedded import start_embedded, stop_servers
 from storage.metrics import REDIS_ERRORS
+from storage.sentinel import is_sentinel_url, sentinel_client
 from storage.settings import StorageSettings
 
 log = logging.getLogger("storage")
@@ -54,24 +57,37 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def make_client(url: str, settings: StorageSettings) -> Redis:
-    """A redis-py asyncio client with short timeouts, retries with backoff and a bounded pool."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=settings.redis_max_connections,
-        timeout=settings.redis_connect_timeout_s,  # waiting for a free pooled connection
-        socket_timeout=settings.redis_socket_timeout_s,
-        socket_connect_timeout=settings.redis_connect_timeout_s,
+def make_client(url: str, settings: StorageSettings, *, cluster: bool | None = None) -> RedisClient:
+    """A redis-py asyncio client with short timeouts, retries with backoff and a bounded pool.
+
+    ``redis+sentinel://`` URLs (``storage.sentinel``) give a client of the primary a Sentinel
+    names; ``cluster`` (default: ``REDIS_CLUSTER``) a ``RedisCluster`` that learns every node
+    from the one the URL names.
+    """
+    common: dict[str, Any] = {
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "socket_connect_timeout": settings.redis_connect_timeout_s,
         # Retry a dropped connection (a restart, a failover); not a timeout: a hung server
         # would make every retry wait out the socket timeout again.
-        retry=Retry(
+        "retry": Retry(
             ExponentialWithJitterBackoff(base=0.02, cap=0.25),
             settings.redis_retries,
             supported_errors=(ConnectionError,),
         ),
-        health_check_interval=settings.redis_health_check_interval_s,
-        client_name="saybot",
-        decode_responses=False,
+        "health_check_interval": settings.redis_health_check_interval_s,
+        "client_name": "saybot",
+        "decode_responses": False,
+    }
+    if is_sentinel_url(url):
+        return sentinel_client(url, settings.redis_max_connections, common)
+    if settings.redis_cluster if cluster is None else cluster:
+        # One bounded pool per node; a moved slot or a failover refreshes the topology.
+        return RedisCluster.from_url(url, max_connections=settings.redis_max_connections, **common)
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_connect_timeout_s,  # waiting for a free pooled connection
+        **common,
     )
     return Redis.from_pool(pool)
 
@@ -86,10 +102,10 @@ class RedisHandle:
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         *,
         url_for_logs: str,
-        cache_client: Redis | None = None,
+        cache_client: RedisClient | None = None,
         cache_url_for_logs: str | None = None,
         servers: list[Any] | None = None,
         data_dir: Path | None = None,
@@ -146,7 +162,7 @@ class RedisHandle:
         named = (("data", data), ("cache", cache))
         return "; ".join(f"{name}: {problem}" for name, problem in named if problem) or None
 
-    async def _problem_of(self, client: Redis) -> str | None:
+    async def _problem_of(self, client: RedisClient) -> str | None:
         try:
             await asyncio.wait_for(client.ping(), self._ping_timeout_s)
         except REDIS_ERRORS as exc:  # wait_for's TimeoutError included
@@ -243,9 +259,9 @@ def _open_embedded(settings: StorageSettings) -> RedisHandle:
         embedded.data_dir,
     )
     return RedisHandle(
-        make_client(embedded.data_url, settings),
+        make_client(embedded.data_url, settings, cluster=False),
         url_for_logs=data_for_logs,
-        cache_client=make_client(embedded.cache_url, settings),
+        cache_client=make_client(embedded.cache_url, settings, cluster=False),
         cache_url_for_logs=cache_for_logs,
         servers=servers,
         data_dir=embedded.data_dir,

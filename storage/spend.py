@@ -17,9 +17,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from storage import keys
+from storage.client import RedisClient
 from storage.metrics import StorageMetrics
 
 
@@ -46,7 +45,7 @@ def month_of(now: dt.datetime) -> str:
 
 
 class SpendLedger:
-    def __init__(self, redis: Redis, metrics: StorageMetrics | None = None) -> None:
+    def __init__(self, redis: RedisClient, metrics: StorageMetrics | None = None) -> None:
         self._redis = redis
         self.metrics = metrics if metrics is not None else StorageMetrics()
 
