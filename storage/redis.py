@@ -29,13 +29,13 @@ from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError
 
 from storage.client import RedisClient
 from storage.clip_cipher import ClipCipher, clip_cipher_for
+from storage.cluster import BoundedRedisCluster
 from storage.embedded import start_embedded, stop_servers
 from storage.metrics import REDIS_ERRORS
 from storage.sentinel import is_sentinel_url, sentinel_client
@@ -82,7 +82,9 @@ def make_client(url: str, settings: StorageSettings, *, cluster: bool | None = N
         return sentinel_client(url, settings.redis_max_connections, common)
     if settings.redis_cluster if cluster is None else cluster:
         # One bounded pool per node; a moved slot or a failover refreshes the topology.
-        return RedisCluster.from_url(url, max_connections=settings.redis_max_connections, **common)
+        return BoundedRedisCluster.from_url(
+            url, max_connections=settings.redis_max_connections, **common
+        )
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=settings.redis_max_connections,
