@@ -29,6 +29,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError
@@ -92,6 +93,15 @@ def make_client(url: str, settings: StorageSettings, *, cluster: bool | None = N
         **common,
     )
     return Redis.from_pool(pool)
+
+
+async def _ping(client: RedisClient) -> None:
+    """PING one server, or every primary of a cluster: one dead primary is an outage of
+    its slots, and a health probe that asked a random node would miss it."""
+    if isinstance(client, RedisCluster):
+        await client.ping(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        await client.ping()
 
 
 class RedisHandle:
@@ -166,7 +176,7 @@ class RedisHandle:
 
     async def _problem_of(self, client: RedisClient) -> str | None:
         try:
-            await asyncio.wait_for(client.ping(), self._ping_timeout_s)
+            await asyncio.wait_for(_ping(client), self._ping_timeout_s)
         except REDIS_ERRORS as exc:  # wait_for's TimeoutError included
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return None
