@@ -5,6 +5,7 @@ next upstream in turn; its answer comes back as it is."""
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -14,11 +15,13 @@ Message = MutableMapping[str, Any]
 
 
 class RoundRobin:
-    """ASGI app forwarding to ``upstreams`` (base URLs) in turn; ``sent`` counts per upstream."""
+    """ASGI app forwarding to ``upstreams`` (base URLs) in turn; ``sent`` counts requests per
+    upstream, ``paths`` per method and path (``"POST /v1/tts"``)."""
 
     def __init__(self, upstreams: list[str]) -> None:
         self.upstreams = upstreams
         self.sent = dict.fromkeys(upstreams, 0)
+        self.paths: Counter[str] = Counter()
         self._next = itertools.cycle(upstreams)
         self._http: httpx.AsyncClient | None = None
 
@@ -42,9 +45,14 @@ class RoundRobin:
             if not message.get("more_body"):
                 break
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=30)
+            # A fresh connection per request: reusing one the upstream is just closing (its
+            # keep-alive ran out) fails after the upstream may have taken the update.
+            self._http = httpx.AsyncClient(
+                timeout=60, limits=httpx.Limits(max_keepalive_connections=0)
+            )
         upstream = next(self._next)
         self.sent[upstream] += 1
+        self.paths[f"{scope['method']} {scope['path']}"] += 1
         headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k != b"host"]
         answer = await self._http.request(
             scope["method"], upstream + scope["path"], content=body, headers=headers
