@@ -46,16 +46,14 @@ log = logging.getLogger("storage")
 
 
 def mask_url(url: str) -> str:
-    """``redis://user:secret@host`` → ``redis://user:***@host``, for logs."""
+    """``redis://user:secret@host`` → ``redis://user:***@host``, for logs (a Sentinel URL's
+    list of hosts is kept as it is)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    userinfo = f"{parts.username or ''}:***"
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{userinfo}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 def make_client(url: str, settings: StorageSettings, *, cluster: bool | None = None) -> RedisClient:
