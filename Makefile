@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint install clean locks
 
-# The base dependencies at exactly the versions of requirements/bots.lock (what CI tests is
-# what runs); the dev tools as pyproject allows.
+# The base dependencies and the test clients (extra `clients`) at exactly the versions of
+# requirements/bots.lock (what CI tests is what runs); the dev tools as pyproject allows.
 $(STAMP): pyproject.toml requirements/bots.lock
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ lint: $(STAMP)
 # again (versions already locked are kept where they still fit), then `make install`.
 locks: $(STAMP)
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile --quiet pyproject.toml --universal \
+	$(BIN)/uv pip compile --quiet pyproject.toml --universal --extra clients \
 		--custom-compile-command "make locks" -o requirements/bots.lock
 	$(BIN)/python -c "from tts_service.modal_app import IMAGE_REQUIREMENTS as r; print(*r, sep='\n')" \
 		| $(BIN)/uv pip compile --quiet - --python-version 3.11 \

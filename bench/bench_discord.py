@@ -27,6 +27,7 @@ from pydantic import SecretStr
 
 from bench.answered_flow import AnsweredFlow
 from bots.discord_bot.client import build_client, start_discord, stop_discord
+from bots.heap import freeze_startup_objects
 from bots.say import SayFlow, SayRequest
 from storage.redis import make_client
 from tests.bots.harness import bot_settings, running_service, say_flow
@@ -134,7 +135,7 @@ def row(label: str, values: list[float], base: list[float] | None = None) -> Non
     print(line)
 
 
-async def main(requests: int, rounds: int) -> None:
+async def main(requests: int, rounds: int, freeze: bool = True) -> None:
     engine = PiperEngine(onnx_threads=1)
     engine.load()
     server = start_valkey()
@@ -149,6 +150,8 @@ async def main(requests: int, rounds: int) -> None:
             async with say_flow(redis, storage, service.url) as flow:
                 request = SayRequest("discord", str(USER), "0", CACHED_TEXT)
                 answered = AnsweredFlow(flow, await flow.say(request))
+                if freeze:  # as `saybot run` does once it has started (bots.heap)
+                    freeze_startup_objects()
                 # Alternating rounds, each on a fresh stand-in (its call log grows with use),
                 # so drift in the machine's load weighs on every row alike.
                 per_round = max(1, requests // rounds)
@@ -177,8 +180,9 @@ def cli(argv: Any = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--no-freeze", action="store_true", help="skip gc.freeze() after setup")
     args = parser.parse_args(argv)
-    asyncio.run(main(args.requests, args.rounds))
+    asyncio.run(main(args.requests, args.rounds, not args.no_freeze))
 
 
 if __name__ == "__main__":

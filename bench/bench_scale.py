@@ -217,9 +217,10 @@ async def _run(
         posted: dict[tuple[int, int], float] = {}
         limit = asyncio.Semaphore(concurrency)
         started = time.monotonic()
-        async with httpx.AsyncClient(
-            timeout=60, limits=httpx.Limits(max_connections=concurrency)
-        ) as http:
+        # A fresh connection per update (as Telegram's own deliveries mostly are): a kept-alive
+        # one the proxy is just closing would fail after the update may have been taken.
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as http:
 
             async def push(update_id: int, user: int, text: str) -> None:
                 async with limit:

@@ -30,6 +30,7 @@ from telegram import Update
 from telegram.ext import Application, CommandHandler, ContextTypes
 
 from bench.answered_flow import AnsweredFlow
+from bots.heap import freeze_startup_objects
 from bots.say import SayFlow, SayRequest
 from bots.telegram_bot.app import stop_telegram
 from storage.redis import make_client
@@ -57,20 +58,30 @@ async def time_replies(tg: TelegramStandin, texts: list[str]) -> list[float]:
         mark = tg.mark()
         queued = time.monotonic()
         tg.send_command(USER, USER, "say", text)
-        call = await tg.wait_for("sendVoice", timeout=60, after_seq=mark)
+        # The voice note that went through: not a file_id Telegram refused on the way.
+        call = await tg.wait_for("sendVoice", lambda c: c.ok, timeout=60, after_seq=mark)
         latencies.append(call.at - queued)
     return latencies
 
 
-async def saybot_round(flow: SayFlow, texts: list[str]) -> tuple[list[float], bytes]:
-    """saybot on a fresh stand-in: warm-up requests (the first fills the cache), then texts."""
+def uploaded_bytes(tg: TelegramStandin, after_seq: int) -> int:
+    """Bytes of voice notes uploaded since ``after_seq`` (a file_id sent again uploads none)."""
+    calls = tg.calls("sendVoice", after_seq=after_seq)
+    return sum(len(upload.data) for call in calls for upload in call.uploads.values())
+
+
+async def saybot_round(flow: SayFlow, texts: list[str]) -> tuple[list[float], bytes, int]:
+    """saybot on a fresh stand-in: warm-up requests (the first fills the cache), then texts;
+    the latencies, the audio, and the bytes uploaded for the texts."""
     async with TelegramStandin() as tg, telegram_app(tg, flow):
         await time_replies(tg, [CACHED_TEXT] * WARM_UP)
+        mark = tg.mark()
         latencies = await time_replies(tg, texts)
-        return latencies, tg.calls("sendVoice")[0].files["voice"]
+        audio = next(call for call in tg.calls("sendVoice") if call.ok).files["voice"]
+        return latencies, audio, uploaded_bytes(tg, mark)
 
 
-async def bare_round(voice: bytes, n: int) -> list[float]:
+async def bare_round(voice: bytes, n: int) -> tuple[list[float], int]:
     """The baseline on a fresh stand-in: PTB with one handler that replies a fixed voice note."""
 
     async def reply(update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
@@ -87,7 +98,9 @@ async def bare_round(voice: bytes, n: int) -> list[float]:
         await application.updater.start_polling(timeout=1)
         try:
             await time_replies(tg, [CACHED_TEXT] * WARM_UP)
-            return await time_replies(tg, [CACHED_TEXT] * n)
+            mark = tg.mark()
+            latencies = await time_replies(tg, [CACHED_TEXT] * n)
+            return latencies, uploaded_bytes(tg, mark)
         finally:
             await stop_telegram(application)
 
@@ -104,7 +117,7 @@ def report(name: str, ours: list[float], base: list[float], base_name: str, targ
     )
 
 
-async def main(requests: int, misses: int, rounds: int) -> None:
+async def main(requests: int, misses: int, rounds: int, freeze: bool = True) -> None:
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     engine = PiperEngine(onnx_threads=1)
     engine.load()
@@ -117,6 +130,7 @@ async def main(requests: int, misses: int, rounds: int) -> None:
     bare: list[float] = []
     missed: list[float] = []
     direct: list[float] = []
+    uploads = {"saybot": 0, "bare": 0}
     per_round = max(1, requests // rounds)
     misses_per_round = max(1, misses // rounds)
     try:
@@ -124,11 +138,16 @@ async def main(requests: int, misses: int, rounds: int) -> None:
             async with say_flow(redis, storage, service.url) as flow:
                 request = SayRequest("telegram", str(USER), str(USER), CACHED_TEXT)
                 answered = AnsweredFlow(flow, await flow.say(request))
+                if freeze:  # as `saybot run` does once it has started (bots.heap)
+                    freeze_startup_objects()
                 for number in range(rounds):
-                    ours, voice = await saybot_round(flow, [CACHED_TEXT] * per_round)
+                    ours, voice, sent = await saybot_round(flow, [CACHED_TEXT] * per_round)
                     cached += ours
+                    uploads["saybot"] += sent
                     adapter += (await saybot_round(answered, [CACHED_TEXT] * per_round))[0]
-                    bare += await bare_round(voice, per_round)
+                    base, sent = await bare_round(voice, per_round)
+                    bare += base
+                    uploads["bare"] += sent
                     texts = [
                         f"Benchmark sentence number {number * misses_per_round + n}, never cached."
                         for n in range(misses_per_round)
@@ -145,6 +164,10 @@ async def main(requests: int, misses: int, rounds: int) -> None:
     )
     report("saybot cached /say", cached, bare, "bare PTB fixed voice", "target ≤ 1.5×")
     report("adapter, flow answered", adapter, bare, "bare PTB fixed voice", "diagnostic")
+    print(
+        f"  bytes uploaded per hit: saybot {uploads['saybot'] / len(cached):.0f}"
+        f"   bare PTB {uploads['bare'] / len(bare):.0f} (it uploads its voice note every time)"
+    )
     print(f"Cache misses, {len(missed)} distinct texts")
     report("saybot miss /say", missed, direct, "Piper direct", "the bot + HTTP overhead")
 
@@ -166,8 +189,9 @@ def cli() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--misses", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--no-freeze", action="store_true", help="skip gc.freeze() after setup")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.misses, args.rounds))
+    asyncio.run(main(args.requests, args.misses, args.rounds, not args.no_freeze))
 
 
 if __name__ == "__main__":

@@ -132,9 +132,12 @@ async def run(
     Returns why it stopped on its own (a part that cannot go on, such as a second Telegram
     poller with the same token), or None after a stop signal."""
     from bots.admin import AdminLifecycle, check_admin_bind, serve_admin
+    from bots.admin.login_link import announce_login_link, with_login_token
+    from bots.heap import freeze_startup_objects
     from bots.metrics import ProcessMetrics
 
     check_admin_bind(settings)  # a refused admin bind fails before anything starts
+    settings, login_token = with_login_token(settings)  # no ADMIN_TOKEN: one for this run
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -151,10 +154,13 @@ async def run(
         fatal.append(reason)
         stop.set()
 
-    async with serve_admin(lifecycle, settings), contextlib.AsyncExitStack() as stack:
+    async with serve_admin(lifecycle, settings) as admin_url, contextlib.AsyncExitStack() as stack:
         try:
             await start_parts(stack, settings, storage_settings, lifecycle, clock, on_fatal)
+            freeze_startup_objects()
             log.info("saybot is running; Ctrl-C stops it")
+            if login_token is not None:  # now: logging in needs Redis, the page the flow
+                announce_login_link(admin_url, login_token)
             await stop.wait()
             clock.begin()
             log.info(
@@ -210,12 +216,17 @@ async def start_parts(
     stack.push_async_callback(lambda: flow.drain(clock.left(CLOSE_RESERVE_S)))
     started = await start_adapters(stack, settings, flow, clock, on_fatal)
     if not started:
-        log.warning("no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN: only the TTS service is running")
+        log.warning(
+            "no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN: no chat bots; the playground and the "
+            "dashboard are at the admin endpoint"
+        )
     usage = UsageReader(redis.client, storage_settings)
     spend = MonthSpend(
         SpendLedger(redis.client, metrics.storage), settings.gpu_budget_usd_per_month
     )
-    lifecycle.started(AdminContext(redis, tts, usage, metrics, platforms=started, spend=spend))
+    lifecycle.started(
+        AdminContext(redis, tts, usage, metrics, platforms=started, spend=spend, flow=flow)
+    )
 
 
 def configured_platforms(settings: BotSettings) -> list[str]:

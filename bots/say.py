@@ -69,6 +69,7 @@ from storage.consents import ConsentStore
 from storage.engine_identity import EngineIdentityStore
 from storage.metrics import StorageMetrics
 from storage.ratelimit import RateLimiter
+from storage.sent_files import SentFiles
 from storage.settings import StorageSettings
 from storage.singleflight import error_rebuilder
 from storage.spend import SpendLedger
@@ -112,6 +113,7 @@ class SayFlow:
     clip_limits: ClipLimits = field(default_factory=ClipLimits)
     fallback: Fallback | None = None  # a stand-in voice when the GPU is away (opt-in)
     pending: PendingConsents = field(default_factory=PendingConsents)  # clips awaiting consent
+    sent_files: SentFiles | None = None  # answers a platform holds already (Telegram file_id)
 
     def __post_init__(self) -> None:
         self._synthesizer = Synthesizer(self.cache, self.observer)
@@ -175,6 +177,7 @@ class SayFlow:
             observer=observer or NoObserver(),
             clip_limits=clip_limits or ClipLimits(),
             fallback=fallback,
+            sent_files=SentFiles(cache_redis or redis, settings, metrics),
         )
 
     async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:

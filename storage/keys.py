@@ -34,6 +34,8 @@ pipelined GETs. tests/storage/test_slots.py checks all of this on the wire.
     saybot:v1:usage:users:<YYYY-MM-DD>            hash of per-user counts for the day
     saybot:v1:rate:<platform>:<user_id>           token bucket state (hash)
     saybot:v1:engine                              the TTS engine's identity last seen (JSON)
+    saybot:v1:sent:<platform>:<bot_id>:<sha256>   the platform's id for audio this bot uploaded
+                                                  before, by the audio's sha256 (string, EX)
     saybot:v1:admin:session:<sha256>              an admin dashboard session, under the sha256 of
                                                   the id its cookie holds (JSON, EX)
     saybot:v1:admin:{login}:failures:all          failed admin logins in this window (int, PX);
@@ -215,3 +217,11 @@ def spend_server_day(platform: str, server_id: str, day: str) -> str:
 
 def spend_month(month: str) -> str:
     return f"{PREFIX}spend:month:{month}"
+
+
+# --- files a platform already holds (storage.sent_files) --------------------------------------
+# Telegram keeps every file a bot uploads and hands back an id to send it again without the
+# bytes. The id is the bot's own (another token cannot use it), so the bot is in the key; the
+# audio's sha256 names it. Kept as long as the audio it stands for.
+def sent_file(platform: str, bot_id: str, audio_sha256: str) -> str:
+    return f"{PREFIX}sent:{platform}:{bot_id}:{audio_sha256}"

@@ -1,8 +1,10 @@
 """The TTS web service: ``create_app(engine, settings)``, the same app locally and on Modal.
 
-Endpoints: ``POST /v1/tts`` (audio bytes), ``GET /v1/engine``, ``GET /readyz``
-(engine loaded), ``GET /healthz`` (alive; the only one without auth). Every
-error is a real HTTP status with ``{"error": {"code", "message"}}``.
+Endpoints: ``POST /v1/tts`` (audio bytes; a JSON body or a form, ``tts_body``),
+``GET /v1/engine``, ``GET /readyz`` (engine loaded), ``GET /healthz`` (alive; the only
+one without auth), and OpenAI's speech dialect (``openai_api``: ``POST /v1/audio/speech``,
+``GET /v1/models``). Every error is a real HTTP status with ``{"error": {"code",
+"message"}}`` (on OpenAI's paths with its ``type`` and ``param`` too).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tts_service.errors import (
     Unauthorized,
 )
 from tts_service.exposure import WeakToken, check_strong_token, is_loopback, secret_value
+from tts_service.openai_api import OpenAIErrorShape, openai_router
 from tts_service.schema import (
     HEADER_DURATION,
     HEADER_ENGINE,
@@ -38,10 +41,10 @@ from tts_service.schema import (
     HEADER_SYNTHESIS_SECONDS,
     EngineInfo,
     ErrorBody,
-    TTSRequest,
     describe_validation_error,
 )
 from tts_service.settings import TTSSettings
+from tts_service.tts_body import TTS_BODY_OPENAPI, read_tts_body
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +267,8 @@ def create_app(engine: TTSEngine, settings: TTSSettings) -> FastAPI:
     app.state.engine_state = state
     app.state.in_flight = limit
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(BearerAuth, check=TokenCheck(settings))  # added last: runs first
+    app.add_middleware(BearerAuth, check=TokenCheck(settings))
+    app.add_middleware(OpenAIErrorShape)  # added last: runs first, so it sees every answer
     _install_error_handlers(app)
 
     @app.get("/healthz", tags=["health"])
@@ -290,15 +294,17 @@ def create_app(engine: TTSEngine, settings: TTSSettings) -> FastAPI:
         tags=["tts"],
         response_class=Response,
         responses={200: {"content": {"audio/ogg": {}, "audio/wav": {}, "audio/mpeg": {}}}},
+        openapi_extra=TTS_BODY_OPENAPI,
     )
-    async def tts(request: TTSRequest) -> Response:
-        """Speak the text; the body is the audio in exactly the requested format."""
+    async def tts(request: Request) -> Response:
+        """Speak the text; the body is the audio in exactly the requested format. The body is
+        JSON (``TTSRequest``) or a form with the clip as a file part (``tts_body``)."""
+        params, reference_audio = await read_tts_body(request)
         ready = state.require_ready()
         async with limit.slot():
-            params = request.model_copy(update={"reference_audio": None})
             # Not abandoned on cancel: the slot stays taken until the engine is free again.
             result = await anyio.to_thread.run_sync(
-                synthesis.synthesize, ready, params, request.reference_audio
+                synthesis.synthesize, ready, params, reference_audio
             )
         return Response(
             content=result.audio,
@@ -312,6 +318,7 @@ def create_app(engine: TTSEngine, settings: TTSSettings) -> FastAPI:
         )
 
     app.include_router(api)
+    app.include_router(openai_router(state, limit), dependencies=[Depends(bearer_scheme)])
     return app
 
 

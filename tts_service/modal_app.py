@@ -76,6 +76,7 @@ GPU_REQUIREMENTS = (
 # 0.1.7's own pins (numpy<2, gradio 6.8 → starlette<1) and lie inside pyproject's ranges.
 SERVICE_REQUIREMENTS = (
     "fastapi==0.163.2",
+    "python-multipart==0.0.34",  # forms on POST /v1/tts
     "pydantic==2.14.4",
     "pydantic-settings==2.16.3",
     "numpy==1.26.4",

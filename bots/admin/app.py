@@ -8,6 +8,7 @@
     GET  /admin          the dashboard (a session cookie; without one, a redirect to the login)
     GET  /admin/login    the login form          POST /admin/login   token → session cookie
     POST /admin/logout   ends the session        GET  /admin/static/ the stylesheet and icon
+    GET  /               the playground (``bots.playground``; ``/?token=`` logs a browser in)
 
 Everything but ``/healthz``, the login form and its static files needs ``ADMIN_TOKEN``
 (``bots.admin.auth``). Errors are ``{"error": {"code", "message"}}`` with a real status,
@@ -42,7 +43,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bots.admin.auth import (
     SESSION_COOKIE,
     AdminAuth,
-    AdminAuthError,
     AdminUnauthorized,
     check_admin_bind,
 )
@@ -51,10 +51,9 @@ from bots.admin.dashboard import DashboardData, render_dashboard, render_login
 from bots.admin.login import (
     MAX_LOGIN_BODY_BYTES,
     SESSIONS_RETRY_AFTER_S,
-    client_address,
     foreign_origin,
     foreign_refusal,
-    login_refusal,
+    start_session,
 )
 from bots.admin.reports import (
     DEFAULT_DAYS,
@@ -66,6 +65,7 @@ from bots.admin.reports import (
 )
 from bots.admin.status import Readiness, check_readiness
 from bots.asgi_server import serve_app
+from bots.playground import PLAYGROUND_CSP, install_playground, is_playground_path
 from bots.settings import BotSettings
 from storage.metrics import REDIS_ERRORS, StorageMetrics
 from storage.usage import UsageReader, UsageSummary, UserUsage
@@ -220,7 +220,9 @@ def create_admin_app(
         # POSTs, which the Origin check must refuse. "same-origin" still tells no other site.
         response.headers["Referrer-Policy"] = REFERRER_POLICY
         response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers["Content-Security-Policy"] = (
+            PLAYGROUND_CSP if is_playground_path(request.url.path) else CONTENT_SECURITY_POLICY
+        )
         return response
 
     @app.get("/healthz")
@@ -314,24 +316,7 @@ def create_admin_app(
             if len(body) > MAX_LOGIN_BODY_BYTES:
                 return HTMLResponse(render_login("That is not a token.", True), status_code=413)
         given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
-        try:
-            session = await auth.login(given, client_address(request))
-        except AdminAuthError as exc:
-            return login_refusal(exc)
-        previous = request.cookies.get(SESSION_COOKIE)
-        if previous is not None:  # a new login replaces the browser's old session
-            await auth.end_session(previous)
-        response = RedirectResponse("/admin", status_code=303)
-        response.set_cookie(
-            SESSION_COOKIE,
-            session,
-            max_age=auth.session_ttl_s,
-            path="/",
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
-        return response
+        return await start_session(auth, request, given, RedirectResponse("/admin", 303))
 
     @app.post("/admin/logout")
     async def logout(request: Request) -> Response:
@@ -365,6 +350,7 @@ def create_admin_app(
             headers={"Cache-Control": "public, max-age=3600"},
         )
 
+    install_playground(app, lifecycle, auth, require)  # `/` and `/play/…`: bots.playground
     return app
 
 

@@ -14,7 +14,8 @@
   past either limit the form answers 429 until the window ends, even to the right token.
 - Without ``ADMIN_TOKEN`` the endpoint answers only ``/healthz``; everything else says
   that ``ADMIN_TOKEN`` is not configured (401), and ``check_admin_bind`` refuses to listen
-  beyond loopback at all. No token is generated: there is nothing to leak into logs.
+  beyond loopback at all. ``AdminAuth`` makes no token; ``saybot run`` does, once per start,
+  when none is set (``bots.admin.login_link``: printed as a login link, masked in logs).
 
 Tokens and MACs are compared in constant time. The token is never logged or echoed.
 

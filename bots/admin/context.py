@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from bots.admin.reports import MonthSpend
 from bots.admin.status import PROBE_TIMEOUT_S, RUNNING, STARTING, STOPPING, Readiness
 from bots.metrics import ProcessMetrics
+from bots.say import SayFlow
 from bots.tts_client import TTSClient
 from storage.client import RedisClient
 from storage.redis import RedisHandle
@@ -34,6 +35,7 @@ class AdminContext:
     platforms: Mapping[str, Callable[[], bool]]  # name → connected?, as start_adapters returns
     probe_timeout_s: float = PROBE_TIMEOUT_S
     spend: MonthSpend | None = None  # this month's GPU spending and its cap
+    flow: SayFlow | None = None  # the playground speaks through it (None: no playground)
 
 
 class AdminLifecycle:

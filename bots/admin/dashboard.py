@@ -207,6 +207,28 @@ def render_dashboard(data: DashboardData) -> str:
                 ),
             )
         )
+        platforms = [
+            (
+                platform,
+                fmt_int(counts.requests),
+                fmt_ratio(counts.hit_ratio),
+                fmt_int(counts.errors),
+                fmt_seconds(counts.synthesis_seconds),
+            )
+            for platform, counts in summary.by_platform.items()
+        ]
+        sections.append(
+            _card(
+                "platforms",
+                "By platform",
+                _table(
+                    ["platform", "requests", "hit ratio", "errors", "GPU"],
+                    platforms,
+                    "platforms-table",
+                ),
+                "web is the playground at /",
+            )
+        )
         errors = [(code, fmt_int(count)) for code, count in summary.errors_by_code.items()]
         sections.append(
             _card("errors", "Errors by code", _table(["code", "count"], errors, "errors-table"))
@@ -238,6 +260,7 @@ def render_dashboard(data: DashboardData) -> str:
     header = (
         "<header><h1>saybot</h1>"
         f'<p class="period">{escape(period)}</p>{_range_nav(data.days)}'
+        '<a href="/" id="playground-link">Playground</a>'
         '<form method="post" action="/admin/logout"><button type="submit">Log out</button></form>'
         "</header>"
     )

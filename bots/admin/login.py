@@ -13,9 +13,15 @@ import math
 from urllib.parse import urlsplit
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
-from bots.admin.auth import AdminAuthError, LoginThrottled, SessionsUnavailable
+from bots.admin.auth import (
+    SESSION_COOKIE,
+    AdminAuth,
+    AdminAuthError,
+    LoginThrottled,
+    SessionsUnavailable,
+)
 from bots.admin.dashboard import render_login
 
 MAX_LOGIN_BODY_BYTES = 4096
@@ -86,3 +92,28 @@ def foreign_refusal() -> HTMLResponse:
         render_login("This form was sent from another site. Log in from this page.", True),
         status_code=403,
     )
+
+
+async def start_session(
+    auth: AdminAuth, request: Request, given: str, response: Response
+) -> Response:
+    """A login with ``given`` (the form's token, or the login link's): ``response`` with the
+    new session's HttpOnly cookie, the browser's previous session ended; the login form
+    saying why not (``login_refusal``) otherwise."""
+    try:
+        session = await auth.login(given, client_address(request))
+    except AdminAuthError as exc:
+        return login_refusal(exc)
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous is not None:  # a new login replaces the browser's old session
+        await auth.end_session(previous)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session,
+        max_age=auth.session_ttl_s,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response

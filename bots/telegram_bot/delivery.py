@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 from telegram import Message
-from telegram.error import NetworkError, RetryAfter
+from telegram.error import BadRequest, NetworkError, RetryAfter
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ async def deliver(
         last = attempt == policy.max_attempts - 1
         try:
             return await send()
+        except BadRequest:
+            raise  # a NetworkError to PTB, but Telegram read and refused it: again fails too
         except RetryAfter as exc:
             wait_s = _seconds(exc.retry_after)
             if last or wait_s > policy.max_retry_after_s:

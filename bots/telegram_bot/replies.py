@@ -17,7 +17,7 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.constants import ChatAction
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from bots.draining import GAVE_UP_TIMEOUT_S
@@ -35,6 +35,8 @@ from bots.settings import BotSettings
 from bots.telegram_bot.delivery import DeliveryCounts, deliver
 
 log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
 
 TELEGRAM_WORDING: dict[type[SayError], str] = {
     NoSavedVoice: "You have no saved voice — reply /voice to a voice note to save one.",
@@ -108,16 +110,38 @@ async def ask_consent(
 
 async def send_reply(
     message: Message, context: ContextTypes.DEFAULT_TYPE, send: Callable[[], Awaitable[Message]]
-) -> None:
-    """Send the one reply, again where it cannot have arrived (``delivery``)."""
+) -> Message | None:
+    """Send the one reply, again where it cannot have arrived (``delivery``); the message
+    sent, or None when it may have arrived but its answer was lost."""
     where = f"telegram message {message.message_id} in chat {message.chat_id}"
-    await deliver(send, where, deps_of(context).delivery)
+    return await deliver(send, where, deps_of(context).delivery)
 
 
 async def send_voice(
     message: Message, context: ContextTypes.DEFAULT_TYPE, result: SayResult
 ) -> None:
-    await send_reply(
+    """The answer as a voice note: by the ``file_id`` Telegram gave it the first time it was
+    uploaded, when there was one (no bytes sent again), otherwise uploaded."""
+    sent_files = deps_of(context).flow.sent_files
+    bot_id = str(context.bot.id)
+    if sent_files is not None:
+        file_id = await sent_files.get(PLATFORM, bot_id, result.audio)
+        if file_id is not None:
+            try:
+                await send_reply(
+                    message,
+                    context,
+                    lambda: message.reply_voice(
+                        voice=file_id, caption=caption(result), do_quote=True
+                    ),
+                )
+                return
+            except BadRequest as exc:
+                if not _unknown_file(exc):
+                    raise
+                log.info("Telegram no longer knows a file it gave an id for; uploading it again")
+                await sent_files.forget(PLATFORM, bot_id, result.audio)
+    sent = await send_reply(
         message,
         context,
         lambda: message.reply_voice(
@@ -128,6 +152,14 @@ async def send_voice(
             do_quote=True,
         ),
     )
+    if sent_files is not None and sent is not None and sent.voice is not None:
+        await sent_files.remember(PLATFORM, bot_id, result.audio, sent.voice.file_id)
+
+
+def _unknown_file(error: BadRequest) -> bool:
+    """Telegram refused the file id itself ("wrong file identifier", "file reference
+    expired"), not the message: sending the bytes instead can still work."""
+    return "file" in error.message.lower()
 
 
 @contextlib.asynccontextmanager

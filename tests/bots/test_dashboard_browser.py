@@ -217,13 +217,16 @@ async def _devtools_port(profile: Path, process: asyncio.subprocess.Process) -> 
 
 
 @contextlib.asynccontextmanager
-async def headless_chromium(executable: str) -> AsyncIterator[DevTools]:
+async def headless_chromium(
+    executable: str, extra_flags: Iterable[str] = ()
+) -> AsyncIterator[DevTools]:
     """A fresh Chromium profile, its first page attached over DevTools; stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="saybot-chromium-") as scratch:
         profile = Path(scratch) / "profile"
         process = await asyncio.create_subprocess_exec(
             executable,
             *CHROMIUM_FLAGS,
+            *extra_flags,
             f"--user-data-dir={profile}",
             "about:blank",
             stdout=asyncio.subprocess.DEVNULL,
@@ -240,7 +243,7 @@ async def headless_chromium(executable: str) -> AsyncIterator[DevTools]:
                 ws = await session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
                 devtools = DevTools(ws)
                 try:
-                    for domain in ("Page", "Runtime", "Log", "Network"):
+                    for domain in ("Page", "Runtime", "Log", "Network", "DOM"):
                         await devtools.call(f"{domain}.enable")
                     yield devtools
                 finally:

@@ -118,8 +118,9 @@ class Bot:
         await self.handled.wait_for(lambda: self.tg.issued_update_ids)
 
     def replies_to(self, message: dict[str, Any]) -> list[Call]:
-        """Every send answering ``message``, finished or not."""
-        return [c for c in self.tg.calls() if answers(c, message)]
+        """Every send answering ``message``, finished or not, but those Telegram refused
+        (400: nobody saw them)."""
+        return [c for c in self.tg.calls() if answers(c, message) and c.status != 400]
 
 
 @contextlib.asynccontextmanager
@@ -186,7 +187,28 @@ async def test_second_identical_say_is_served_from_cache(bot: Bot) -> None:
     )
     assert not bot.tg.calls("sendChatAction", after_seq=mark)  # instant: no "recording…"
     assert bot.service.counter.tts_requests == before + 1
-    assert first.files["voice"] == second.files["voice"]
+    # The same answer again: sent by the file_id Telegram gave it, no bytes uploaded twice.
+    assert first.uploads["voice"] and not second.uploads
+    assert second.params["voice"] == first.result["voice"]["file_id"]
+    assert second.files["voice"] == first.files["voice"]
+
+
+async def test_a_file_id_telegram_no_longer_knows_is_uploaded_again(bot: Bot) -> None:
+    first = await bot.reply_to(
+        bot.tg.send_command(USER, USER, "say", "Send me twice."), "sendVoice"
+    )
+    bot.tg.files.pop(first.result["voice"]["file_id"])  # Telegram lost it (or another bot's)
+    mark = bot.tg.mark()
+    again = await bot.reply_to(
+        bot.tg.send_command(USER, USER, "say", "Send me twice."), "sendVoice"
+    )
+    refused = bot.tg.calls("sendVoice", after_seq=mark)[0]
+    assert refused.status == 400 and not refused.uploads  # the id was tried first
+    assert again.uploads["voice"].data == first.files["voice"]  # then the bytes, in one reply
+    third = await bot.reply_to(
+        bot.tg.send_command(USER, USER, "say", "Send me twice."), "sendVoice"
+    )
+    assert third.params["voice"] == again.result["voice"]["file_id"]  # the new id remembered
 
 
 async def test_options_are_parsed_and_seeded_output_repeats(bot: Bot, redis_client: Redis) -> None:
@@ -524,6 +546,17 @@ async def test_a_refused_voice_upload_is_sent_again_once_delivered(
     sends = bot.replies_to(message)
     assert [(c.method, c.status) for c in sends] == [("sendVoice", status), ("sendVoice", 200)]
     assert bot.flow.cache.metrics.cache_stores >= 1  # the answer was made once
+
+
+async def test_a_voice_note_telegram_refuses_is_not_sent_again(bot: Bot) -> None:
+    """A 400 is Telegram having read the request and refused it (PTB raises it as a kind
+    of NetworkError): the same request again would fail alike, so it is not repeated."""
+    bot.tg.fail_next("sendVoice", 400, "Bad Request: VOICE_MESSAGES_FORBIDDEN")
+    message = bot.tg.send_command(USER, USER, "say", "Refused for good.")
+    async with asyncio.timeout(30):
+        await bot.settled()
+    sends = [c for c in bot.tg.calls() if answers(c, message)]
+    assert [(c.method, c.status) for c in sends] == [("sendVoice", 400), ("sendMessage", 200)]
 
 
 async def test_every_private_message_gets_an_answer_and_groups_stay_quiet(bot: Bot) -> None:

@@ -150,7 +150,8 @@ class Call:
     """One Bot API request the stand-in received, in arrival order.
 
     ``params`` are decoded (numbers and JSON objects as Python values, free text as sent);
-    ``files`` maps the parameter a file belongs to (``voice``, ``document``...) to its bytes.
+    ``files`` maps the parameter a file belongs to (``voice``, ``document``...) to its bytes,
+    uploaded or named by a ``file_id`` the stand-in holds; ``uploads`` holds only the former.
     ``status`` is the HTTP status answered (``None`` while pending, or when the client went away
     first) and ``response`` the JSON body answered.
     """
@@ -1086,20 +1087,23 @@ class TelegramStandin:
                     params[key] = _decode_field(key, value)
         return params, uploads
 
-    @staticmethod
     def _attach_files(
-        params: Mapping[str, Any], uploads: dict[str, Upload]
+        self, params: Mapping[str, Any], uploads: dict[str, Upload]
     ) -> tuple[dict[str, bytes], dict[str, Upload]]:
-        """Key uploads by the parameter they belong to (resolving ``attach://name``)."""
+        """Key uploads by the parameter they belong to (resolving ``attach://name``); the
+        files are those bytes, and those of files sent again by a ``file_id`` it holds."""
         by_param: dict[str, Upload] = {}
+        known: dict[str, bytes] = {}
         remaining = dict(uploads)
         for key, value in params.items():
             if isinstance(value, str) and value.startswith("attach://"):
                 part = remaining.pop(value.removeprefix("attach://"), None)
                 if part is not None:
                     by_param[key] = part
+            elif isinstance(value, str) and value in self.files:
+                known[key] = self.files[value].data
         by_param.update(remaining)
-        return {k: v.data for k, v in by_param.items()}, by_param
+        return {**known, **{k: v.data for k, v in by_param.items()}}, by_param
 
     async def _apply_delay(self, method: str) -> None:
         delays = self._delays.get(method)
