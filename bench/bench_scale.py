@@ -3,8 +3,9 @@ workers (two ``saybot run`` processes behind a round-robin proxy) over a 3-prima
 cluster and one real TTS service (``saybot serve-tts``, Piper), all as separate processes.
 
 Messages are drawn from ``--texts`` sentences with Zipf-like repetition (weight 1/rank^s)
-and pushed through the proxy as fast as it takes them (``--concurrency`` in flight). The
-Bot API stand-in runs here and records every reply.
+and pushed through the proxy as fast as they are answered: ``--concurrency`` messages await
+their reply at any time (closed loop; an open one only measures the backlog the burst
+leaves in the workers). The Bot API stand-in runs here and records every reply.
 
 Prints: replies (exactly one per message: none lost, none doubled), syntheses the TTS
 service made vs. distinct texts sent (single-flight and the cache are global across
@@ -215,23 +216,30 @@ async def _run(
         rss_start = {name: rss_kib(proc.pid) for name, proc in procs.items()}
 
         posted: dict[tuple[int, int], float] = {}
+        waiting: dict[tuple[int, int], asyncio.Event] = {}
         limit = asyncio.Semaphore(concurrency)
         started = time.monotonic()
+        watcher = asyncio.create_task(_release_answered(tg, waiting))
         # A fresh connection per update (as Telegram's own deliveries mostly are): a kept-alive
         # one the proxy is just closing would fail after the update may have been taken.
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
         async with httpx.AsyncClient(timeout=60, limits=limits) as http:
 
             async def push(update_id: int, user: int, text: str) -> None:
+                """One message; its slot is free again once its reply has arrived."""
                 async with limit:
                     message = tg.send_text(user, user, f"/say {text}")
-                    posted[(user, message["message_id"])] = time.monotonic()
+                    key = (user, message["message_id"])
+                    answered = waiting[key] = asyncio.Event()
+                    posted[key] = time.monotonic()
                     answer = await http.post(
                         f"{entry}/telegram/hook",
                         json={"update_id": update_id, "message": message},
                         headers={"X-Telegram-Bot-Api-Secret-Token": hook_secret},
                     )
                     answer.raise_for_status()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(answered.wait(), 300)
 
             await asyncio.gather(
                 *(
@@ -239,6 +247,7 @@ async def _run(
                     for n, (user, text) in enumerate(zip(senders, drawn, strict=True))
                 )
             )
+            watcher.cancel()
             replies = await _all_replies(tg, len(drawn))
         wall_s = time.monotonic() - started
         rss = {name: (rss_start[name], rss_kib(proc.pid)) for name, proc in procs.items()}
@@ -251,10 +260,7 @@ async def _run(
     latencies: list[float] = []
     kinds: Counter[str] = Counter()
     for call in replies:
-        target = (call.params.get("reply_parameters") or {}).get("message_id") or call.params.get(
-            "reply_to_message_id"
-        )
-        key = (int(call.params["chat_id"]), int(target or 0))
+        key = _reply_key(call)
         per_message[key] += 1
         kinds[call.method] += 1
         if key in posted and per_message[key] == 1:
@@ -290,6 +296,26 @@ async def _warm_up(tts_url: str, token: str) -> None:
             await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
 
 
+def _reply_key(call: Any) -> tuple[int, int]:
+    """(chat, message answered) of a reply the Bot API received."""
+    target = (call.params.get("reply_parameters") or {}).get("message_id") or call.params.get(
+        "reply_to_message_id"
+    )
+    return int(call.params["chat_id"]), int(target or 0)
+
+
+async def _release_answered(tg: TelegramStandin, waiting: dict[Any, asyncio.Event]) -> None:
+    """Wake each pushed message's sender once its reply reached the Bot API."""
+    seen = 0
+    while True:
+        calls = tg.calls()
+        for call in calls[seen:]:
+            if call.method in REPLIES and (event := waiting.get(_reply_key(call))) is not None:
+                event.set()
+        seen = len(calls)
+        await asyncio.sleep(0.02)
+
+
 async def _all_replies(tg: TelegramStandin, expected: int, idle_s: float = 30.0) -> list[Any]:
     """Every reply the Bot API received, once ``expected`` arrived and none came for a
     moment more (so doubled replies are counted too); gives up after ``idle_s`` without any."""
@@ -309,7 +335,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--texts", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=50, help="updates in flight")
+    parser.add_argument("--concurrency", type=int, default=50, help="messages awaiting a reply")
     args = parser.parse_args()
     report = asyncio.run(
         run_scale(args.messages, args.users, args.texts, concurrency=args.concurrency)
