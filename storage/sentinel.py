@@ -57,14 +57,26 @@ def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, 
     return sentinels, unquote(path[0]), options
 
 
+class SentinelPrimary(Redis):
+    """A client of the primary whose ``aclose`` also closes its connections to the Sentinels."""
+
+    sentinels_of: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinels_of is not None:
+            for client in self.sentinels_of.sentinels:
+                await client.aclose()
+
+
 def sentinel_client(url: str, max_connections: int, common: dict[str, Any]) -> Redis:
     """A client of the primary of the URL's service (see ``storage.redis.make_client``)."""
     sentinels, service, options = parse_sentinel_url(url)
-    sentinel_options = {
-        name: common[name]
-        for name in ("socket_timeout", "socket_connect_timeout")
-        if name in common
-    }
+    timeouts = ("socket_timeout", "socket_connect_timeout")
+    sentinel_options = {name: common[name] for name in timeouts if name in common}
     sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_options, **common)  # type: ignore[no-untyped-call]
-    client: Redis = sentinel.master_for(service, max_connections=max_connections, **options)
+    client: SentinelPrimary = sentinel.master_for(
+        service, redis_class=SentinelPrimary, max_connections=max_connections, **options
+    )
+    client.sentinels_of = sentinel
     return client
