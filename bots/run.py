@@ -15,6 +15,7 @@ import contextlib
 import logging
 import secrets
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -125,8 +126,11 @@ async def wait_for_tts(client: TTSClient, timeout_s: float = 60.0) -> None:
 
 async def run(
     settings: BotSettings, storage_settings: StorageSettings, stop: asyncio.Event | None = None
-) -> None:
-    """Start everything, wait for a stop signal (or ``stop``, for tests), stop everything."""
+) -> str | None:
+    """Start everything, wait for a stop signal (or ``stop``, for tests), stop everything.
+
+    Returns why it stopped on its own (a part that cannot go on, such as a second Telegram
+    poller with the same token), or None after a stop signal."""
     from bots.admin import AdminLifecycle, check_admin_bind, serve_admin
     from bots.admin.login_link import announce_login_link, with_login_token
     from bots.heap import freeze_startup_objects
@@ -144,9 +148,15 @@ async def run(
     lifecycle = AdminLifecycle(metrics, ["redis", "tts", *configured_platforms(settings)])
     # The admin endpoint is entered first, so it is closed last: /healthz answers throughout.
     clock = ShutdownClock(settings.shutdown_timeout_s)
+    fatal: list[str] = []
+
+    def on_fatal(reason: str) -> None:
+        fatal.append(reason)
+        stop.set()
+
     async with serve_admin(lifecycle, settings) as admin_url, contextlib.AsyncExitStack() as stack:
         try:
-            await start_parts(stack, settings, storage_settings, lifecycle, clock)
+            await start_parts(stack, settings, storage_settings, lifecycle, clock, on_fatal)
             freeze_startup_objects()
             log.info("saybot is running; Ctrl-C stops it")
             if login_token is not None:  # now: logging in needs Redis, the page the flow
@@ -158,6 +168,7 @@ async def run(
             )
         finally:
             lifecycle.stopping()  # /readyz says so while the parts close
+    return fatal[0] if fatal else None
 
 
 async def start_parts(
@@ -166,6 +177,7 @@ async def start_parts(
     storage_settings: StorageSettings,
     lifecycle: AdminLifecycle,
     clock: ShutdownClock,
+    on_fatal: Callable[[str], None] | None = None,
 ) -> None:
     """Redis, the TTS service, the adapters; each reported to ``lifecycle`` once up."""
     from bots.admin import AdminContext
@@ -202,7 +214,7 @@ async def start_parts(
     # Runs after the adapters stop, before the clients close: background syntheses get
     # what is left of the budget but the time to close.
     stack.push_async_callback(lambda: flow.drain(clock.left(CLOSE_RESERVE_S)))
-    started = await start_adapters(stack, settings, flow, clock)
+    started = await start_adapters(stack, settings, flow, clock, on_fatal)
     if not started:
         log.warning(
             "no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN: no chat bots; the playground and the "
@@ -232,9 +244,11 @@ async def start_adapters(
     settings: BotSettings,
     flow: SayFlow,
     clock: ShutdownClock | None = None,
+    on_fatal: Callable[[str], None] | None = None,
 ) -> AdapterStatus:
     """Start each chat adapter whose token is set; one callback on ``stack`` stops them all
-    at once (each turns new work away from the first moment), within ``clock``'s budget."""
+    at once (each turns new work away from the first moment), within ``clock``'s budget.
+    ``on_fatal`` hears of an adapter that cannot go on (the process should stop)."""
     clock = clock or ShutdownClock()
     started: AdapterStatus = {}
     stops: list[Callable[[], Awaitable[None]]] = []
@@ -249,7 +263,7 @@ async def start_adapters(
         )
 
         application = build_application(settings, flow)
-        await start_telegram(application, settings)
+        await start_telegram(application, settings, on_fatal)
         stops.append(lambda: stop_telegram(application, drain_timeout_s=clock.drain_s()))
         started["telegram"] = lambda: is_connected(application)
     if "discord" in platforms:
@@ -285,5 +299,8 @@ def run_product() -> int:
         storage_settings.cache_redis_url,
         storage_settings.data_key,
     )
-    asyncio.run(run(settings, storage_settings))
+    reason = asyncio.run(run(settings, storage_settings))
+    if reason is not None:
+        print(reason, file=sys.stderr)
+        return 1
     return 0

@@ -22,8 +22,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
-
 from bots import clips
 from bots.admission import Admitted, Gate
 from bots.chosen_voice import (
@@ -66,6 +64,7 @@ from bots.tts_client import TTSClient
 from bots.voice_choice import VoiceChooser
 from storage.cache import AudioCache, CachedAudio
 from storage.chat_settings import ChatSettingsStore
+from storage.client import RedisClient
 from storage.clip_cipher import ClipCipher
 from storage.consents import ConsentStore
 from storage.engine_identity import EngineIdentityStore
@@ -125,7 +124,7 @@ class SayFlow:
     @classmethod
     def over_redis(
         cls,
-        redis: Redis,
+        redis: RedisClient,
         settings: StorageSettings,
         tts: TTSClient,
         *,
@@ -134,7 +133,7 @@ class SayFlow:
         clip_limits: ClipLimits | None = None,
         engine_info_max_age_s: float = 300.0,
         fallback: Fallback | None = None,
-        cache_redis: Redis | None = None,
+        cache_redis: RedisClient | None = None,
         clip_cipher: ClipCipher | None = None,
         operator: OperatorRules | None = None,
     ) -> SayFlow:

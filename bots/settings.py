@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, FilePath, SecretStr, field_validator
+from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bots.clips import ClipLimits
@@ -92,7 +92,18 @@ class BotSettings(BaseSettings):
     # --- Discord -----------------------------------------------------------------------------
     discord_bot_token: SecretStr | None = None
     discord_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
-    discord_shards: int | None = Field(default=None, ge=1)
+    # Shards: DISCORD_SHARD_COUNT in all (DISCORD_SHARDS is its older name); this process
+    # runs DISCORD_SHARD_IDS of them ("0,1"; unset: all). Exactly one process should have
+    # DISCORD_SYNC_COMMANDS on: syncing is a bulk overwrite, and the others need not repeat it.
+    discord_shards: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias=AliasChoices(
+            "discord_shards", "DISCORD_SHARDS", "discord_shard_count", "DISCORD_SHARD_COUNT"
+        ),
+    )
+    discord_shard_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    discord_sync_commands: bool = True
     discord_voice_messages: bool = False
 
     # --- privacy -------------------------------------------------------------------------------
@@ -144,8 +155,23 @@ class BotSettings(BaseSettings):
                 raise ValueError(f"{user!r} is not platform:user_id, e.g. telegram:123")
         return users
 
-    @field_validator("discord_guild_ids", mode="before")
+    @field_validator("discord_guild_ids", "discord_shard_ids", mode="before")
     @classmethod
     def _parse_guild_ids(cls, value: object) -> object:
         """``DISCORD_GUILD_IDS=1,2`` or ``"1 2"``: plain ids, not JSON."""
         return _split_ids(value)
+
+    @model_validator(mode="after")
+    def _check_shards(self) -> BotSettings:
+        ids = self.discord_shard_ids
+        if ids and self.discord_shards is None:
+            raise ValueError(
+                "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (all shards, over all processes)"
+            )
+        if self.discord_shards is not None and any(not 0 <= i < self.discord_shards for i in ids):
+            raise ValueError(
+                f"DISCORD_SHARD_IDS are 0 to {self.discord_shards - 1} (DISCORD_SHARD_COUNT)"
+            )
+        if len(set(ids)) != len(ids):
+            raise ValueError("DISCORD_SHARD_IDS names a shard twice")
+        return self

@@ -24,9 +24,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from storage import keys
+from storage.client import RedisClient
 from storage.metrics import REDIS_ERRORS, StorageMetrics
 from storage.settings import StorageSettings
 from storage.singleflight import ErrorRebuilder, SingleFlight
@@ -101,11 +100,11 @@ class AudioCache:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         settings: StorageSettings,
         metrics: StorageMetrics | None = None,
         *,
-        data_redis: Redis | None = None,
+        data_redis: RedisClient | None = None,
         rebuild_error: ErrorRebuilder | None = None,
         is_transient: Callable[[Exception], bool] = lambda exc: False,
     ) -> None:

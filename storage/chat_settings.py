@@ -24,9 +24,8 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
-
 from storage import keys
+from storage.client import RedisClient
 from storage.metrics import StorageMetrics
 
 CLONING = "cloning"
@@ -80,7 +79,7 @@ NO_SETTINGS = ChatSettings()  # private chats and DMs: the bot's defaults
 
 
 class ChatSettingsStore:
-    def __init__(self, redis: Redis, metrics: StorageMetrics | None = None) -> None:
+    def __init__(self, redis: RedisClient, metrics: StorageMetrics | None = None) -> None:
         self._redis = redis
         self.metrics = metrics if metrics is not None else StorageMetrics()
 

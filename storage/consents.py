@@ -15,9 +15,8 @@ import json
 import time
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from storage import keys
+from storage.client import RedisClient
 from storage.metrics import StorageMetrics
 from storage.settings import StorageSettings
 
@@ -31,7 +30,7 @@ class Consent:
 
 class ConsentStore:
     def __init__(
-        self, redis: Redis, settings: StorageSettings, metrics: StorageMetrics | None = None
+        self, redis: RedisClient, settings: StorageSettings, metrics: StorageMetrics | None = None
     ) -> None:
         self._redis = redis
         self._settings = settings

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 
 from pydantic import ValidationError
-from redis.asyncio import Redis
 
 from storage import keys
+from storage.client import RedisClient
 from storage.metrics import StorageMetrics
 from tts_service.schema import EngineInfo
 
@@ -20,7 +20,7 @@ log = logging.getLogger("storage")
 
 
 class EngineIdentityStore:
-    def __init__(self, redis: Redis, metrics: StorageMetrics | None = None) -> None:
+    def __init__(self, redis: RedisClient, metrics: StorageMetrics | None = None) -> None:
         self._redis = redis
         self.metrics = metrics if metrics is not None else StorageMetrics()
 

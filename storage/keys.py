@@ -1,9 +1,22 @@
 """Every Redis key and every default TTL of saybot, in one place (as ``arq/constants.py`` does).
 
 All keys start with ``saybot:v1:`` so one Redis can be shared with other apps and a
-format change can move to ``v2`` without reading old values. No operation needs two
-keys in different cluster slots: keys that one Lua script touches together share a
-``{hash tag}``, everything else is single-key commands (pipelined, not transactional).
+format change can move to ``v2`` without reading old values.
+
+Redis Cluster (``REDIS_CLUSTER``): no atomic operation needs two keys in different slots.
+Keys that one Lua script touches together share a ``{hash tag}``, so they hash to one slot:
+
+    {<voice_id>}  the voice's clip, owners, audio index and tombstone: the index script
+                  (storage.cache) and the release script (storage.voice_release)
+    {login}       the admin login throttle's two counters: its charge and refund scripts
+
+Every other script and every MULTI…EXEC touches one key (rate bucket, lock renew/release,
+a community's settings, a user's consents). Operations over several untagged keys (a
+user's keys on save and forget, usage, spend) are non-transactional pipelines, which the
+cluster client splits by node: each command is atomic on its own, as on one server, and a
+failure mid-way is retried by the caller (forget) or lost with the breaker (counters). No
+multi-key command (MGET, multi-key DEL…) spans keys of different slots: spend reads are
+pipelined GETs. tests/storage/test_slots.py checks all of this on the wire.
 
     saybot:v1:audio:<sha256>                      cached audio (string: header + bytes)
     saybot:v1:sf:lock:<sha256>                    single-flight lock (token, PX)
@@ -25,7 +38,8 @@ keys in different cluster slots: keys that one Lua script touches together share
                                                   before, by the audio's sha256 (string, EX)
     saybot:v1:admin:session:<sha256>              an admin dashboard session, under the sha256 of
                                                   the id its cookie holds (JSON, EX)
-    saybot:v1:admin:{login}:failures:all          failed admin logins in this window (int, PX)
+    saybot:v1:admin:{login}:failures:all          failed admin logins in this window (int, PX);
+                                                  {login}: one slot with the per-client count
     saybot:v1:admin:{login}:failures:client:<sha256>  the same from one client address (int, PX)
     saybot:v1:chat:<platform>:<chat_id>:settings  a community's settings, set by its admins (hash;
                                                   durable: no TTL)

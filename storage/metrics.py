@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from storage.errors import StorageUnavailable
 
@@ -36,7 +36,7 @@ log = logging.getLogger("storage")
 # What a dead, slow or full Redis raises through redis-py (socket errors arrive wrapped as
 # ConnectionError, but a raw OSError/TimeoutError can escape while a connection is set up).
 # TimeoutError (also asyncio's, since 3.11) is an OSError.
-REDIS_ERRORS = (RedisError, OSError)
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
 
 T = TypeVar("T")
 D = TypeVar("D")

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from storage import keys
+from storage.client import RedisClient
 from storage.metrics import StorageMetrics
 from storage.settings import RateRule, StorageSettings
 
@@ -61,7 +60,7 @@ class RateDecision:
 
 class RateLimiter:
     def __init__(
-        self, redis: Redis, settings: StorageSettings, metrics: StorageMetrics | None = None
+        self, redis: RedisClient, settings: StorageSettings, metrics: StorageMetrics | None = None
     ) -> None:
         self._redis = redis
         self._settings = settings

@@ -29,51 +29,77 @@ from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError
 
+from storage.client import RedisClient
 from storage.clip_cipher import ClipCipher, clip_cipher_for
+from storage.cluster import BoundedRedisCluster
 from storage.embedded import start_embedded, stop_servers
 from storage.metrics import REDIS_ERRORS
+from storage.sentinel import is_sentinel_url, sentinel_client
 from storage.settings import StorageSettings
 
 log = logging.getLogger("storage")
 
 
 def mask_url(url: str) -> str:
-    """``redis://user:secret@host`` → ``redis://user:***@host``, for logs."""
+    """``redis://user:secret@host`` → ``redis://user:***@host``, for logs (a Sentinel URL's
+    list of hosts is kept as it is)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    userinfo = f"{parts.username or ''}:***"
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{userinfo}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
-def make_client(url: str, settings: StorageSettings) -> Redis:
-    """A redis-py asyncio client with short timeouts, retries with backoff and a bounded pool."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=settings.redis_max_connections,
-        timeout=settings.redis_connect_timeout_s,  # waiting for a free pooled connection
-        socket_timeout=settings.redis_socket_timeout_s,
-        socket_connect_timeout=settings.redis_connect_timeout_s,
+def make_client(url: str, settings: StorageSettings, *, cluster: bool | None = None) -> RedisClient:
+    """A redis-py asyncio client with short timeouts, retries with backoff and a bounded pool.
+
+    ``redis+sentinel://`` URLs (``storage.sentinel``) give a client of the primary a Sentinel
+    names; ``cluster`` (default: ``REDIS_CLUSTER``) a ``RedisCluster`` that learns every node
+    from the one the URL names.
+    """
+    common: dict[str, Any] = {
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "socket_connect_timeout": settings.redis_connect_timeout_s,
         # Retry a dropped connection (a restart, a failover); not a timeout: a hung server
         # would make every retry wait out the socket timeout again.
-        retry=Retry(
+        "retry": Retry(
             ExponentialWithJitterBackoff(base=0.02, cap=0.25),
             settings.redis_retries,
             supported_errors=(ConnectionError,),
         ),
-        health_check_interval=settings.redis_health_check_interval_s,
-        client_name="saybot",
-        decode_responses=False,
+        "health_check_interval": settings.redis_health_check_interval_s,
+        "client_name": "saybot",
+        "decode_responses": False,
+    }
+    if is_sentinel_url(url):
+        return sentinel_client(url, settings.redis_max_connections, common)
+    if settings.redis_cluster if cluster is None else cluster:
+        # One bounded pool per node; a moved slot or a failover refreshes the topology.
+        return BoundedRedisCluster.from_url(
+            url, max_connections=settings.redis_max_connections, **common
+        )
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_connect_timeout_s,  # waiting for a free pooled connection
+        **common,
     )
     return Redis.from_pool(pool)
+
+
+async def _ping(client: RedisClient) -> None:
+    """PING one server, or every primary of a cluster: one dead primary is an outage of
+    its slots, and a health probe that asked a random node would miss it."""
+    if isinstance(client, RedisCluster):
+        await client.ping(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        await client.ping()
 
 
 class RedisHandle:
@@ -86,10 +112,10 @@ class RedisHandle:
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         *,
         url_for_logs: str,
-        cache_client: Redis | None = None,
+        cache_client: RedisClient | None = None,
         cache_url_for_logs: str | None = None,
         servers: list[Any] | None = None,
         data_dir: Path | None = None,
@@ -146,9 +172,9 @@ class RedisHandle:
         named = (("data", data), ("cache", cache))
         return "; ".join(f"{name}: {problem}" for name, problem in named if problem) or None
 
-    async def _problem_of(self, client: Redis) -> str | None:
+    async def _problem_of(self, client: RedisClient) -> str | None:
         try:
-            await asyncio.wait_for(client.ping(), self._ping_timeout_s)
+            await asyncio.wait_for(_ping(client), self._ping_timeout_s)
         except REDIS_ERRORS as exc:  # wait_for's TimeoutError included
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return None
@@ -243,9 +269,9 @@ def _open_embedded(settings: StorageSettings) -> RedisHandle:
         embedded.data_dir,
     )
     return RedisHandle(
-        make_client(embedded.data_url, settings),
+        make_client(embedded.data_url, settings, cluster=False),
         url_for_logs=data_for_logs,
-        cache_client=make_client(embedded.cache_url, settings),
+        cache_client=make_client(embedded.cache_url, settings, cluster=False),
         cache_url_for_logs=cache_for_logs,
         servers=servers,
         data_dir=embedded.data_dir,

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import hashlib
 
-from redis.asyncio import Redis
-
 from storage import keys
+from storage.client import RedisClient
 from storage.metrics import StorageMetrics
 from storage.settings import StorageSettings
 
@@ -25,7 +24,7 @@ def audio_digest(audio: bytes) -> str:
 
 class SentFiles:
     def __init__(
-        self, redis: Redis, settings: StorageSettings, metrics: StorageMetrics | None = None
+        self, redis: RedisClient, settings: StorageSettings, metrics: StorageMetrics | None = None
     ) -> None:
         self._redis = redis
         self._ttl_s = settings.cache_ttl_s

@@ -29,15 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from storage import keys
+from storage.client import RedisClient
 from storage.errors import StorageUnavailable
 from storage.metrics import StorageMetrics
 
 log = logging.getLogger("storage")
 
-ClientSource = Callable[[], Redis | None]
+ClientSource = Callable[[], RedisClient | None]
 """The Redis client, or None while it is not open yet (``saybot run`` serves the admin
 endpoint before it opens Redis)."""
 
@@ -90,7 +89,7 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _client(source: ClientSource, why: str) -> Redis:
+def _client(source: ClientSource, why: str) -> RedisClient:
     client = source()
     if client is None:
         raise StorageUnavailable(f"{why}: storage is not open yet")

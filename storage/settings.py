@@ -36,6 +36,9 @@ class StorageSettings(BaseSettings):
     cache_redis_url: SecretStr | None = Field(
         default=None, description="Unset: the cache shares REDIS_URL's server (or is embedded)."
     )
+    # REDIS_URL names any node of a Redis Cluster (both URLs, with CACHE_REDIS_URL): the
+    # client learns the others from it. A ``redis+sentinel://`` URL needs no flag.
+    redis_cluster: bool = False
     embedded_data_dir: Path | None = Field(
         default=None, description="Unset: <user data dir>/saybot/valkey (platformdirs)."
     )

@@ -24,9 +24,8 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Final, Generic, TypeVar
 
-from redis.asyncio import Redis
-
 from storage import keys
+from storage.client import RedisClient
 from storage.errors import SingleFlightFailed, SingleFlightTimeout
 from storage.metrics import StorageMetrics
 from storage.settings import StorageSettings
@@ -109,7 +108,7 @@ class SingleFlight(Generic[V]):
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         settings: StorageSettings,
         metrics: StorageMetrics,
         *,

@@ -17,9 +17,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from storage import keys
+from storage.client import RedisClient
 from storage.metrics import StorageMetrics
 
 
@@ -46,7 +45,7 @@ def month_of(now: dt.datetime) -> str:
 
 
 class SpendLedger:
-    def __init__(self, redis: Redis, metrics: StorageMetrics | None = None) -> None:
+    def __init__(self, redis: RedisClient, metrics: StorageMetrics | None = None) -> None:
         self._redis = redis
         self.metrics = metrics if metrics is not None else StorageMetrics()
 
@@ -71,8 +70,12 @@ class SpendLedger:
     ) -> Spent:
         """What the user, their community and everyone have spent (zeros if Redis is down)."""
         names = self._keys(platform, user_id, server_id, now or utc_now())
+        # Pipelined GETs, not MGET: the keys live in different cluster slots.
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.get(name)
         values = await self.metrics.guarded(
-            "spend read", lambda: self._redis.mget(names), when_down=[None] * len(names)
+            "spend read", pipe.execute, when_down=[None] * len(names)
         )
         user, month, *server = (float(value or 0) for value in values)
         return Spent(user_s=user, server_s=server[0] if server else 0.0, month_s=month)

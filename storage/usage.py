@@ -24,9 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from redis.asyncio import Redis
-
 from storage import keys
+from storage.client import RedisClient
 from storage.metrics import StorageMetrics
 from storage.settings import StorageSettings
 
@@ -142,7 +141,7 @@ class UsageRecorder:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         settings: StorageSettings,
         metrics: StorageMetrics | None = None,
         *,
@@ -293,7 +292,7 @@ class UsageRecorder:
 class UsageReader:
     """Reads for the admin endpoint; these raise on a Redis failure (the endpoint says so)."""
 
-    def __init__(self, redis: Redis, settings: StorageSettings) -> None:
+    def __init__(self, redis: RedisClient, settings: StorageSettings) -> None:
         self._redis = redis
         self._settings = settings
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from redis.asyncio import Redis
-
 from storage import keys
+from storage.client import RedisClient
 from storage.settings import StorageSettings
 
 # Atomic per voice (all four keys share the {voice_id} slot): drop the user's ownership,
@@ -54,7 +53,9 @@ class VoiceRelease:
     """Releases voices held on the data server ``redis``, deleting the answers made with
     them from ``cache_redis`` (the same server when there is one)."""
 
-    def __init__(self, redis: Redis, cache_redis: Redis, settings: StorageSettings) -> None:
+    def __init__(
+        self, redis: RedisClient, cache_redis: RedisClient, settings: StorageSettings
+    ) -> None:
         self._redis = redis
         self._cache = cache_redis
         self._settings = settings

@@ -34,10 +34,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 
 from storage import keys
+from storage.client import RedisClient
 from storage.clip_cipher import ClipCipher, ClipUnreadable, is_sealed
 from storage.errors import VoiceTooLarge
 from storage.metrics import StorageMetrics
@@ -98,11 +99,11 @@ class VoiceStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         settings: StorageSettings,
         metrics: StorageMetrics | None = None,
         *,
-        cache_redis: Redis | None = None,
+        cache_redis: RedisClient | None = None,
         cipher: ClipCipher | None = None,
     ) -> None:
         self._redis = redis
@@ -234,7 +235,7 @@ class VoiceStore:
 
     def _used(
         self, voice_id: str, platform: str | None, user_id: str | None, *, read_clip: bool
-    ) -> Pipeline:
+    ) -> Pipeline | ClusterPipeline:
         """A pipeline restarting the idle TTLs of a voice in use (reading its clip first)."""
         keys.check_voice_id(voice_id)
         ttl_s = self._settings.voice_idle_ttl_s

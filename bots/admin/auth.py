@@ -40,10 +40,10 @@ import time
 from collections.abc import Callable
 
 from pydantic import SecretStr
-from redis.asyncio import Redis
 
 from bots.settings import BotSettings
 from storage import keys
+from storage.client import CLIENT_TYPES, RedisClient
 from storage.errors import StorageUnavailable
 from storage.metrics import StorageMetrics
 from storage.sessions import ClientSource, LoginCharge, LoginThrottle, SessionStore
@@ -131,7 +131,7 @@ class AdminAuth:
         self,
         token: SecretStr | None,
         *,
-        redis: Redis | ClientSource | None = None,
+        redis: RedisClient | ClientSource | None = None,
         metrics: StorageMetrics | None = None,
         session_ttl_s: int = SESSION_TTL_S,
         clock: Callable[[], float] = time.time,
@@ -281,10 +281,10 @@ class AdminAuth:
             )
 
 
-def _client_source(redis: Redis | ClientSource | None) -> ClientSource:
+def _client_source(redis: RedisClient | ClientSource | None) -> ClientSource:
     if redis is None:
         return lambda: None
-    if isinstance(redis, Redis):
+    if isinstance(redis, CLIENT_TYPES):
         return lambda: redis
     return redis
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from bots.admin.reports import MonthSpend
 from bots.admin.status import PROBE_TIMEOUT_S, RUNNING, STARTING, STOPPING, Readiness
 from bots.metrics import ProcessMetrics
 from bots.say import SayFlow
 from bots.tts_client import TTSClient
+from storage.client import RedisClient
 from storage.redis import RedisHandle
 from storage.usage import UsageReader
 
@@ -46,7 +45,7 @@ class AdminLifecycle:
         self.metrics = metrics  # exists before any part: /metrics answers while starting
         self._pending = list(parts)
         self._context: AdminContext | None = None
-        self._redis: Redis | None = None
+        self._redis: RedisClient | None = None
         self._stopping = False
 
     @classmethod
@@ -75,13 +74,13 @@ class AdminLifecycle:
             return STOPPING
         return RUNNING if self._context is not None else STARTING
 
-    def redis_opened(self, client: Redis) -> None:
+    def redis_opened(self, client: RedisClient) -> None:
         """Redis is up: admin sessions and the login throttle may use it from now on, while
         the other parts are still starting."""
         self._redis = client
 
     @property
-    def redis(self) -> Redis | None:
+    def redis(self) -> RedisClient | None:
         """The Redis client once ``run()`` opened it, kept while it stops (the admin sessions
         and login throttle live there); None before."""
         if self._context is not None:

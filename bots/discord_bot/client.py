@@ -11,6 +11,7 @@ import discord
 
 from bots.discord_bot.commands import SayTree
 from bots.discord_bot.replies import reply_privately
+from bots.discord_bot.sharding import IdentifyPacer, check_session_starts, shard_ids_of
 from bots.draining import (
     CLOSE_RESERVE_S,
     DRAIN_TIMEOUT_S,
@@ -58,12 +59,37 @@ class SayBot(discord.Client):
         self.gateway_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
-        """Runs inside ``login()``: register the commands with Discord."""
-        await sync_commands(self.tree, self.settings.discord_guild_ids)
+        """Runs inside ``login()``: register the commands with Discord (in one process of
+        several: ``DISCORD_SYNC_COMMANDS``)."""
+        if self.settings.discord_sync_commands:
+            await sync_commands(self.tree, self.settings.discord_guild_ids)
+        else:
+            log.info("discord: commands not synced here (DISCORD_SYNC_COMMANDS=false)")
 
 
 class ShardedSayBot(SayBot, discord.AutoShardedClient):
-    """The same bot with one gateway connection per shard (``DISCORD_SHARDS``)."""
+    """The same bot with one gateway connection per shard: ``DISCORD_SHARD_COUNT`` in all,
+    ``DISCORD_SHARD_IDS`` of them in this process. Starts only as many sessions as Discord
+    still allows, paced by its ``max_concurrency`` (``bots.discord_bot.sharding``)."""
+
+    pacer: IdentifyPacer | None = None
+
+    async def setup_hook(self) -> None:
+        limits = await self.fetch_session_start_limits()
+        mine = shard_ids_of(self.shard_count or 1, self.shard_ids or [])
+        check_session_starts(len(mine), limits.remaining, limits.reset_after)
+        self.pacer = IdentifyPacer(limits.max_concurrency)
+        log.info(
+            "discord: shards %s of %s (max_concurrency %d)",
+            mine,
+            self.shard_count,
+            limits.max_concurrency,
+        )
+        await super().setup_hook()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if self.pacer is not None:
+            await self.pacer.wait(shard_id)
 
 
 def build_client(settings: BotSettings, flow: SayFlow, **client_kwargs: Any) -> SayBot:
@@ -72,6 +98,8 @@ def build_client(settings: BotSettings, flow: SayFlow, **client_kwargs: Any) -> 
         raise ValueError("DISCORD_BOT_TOKEN is not set")
     if settings.discord_shards is not None:
         client_kwargs.setdefault("shard_count", settings.discord_shards)
+        if settings.discord_shard_ids:
+            client_kwargs.setdefault("shard_ids", list(settings.discord_shard_ids))
         return ShardedSayBot(settings, flow, **client_kwargs)
     return SayBot(settings, flow, **client_kwargs)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from telegram import BotCommand, Update
+from telegram.error import Conflict, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -77,20 +79,53 @@ async def _register_commands(application: Application) -> None:  # type: ignore[
     )
 
 
-async def start_telegram(application: Application, settings: BotSettings) -> None:  # type: ignore[type-arg]
+POLLING_CONFLICT = (
+    "telegram: another process is polling with this bot token (getUpdates answered 409 "
+    "Conflict). Telegram allows one poller per token: stop the other one, or run several "
+    "workers behind a webhook (TELEGRAM_WEBHOOK_URL; docs/deploy.md). Stopping."
+)
+
+
+async def start_telegram(
+    application: Application,  # type: ignore[type-arg]
+    settings: BotSettings,
+    on_fatal: Callable[[str], None] | None = None,
+) -> None:
     """Initialise, then poll (default) or listen for webhooks (``TELEGRAM_WEBHOOK_URL``;
     see ``bots.telegram_bot.webhook``).
 
+    ``on_fatal`` hears, once, of what retrying cannot fix: a second poller with the same
+    token (409 Conflict), which would otherwise make both spin taking turns.
     On failure everything started so far is stopped again before the error propagates.
     """
     try:
-        await _start(application, settings)
+        await _start(application, settings, on_fatal)
     except BaseException:
         await stop_telegram(application)
         raise
 
 
-async def _start(application: Application, settings: BotSettings) -> None:  # type: ignore[type-arg]
+def _polling_errors(on_fatal: Callable[[str], None] | None) -> Callable[[TelegramError], None]:
+    told: list[bool] = []
+
+    def on_error(error: TelegramError) -> None:
+        if isinstance(error, Conflict):
+            if not told:
+                told.append(True)
+                log.error(POLLING_CONFLICT)
+                if on_fatal is not None:
+                    on_fatal(POLLING_CONFLICT)
+            return
+        log.warning("telegram: polling failed (%s); retrying", error)
+
+    return on_error
+
+
+async def _start(
+    application: Application,  # type: ignore[type-arg]
+    settings: BotSettings,
+    on_fatal: Callable[[str], None] | None,
+) -> None:
     await application.initialize()
     await _register_commands(application)
     await application.start()
@@ -107,6 +142,7 @@ async def _start(application: Application, settings: BotSettings) -> None:  # ty
         timeout=settings.telegram_poll_timeout_s,
         allowed_updates=Update.ALL_TYPES,
         drop_pending_updates=False,
+        error_callback=_polling_errors(on_fatal),
     )
     log.info("telegram: long polling as @%s", application.bot.username)
 

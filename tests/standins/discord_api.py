@@ -267,10 +267,15 @@ class DiscordStandin:
         attachment_size_limit: int = DEFAULT_ATTACHMENT_SIZE_LIMIT,
         interaction_response_window_s: float | None = INTERACTION_RESPONSE_WINDOW_S,
         application_flags: int = 1 << 23,  # APPLICATION_COMMAND_BADGE
+        max_concurrency: int = 1,
+        session_starts_remaining: int = 999,
     ) -> None:
         self._ids = _Snowflakes()
         self.token = token
         self.shards = shards
+        # /gateway/bot's session_start_limit; each IDENTIFY uses one start.
+        self.max_concurrency = max_concurrency
+        self.session_starts_remaining = session_starts_remaining
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.attachment_size_limit = attachment_size_limit
         self.interaction_response_window_s = interaction_response_window_s
@@ -657,6 +662,12 @@ class DiscordStandin:
         """:meth:`slash_command` then :meth:`dispatch_interaction`."""
         return await self.dispatch_interaction(self.slash_command(name, options, **kwargs))
 
+    def guild_on_shard(self, shard_id: int) -> int:
+        """A guild id that Discord routes to ``shard_id`` (``(id >> 22) % shards``)."""
+        stamp = self._ids.next() >> 22
+        stamp += (shard_id - stamp) % self.shards  # a few ms ahead at most
+        return stamp << 22 | 1 << 17
+
     async def dispatch(
         self,
         event: str,
@@ -818,6 +829,7 @@ class DiscordStandin:
         self, ws: web.WebSocketResponse, d: dict[str, Any]
     ) -> _GatewaySession | None:
         self.identifies.append(d)
+        self.session_starts_remaining = max(0, self.session_starts_remaining - 1)
         if d.get("token") != self.token:
             await ws.close(code=4004, message=b"Authentication failed.")
             return None
@@ -1020,7 +1032,12 @@ class DiscordStandin:
         return _Reply(200, {"url": self.gateway_url})
 
     async def _get_gateway_bot(self, req: _Request, m: re.Match[str]) -> _Reply:
-        limit = {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}
+        limit = {
+            "total": 1000,
+            "remaining": self.session_starts_remaining,
+            "reset_after": 14_400_000,
+            "max_concurrency": self.max_concurrency,
+        }
         return _Reply(
             200, {"url": self.gateway_url, "shards": self.shards, "session_start_limit": limit}
         )

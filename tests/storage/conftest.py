@@ -1,5 +1,11 @@
 """Storage tests run against a real Valkey; the fixtures live in ``tests.redis_fixtures``.
 
+Every test that takes ``storage_settings`` (or ``redis_client``, built from it) runs twice:
+against one server, and against a real 3-primary Valkey cluster (``tests.valkey_cluster``)
+through ``RedisCluster``, where any script, transaction or multi-key command whose keys span
+two slots fails with CROSSSLOT. Tests that start, stop or reconfigure a server of their own
+take ``single_storage_settings`` instead.
+
 ``cache_client`` is a client of a second session server, for tests of the audio cache kept
 apart from durable data (``CACHE_REDIS_URL``); it is flushed before each test too.
 """
@@ -15,14 +21,36 @@ import pytest
 from redis.asyncio import Redis
 
 from storage.redis import make_client
+from storage.settings import StorageSettings
 from tests.redis_fixtures import (  # noqa: F401  (pytest finds fixtures by name)
     make_settings,
     redis_client,
     start_valkey,
-    storage_settings,
     valkey_server,
     valkey_url,
 )
+from tests.valkey_cluster import ValkeyCluster, running_cluster
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[ValkeyCluster]:
+    """Three primaries for the whole session (~2 s to form); stopped at the end."""
+    with running_cluster(primaries=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["single", "cluster"])
+def storage_settings(request: pytest.FixtureRequest, valkey_url: str) -> StorageSettings:  # noqa: F811
+    """Settings of the session server, then of the session cluster (``REDIS_CLUSTER``)."""
+    if request.param == "cluster":
+        cluster: ValkeyCluster = request.getfixturevalue("valkey_cluster")
+        return make_settings(cluster.url, redis_cluster=True)
+    return make_settings(valkey_url)
+
+
+@pytest.fixture
+def single_storage_settings(valkey_url: str) -> StorageSettings:  # noqa: F811
+    return make_settings(valkey_url)
 
 
 @pytest.fixture(scope="session")

@@ -36,12 +36,14 @@ REPO = Path(__file__).resolve().parents[2]
 KEY = cache_key(TTSParams(text="the same words, a hundred times"), None, "stand-in", "1")
 
 
-async def run(url: str, requests: int, caches: int) -> list[tuple[str, bool]]:
-    settings = make_settings(url)
+async def run(url: str, requests: int, caches: int, cluster: bool) -> list[tuple[str, bool]]:
+    settings = make_settings(url, redis_cluster=cluster)
     clients = [make_client(url, settings) for _ in range(caches)]
     try:
         audio_caches = [AudioCache(client, settings) for client in clients]
         control = clients[0]
+        for client in clients:  # connected, as ``open_redis`` leaves a bot's client
+            await client.ping()
 
         async def synthesize() -> CachedAudio:
             await control.incr(COUNTER_KEY)
@@ -68,14 +70,19 @@ async def run(url: str, requests: int, caches: int) -> list[tuple[str, bool]]:
 
 
 async def run_processes(
-    client: Redis, url: str, processes: int, requests_each: int, caches_each: int
+    client: Redis,
+    url: str,
+    processes: int,
+    requests_each: int,
+    caches_each: int,
+    cluster: bool = False,
 ) -> tuple[list[list[object]], float]:
     """Start the workers, release them together; their results and the wall time from "go"."""
     await client.delete(COUNTER_KEY, READY_KEY, GO_KEY)
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.storage.singleflight_worker",
-            url, str(requests_each), str(caches_each),
+            url, str(requests_each), str(caches_each), "cluster" if cluster else "single",
             cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(processes)
@@ -108,4 +115,5 @@ async def run_processes(
 if __name__ == "__main__":
     url, requests = sys.argv[1], int(sys.argv[2])
     caches = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-    print(json.dumps(asyncio.run(run(url, requests, caches))))
+    cluster = len(sys.argv) > 4 and sys.argv[4] == "cluster"
+    print(json.dumps(asyncio.run(run(url, requests, caches, cluster))))

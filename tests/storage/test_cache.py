@@ -80,9 +80,11 @@ class Counting:
 
 @pytest.fixture
 async def other_client(storage_settings: StorageSettings) -> AsyncIterator[Redis]:
-    """A second connection pool: what another bot process would have."""
+    """A second connection pool: what another bot process would have, already connected
+    (a cluster client learns the slots and reaches every node on its first command)."""
     assert storage_settings.redis_url is not None
     client = make_client(storage_settings.redis_url.get_secret_value(), storage_settings)
+    await client.ping()
     yield client
     await client.aclose()
 

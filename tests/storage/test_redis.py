@@ -45,6 +45,10 @@ def embedded_settings(data_dir: Path) -> StorageSettings:
         ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
         ("redis://:hunter2@cache.internal:6380/1", "redis://:***@cache.internal:6380/1"),
         ("rediss://bot:hunter2@[::1]:6390", "rediss://bot:***@[::1]:6390"),
+        (
+            "redis+sentinel://:hunter2@s1:26379,s2:26379/main",
+            "redis+sentinel://:***@s1:26379,s2:26379/main",
+        ),
     ],
 )
 def test_urls_are_logged_without_passwords(url: str, masked: str) -> None:

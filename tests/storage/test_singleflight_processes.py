@@ -5,15 +5,22 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
+from storage.settings import StorageSettings
 from tests.storage import singleflight_worker as worker
 
 
 @pytest.mark.timeout(90)
 async def test_hundred_requests_over_two_processes_synthesise_once(
-    redis_client: Redis, valkey_url: str
+    redis_client: Redis, storage_settings: StorageSettings
 ) -> None:
+    assert storage_settings.redis_url is not None
     results, wall_s = await worker.run_processes(
-        redis_client, valkey_url, processes=2, requests_each=50, caches_each=5
+        redis_client,
+        storage_settings.redis_url.get_secret_value(),
+        processes=2,
+        requests_each=50,
+        caches_each=5,
+        cluster=storage_settings.redis_cluster,
     )
     assert int(await redis_client.get(worker.COUNTER_KEY) or 0) == 1
     assert len(results) == 100

@@ -168,7 +168,11 @@ class CountingConnection(Connection):
         await super().send_packed_command(command, check_health)
 
 
-async def test_one_round_trip_per_request(settings: StorageSettings, valkey_url: str) -> None:
+async def test_one_round_trip_per_request(
+    single_storage_settings: StorageSettings, valkey_url: str
+) -> None:
+    """Round trips are counted on one server's connections (a cluster's are its nodes')."""
+    settings = single_storage_settings
     pool = BlockingConnectionPool.from_url(valkey_url, connection_class=CountingConnection)
     client = Redis.from_pool(pool)
     try:
@@ -185,13 +189,14 @@ async def test_one_round_trip_per_request(settings: StorageSettings, valkey_url:
 
 
 async def test_buffered_counts_are_written_in_one_round_trip_per_flush(
-    settings: StorageSettings, valkey_url: str
+    single_storage_settings: StorageSettings, valkey_url: str
 ) -> None:
+    settings = single_storage_settings
     pool = BlockingConnectionPool.from_url(valkey_url, connection_class=CountingConnection)
     client = Redis.from_pool(pool)
     try:
         recorder = UsageRecorder(client, settings, flush_interval_s=60)
-        await client.ping()  # connects (HELLO…) first
+        await client.flushall()  # connects (HELLO…) first; this test asks for no redis_client
         before = CountingConnection.writes
         for i in range(50):
             recorder.record_soon("telegram", str(i % 3), "hit", audio_seconds=0.5)
