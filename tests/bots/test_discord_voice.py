@@ -39,6 +39,7 @@ pytestmark = pytest.mark.slow
 ALICE, BOB, CAROL = 80351110224678912, 80351110224678913, 80351110224678914
 SAMPLES_PER_FRAME = 960  # 20 ms at 48 kHz
 MANAGE_CHANNELS = str((1 << 4) | (1 << 10) | (1 << 11) | (1 << 31))
+MANAGE_GUILD = str((1 << 5) | (1 << 10) | (1 << 11) | (1 << 31))
 LONG = (
     "This is a long answer, long enough to still be playing when someone skips it: "
     "it goes on about the weather, the sea, the mountains and the long road home, "
@@ -115,7 +116,9 @@ async def voice_bot(
 
 
 @contextlib.asynccontextmanager
-async def started(standin: DiscordStandin, flow: SayFlow, **overrides: Any) -> AsyncIterator[SayBot]:
+async def started(
+    standin: DiscordStandin, flow: SayFlow, **overrides: Any
+) -> AsyncIterator[SayBot]:
     """saybot's client, trusting the voice server's certificate (``wss://`` is hard-coded)."""
     settings = bot_settings(discord_bot_token=SecretStr(standin.token), **overrides)
     connector = aiohttp.TCPConnector(ssl=standin.voice_server.client_ssl_context())
@@ -183,9 +186,7 @@ async def test_queue_plays_in_order_and_skip_is_for_the_requester(bot: VoiceBot)
     first = await bot.spoken(LONG, user=ALICE)
     second = await bot.spoken("Bob's turn comes second.", user=BOB)
     third = await bot.spoken("Alice again, third.", user=ALICE)
-    await bot.standin.voice_server.wait_for(
-        lambda: len(bot.heard()) >= 5, what="the first packets"
-    )
+    await bot.standin.voice_server.wait_for(lambda: len(bot.heard()) >= 5, what="the first packets")
 
     refused = await bot.command("skip", user_id=BOB)
     assert "Only whoever asked for it" in refused.private_text()
@@ -270,9 +271,7 @@ async def test_leave(bot: VoiceBot) -> None:
 async def test_reader_speaks_messages_of_members_in_the_voice_channel(
     redis_client: Redis, open_storage: StorageSettings, service: Service
 ) -> None:
-    async with voice_bot(
-        redis_client, open_storage, service, discord_read_channels=True
-    ) as bot:
+    async with voice_bot(redis_client, open_storage, service, discord_read_channels=True) as bot:
         intents = bot.standin.identifies[0]["intents"]
         assert intents & INTENT_GUILD_MESSAGES and intents & INTENT_MESSAGE_CONTENT
         await bot.in_voice(ALICE)
@@ -291,23 +290,46 @@ async def test_reader_speaks_messages_of_members_in_the_voice_channel(
             user_id=ALICE,
             mentions=(BOB,),
         )
-        # What the reader asked for is in the cache: the same request answers from there.
-        said = "Hiii User8913 !!! see a link"
-        expected = await bot.flow.say(
-            SayRequest(
-                platform="discord",
-                user_id=str(ALICE),
-                chat_id=str(bot.standin.channel_id),
-                text=said,
-                params={},
-                clip=None,
-                server_id=str(bot.standin.guild_id),
-            )
-        )
-        payloads = answer_packets(expected.audio)
+        payloads = await read_aloud(bot, "Hiii User8913!!! see a link")
         heard = await bot.heard_until(payloads)
-        assert expected.from_cache  # the reader made exactly this text
         assert [p.payload for p in heard if not p.is_silence] == payloads  # Carol's: nothing
+
+        names = await bot.command(
+            "settings",
+            [{"name": "on", "value": True}],
+            subcommand="read_names",
+            user_id=ALICE,
+            member_permissions=MANAGE_GUILD,
+        )
+        assert '"<name> said": on' in names.private_text()
+        await post_message(bot.standin, "Second one.", user_id=ALICE)
+        second = await read_aloud(bot, "User8912 said: Second one.")
+        heard = await bot.heard_until(second)
+        assert [p.payload for p in heard if not p.is_silence] == payloads + second
+
+
+async def read_aloud(bot: VoiceBot, text: str) -> list[bytes]:
+    """The packets of what the reader made of a message: ``text`` spoken as ALICE in the
+    channel. Once the reader's audio starts playing its synthesis is in the cache, so this
+    same request is answered from there (``from_cache``), which proves the reader asked for
+    exactly ``text``."""
+    before = len(bot.heard())
+    await bot.standin.voice_server.wait_for(
+        lambda: any(not p.is_silence for p in bot.heard()[before:]), what="the reader's audio"
+    )
+    expected = await bot.flow.say(
+        SayRequest(
+            platform="discord",
+            user_id=str(ALICE),
+            chat_id=str(bot.standin.channel_id),
+            text=text,
+            params={},
+            clip=None,
+            server_id=str(bot.standin.guild_id),
+        )
+    )
+    assert expected.from_cache, text
+    return answer_packets(expected.audio)
 
 
 async def test_without_the_reader_no_message_content_is_asked_for(bot: VoiceBot) -> None:

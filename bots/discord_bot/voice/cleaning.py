@@ -28,6 +28,7 @@ _REPEATED = re.compile(r"(.)\1{" + str(MAX_REPEAT) + ",}", re.DOTALL)
 _MARKUP = re.compile(r"(\*\*|__|~~|\|\||(?<!\w)[*_](?!\s)|(?<!\s)[*_](?!\w))")
 _HEADING = re.compile(r"^\s*(#{1,3}|-#|>{1,3})\s+", re.MULTILINE)
 _SPACE = re.compile(r"\s+")
+_BEFORE_PUNCTUATION = re.compile(r" ([,.!?;:])")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def spoken_text(content: str, names: Names, max_chars: int) -> str:
     text = _MARKUP.sub("", text)
     text = _REPEATED.sub(lambda m: m[1] * MAX_REPEAT, text)
     text = _SPACE.sub(" ", text).strip()
+    text = _BEFORE_PUNCTUATION.sub(r"\1", text)  # "Alice ," left by a mention
     return capped(text, max_chars)
 
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 READ_MAX_CHARS = 300  # a chat line read aloud; a server's own max_text may lower it
+SAID = "{name} said: "  # before each message when the server turned read_names on
 
 
 class ReaderHost(Protocol):
@@ -70,9 +71,13 @@ class ChannelReader:
         flow = self._bot.flow
         chat = await flow.community.settings_of(PLATFORM, str(guild.id))
         cap = min(READ_MAX_CHARS, chat.max_text or MAX_TEXT_CHARS)
-        text = spoken_text(message.content, names_in(message), cap)
+        said = SAID.format(name=author.display_name) if chat.read_names else ""
+        if len(said) > cap // 2:  # a tiny max_text: the message before the name
+            said = ""
+        text = spoken_text(message.content, names_in(message), cap - len(said))
         if not text:
             return
+        text = said + text
         request = SayRequest(
             platform=PLATFORM,
             user_id=str(author.id),
