@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +97,7 @@ def _find(haystack: list[bytes], needle: list[bytes]) -> int | None:
 
 def assert_paced(packets: list[RtpPacket]) -> None:
     """One stream: sequence numbers one apart, timestamps one 20 ms frame apart."""
-    for before, after in zip(packets, packets[1:], strict=False):
+    for before, after in itertools.pairwise(packets):
         assert after.sequence == (before.sequence + 1) % 65536, (before, after)
         assert after.timestamp == (before.timestamp + SAMPLES_PER_FRAME) % 2**32, (before, after)
         assert after.nonce > before.nonce

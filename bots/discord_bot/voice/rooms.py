@@ -135,7 +135,7 @@ class VoiceRooms:
         if channel is None:
             self._cancel_idle(guild.id)
             return
-        if any(not m.bot for m in channel.members):
+        if _has_people(channel):
             self._cancel_idle(guild.id)
         elif guild.id not in self._idle:
             self._idle[guild.id] = asyncio.create_task(
@@ -152,6 +152,19 @@ class VoiceRooms:
         task = self._idle.pop(guild_id, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+
+
+def _has_people(channel: VoiceChannel) -> bool:
+    """Whether anyone but bots is in ``channel``; someone whose member is not cached counts
+    as a person (better to stay than to leave people mid-conversation)."""
+    me = channel.guild.me
+    for user_id in channel.voice_states:
+        if me is not None and user_id == me.id:
+            continue
+        member = channel.guild.get_member(user_id)
+        if member is None or not member.bot:
+            return True
+    return False
 
 
 def _channel_of(member: discord.Member) -> VoiceChannel:
