@@ -67,6 +67,9 @@ HELP = (
     "every recording made with them and your usage history.\n"
     "**/settings** — for the people who manage a server: what I may do there (cloning, "
     "saved voices, the longest text, a rate, a daily GPU quota, blocked words, defaults).\n"
+    "**/join** — I join your voice channel and /say is heard there too · **/leave** · "
+    "**/skip** · **/stop** · **/read start|stop** — read a text channel aloud there "
+    "(Manage Channels).\n"
     "Every answer is AI-generated speech and says so."
 )
 
