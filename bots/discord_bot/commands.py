@@ -132,7 +132,7 @@ async def say(
     say_it = functools.partial(bot.flow.say, request)
     result = await think_once_admitted(interaction, lambda admitted: say_it(admitted=admitted))
     await send_result(interaction, result, voice_message=bot.settings.discord_voice_messages)
-    await hear_in_voice(interaction, result.audio)
+    await hear_in_voice(interaction, result)
 
 
 # --- /voice ----------------------------------------------------------------------------------

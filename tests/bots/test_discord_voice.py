@@ -178,6 +178,25 @@ async def test_join_without_a_voice_channel_says_why(bot: VoiceBot) -> None:
     assert bot.standin.voice.requests == []
 
 
+async def test_join_where_the_bot_may_not_connect_says_why(
+    redis_client: Redis, open_storage: StorageSettings, service: Service
+) -> None:
+    async with DiscordStandin() as standin:
+        # The channel denies the bot CONNECT (in GUILD_CREATE, before the bot starts).
+        deny = {"id": str(standin.application_id), "type": 1, "allow": "0", "deny": str(1 << 20)}
+        standin.voice.overwrites.append(deny)
+        async with (
+            discord_pointed_at(standin),
+            say_flow(redis_client, open_storage, service.url) as flow,
+            started(standin, flow) as client,
+        ):
+            bot = VoiceBot(standin, client, flow, service, client.settings)
+            await bot.in_voice(ALICE)
+            outcome = await bot.command("join", user_id=ALICE)
+            assert "couldn't join that voice channel" in outcome.private_text()
+            assert standin.voice.requests == []
+
+
 # --- the queue -------------------------------------------------------------------------------
 
 

@@ -102,6 +102,8 @@ _PERMISSIONS_MEMBER: Final = str(
     | (1 << 15)  # ATTACH_FILES
     | (1 << 16)  # READ_MESSAGE_HISTORY
     | (1 << 18)  # USE_EXTERNAL_EMOJIS
+    | (1 << 20)  # CONNECT
+    | (1 << 21)  # SPEAK
     | (1 << 31)  # USE_APPLICATION_COMMANDS
     | (1 << 46)  # SEND_VOICE_MESSAGES
 )

@@ -418,6 +418,7 @@ class VoiceGateway:
         self.states: dict[int, VoiceState] = {}  # user id → state (one guild)
         self.requests: list[dict[str, Any]] = []  # every op 4 a client sent, in order
         self.channel_id = standin._ids.next()  # the guild's voice channel
+        self.overwrites: list[dict[str, Any]] = []  # the voice channel's permission overwrites
         self._sessions: dict[int, VoiceSession] = {}  # user id → the bot's voice session
 
     def channel_json(self, guild_id: int) -> dict[str, Any]:
@@ -427,7 +428,7 @@ class VoiceGateway:
             "guild_id": str(guild_id),
             "name": "Lounge",
             "position": 1,
-            "permission_overwrites": [],
+            "permission_overwrites": self.overwrites,
             "parent_id": None,
             "nsfw": False,
             "bitrate": 64_000,

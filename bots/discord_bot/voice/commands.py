@@ -17,6 +17,8 @@ from bots.discord_bot.signatures import Callback, group
 from bots.discord_bot.state import Interaction, state_of
 from bots.discord_bot.voice.errors import NoManageChannels, NotYourTurn, ReaderOff
 from bots.discord_bot.voice.playback import Entry
+from bots.say import SayResult
+from tts_service.schema import AudioFormat
 
 JOINED = "Joined 🔊 {channel}. What you /say here is heard there too; /leave when you're done."
 LEFT = "Left the voice channel."
@@ -44,6 +46,7 @@ def _manages_channels(interaction: Interaction) -> bool:
 
 async def join(interaction: Interaction) -> None:
     bot = state_of(interaction)
+    bot.voice.joinable(_member(interaction))  # what can be refused at once, privately
     await think(interaction, private=False)
     channel = await bot.voice.join(_member(interaction))
     await answer(interaction, JOINED.format(channel=channel.name))
@@ -114,12 +117,14 @@ async def read_stop(interaction: Interaction) -> None:
     await interaction.response.send_message(NOT_READING)
 
 
-async def hear_in_voice(interaction: Interaction, audio: bytes) -> None:
+async def hear_in_voice(interaction: Interaction, result: SayResult) -> None:
     """After ``/say`` answered: the audio is also played where the caller is listening with
     the bot (nothing happens when they are not)."""
     if interaction.guild is None or not isinstance(interaction.user, discord.Member):
         return
-    state_of(interaction).voice.play_for(interaction.user, audio)
+    if result.format is not AudioFormat.OGG_OPUS:
+        return  # only Opus goes in as it is
+    state_of(interaction).voice.play_for(interaction.user, result.audio)
 
 
 READ_COMMANDS: list[tuple[str, str, Callback]] = [

@@ -35,9 +35,22 @@ class VoiceRooms:
 
     # --- joining and leaving -------------------------------------------------------------------
 
+    def joinable(self, member: discord.Member) -> VoiceChannel:
+        """``member``'s voice channel, if the bot may connect and speak there (else why not)."""
+        state = member.voice
+        if state is None or state.channel is None:
+            raise NotInVoice("the member is in no voice channel")
+        channel = state.channel
+        me = member.guild.me
+        if me is not None:
+            allowed = channel.permissions_for(me)
+            if not (allowed.connect and allowed.speak):
+                raise VoiceUnavailable(f"no permission to connect and speak in {channel.id}")
+        return channel
+
     async def join(self, member: discord.Member) -> VoiceChannel:
         """Connect to ``member``'s voice channel (or move there) and return it."""
-        channel = _channel_of(member)
+        channel = self.joinable(member)
         guild = member.guild
         client = self.voice_client(guild)
         try:
@@ -165,13 +178,6 @@ def _has_people(channel: VoiceChannel) -> bool:
         if member is None or not member.bot:
             return True
     return False
-
-
-def _channel_of(member: discord.Member) -> VoiceChannel:
-    state = member.voice
-    if state is None or state.channel is None:
-        raise NotInVoice("the member is in no voice channel")
-    return state.channel
 
 
 _background: set[asyncio.Task[Any]] = set()
