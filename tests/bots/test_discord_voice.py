@@ -253,9 +253,17 @@ async def test_leaves_when_alone_and_a_restart_rejoins_nowhere(
     redis_client: Redis, open_storage: StorageSettings, service: Service
 ) -> None:
     async with voice_bot(redis_client, open_storage, service, discord_voice_idle_s=0.2) as bot:
-        await bot.in_voice(ALICE)
+        await bot.in_voice(ALICE, BOB)
         await bot.join()
         await bot.standin.voice.member_leaves(ALICE)
+        # Bob is still there: the bot stays, well past the idle time (the answer is longer).
+        payloads = await bot.spoken("Bob is still listening, so I stay.", user=BOB)
+        assert len(payloads) * 0.02 > 0.2 * 5
+        heard = await bot.heard_until(payloads)
+        assert [p.payload for p in heard if not p.is_silence] == payloads
+        assert bot.standin.voice.bot_channel() is not None
+
+        await bot.standin.voice.member_leaves(BOB)
         await bot.standin.voice_server.wait_for(
             lambda: bot.standin.voice.bot_channel() is None, what="the idle leave"
         )

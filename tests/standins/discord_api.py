@@ -24,6 +24,10 @@ What it models, because a bot can get each of these wrong:
 - Commands: bulk overwrite per scope with stable ids and basic validation (50035).
 - CDN: registered attachments are served and every request to one is counted,
   so a test can prove that a bot never fetched an oversized or non-audio clip.
+- Voice (``tests.standins.discord_voice``): a voice channel in the guild, VOICE_STATE (op 4)
+  answered with VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE, members joining and leaving voice,
+  a voice server (TLS WebSocket v8, UDP with IP discovery and encrypted RTP), and members'
+  messages (MESSAGE_CREATE, gated by the session's GUILD_MESSAGES and MESSAGE_CONTENT intents).
 
 Every HTTP request is recorded as a :class:`Call`; :meth:`DiscordStandin.fail_next`
 injects faults (429 replies carry ``Via`` so discord.py treats them as Discord's).
