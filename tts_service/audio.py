@@ -1,8 +1,7 @@
 """Audio in and out of the service, all in memory.
 
-Output: float32 mono → OGG/Opus (48 kHz, what Telegram voice notes and Discord
-play) or MP3 via PyAV (libopus, LAME), WAV PCM16 via libsndfile (``soundfile``), each
-tagged as AI-generated speech in its own metadata (``disclosure``). Input: reference clips
+Output: loudness and silence here; the encoders (OGG/Opus, MP3, WAV, each tagged as
+AI-generated speech) in ``tts_service.encoding``, re-exported here. Input: reference clips
 in whatever a phone or a chat app produces, decoded to mono float32 at the
 engine's rate: libsndfile first (OGG/Opus, OGG/Vorbis, WAV, FLAC), PyAV
 (FFmpeg inside its wheel) for MP3, m4a/AAC and WebM. A user's clip is decoded within
@@ -29,23 +28,17 @@ from tts_service.clip_limits import (
 )
 from tts_service.clip_limits import MAX_REFERENCE_S as MAX_REFERENCE_S  # re-exported
 from tts_service.clip_limits import MIN_REFERENCE_S as MIN_REFERENCE_S
+from tts_service.encoding import AI_DISCLOSURE as AI_DISCLOSURE  # re-exported: one module
+from tts_service.encoding import MP3_DISCLOSURE_FRAME as MP3_DISCLOSURE_FRAME  # for callers
+from tts_service.encoding import OGG_SERIAL as OGG_SERIAL
+from tts_service.encoding import OPUS_SAMPLE_RATE as OPUS_SAMPLE_RATE
+from tts_service.encoding import disclosure as disclosure
+from tts_service.encoding import encode as encode
+from tts_service.encoding import encode_ogg_opus as encode_ogg_opus
 from tts_service.engines.base import FloatAudio, ReferenceClip
 from tts_service.errors import PayloadTooLarge, ReferenceAudioError
-from tts_service.schema import MAX_REFERENCE_BYTES, AudioFormat, EngineInfo
+from tts_service.schema import MAX_REFERENCE_BYTES
 
-OPUS_SAMPLE_RATE = 48_000  # Opus's native rate; what Telegram and Discord voice notes carry
-OPUS_BITRATE = 32_000  # clear speech at a tenth of WAV's size (VBR, so a target)
-# "audio", not "voip": both code Piper's speech in hybrid SILK+CELT at this bitrate and
-# cost the same, but voip's tuning for live microphones (high-pass, intelligibility over
-# fidelity) bends the waveform of clean synthetic speech (correlation with the input
-# 0.96 vs 0.99); audio keeps the model's voice as it was, as libsndfile's encoder did.
-OPUS_APPLICATION = "audio"
-OPUS_FRAME_MS = "20"  # libopus's default and what voice-message clients send
-OGG_SERIAL = 0x5A7B0701  # one fixed stream serial, so equal audio gives equal bytes
-MP3_SAMPLE_RATE = 44_100
-MP3_BITRATE = 64_000  # CBR: clear speech in mono at 44.1 kHz
-AI_DISCLOSURE = "AI-generated speech"  # how the tag in every answer's metadata begins
-MP3_DISCLOSURE_FRAME = "AI generated"  # the description of its ID3v2 TXXX frame
 TARGET_RMS_DBFS = -20.0  # a comfortable speech level; peaks are kept below PEAK_CEILING
 PEAK_CEILING = 10 ** (-1.0 / 20)  # -1 dBFS leaves room for the lossy encoders' overshoot
 # Trimming is relative to the clip's loudest frame, so a quietly recorded voice is
@@ -78,115 +71,6 @@ def normalize_loudness(samples: FloatAudio) -> FloatAudio:
 
 def silence(seconds: float, sample_rate: int) -> FloatAudio:
     return np.zeros(round(seconds * sample_rate), dtype=np.float32)
-
-
-def disclosure(engine: EngineInfo | None = None) -> str:
-    """The sentence every answer carries in its file metadata: it is synthetic, and by what.
-
-    The EU AI Act (Art. 50) asks for synthetic audio to be marked in a machine-readable
-    way; the tag travels with the file wherever the bots send it. Nothing in it changes
-    from one call to the next (no time, no request), so equal audio stays equal bytes.
-    """
-    if engine is None:
-        return f"{AI_DISCLOSURE} (saybot)"
-    return f"{AI_DISCLOSURE} (saybot; engine {engine.name} {engine.model_version})"
-
-
-def encode(
-    samples: FloatAudio, sample_rate: int, fmt: AudioFormat, *, engine: EngineInfo | None = None
-) -> bytes:
-    """Encode mono float32 audio as the requested format, never silently another.
-
-    Each format carries ``disclosure(engine)`` in its own metadata: OGG/Opus as the
-    ``DESCRIPTION`` comment of its OpusTags, MP3 as an ID3v2 ``TXXX`` frame named
-    ``MP3_DISCLOSURE_FRAME``, WAV as the ``ICMT`` of a ``LIST``/``INFO`` chunk.
-    """
-    clipped = np.clip(samples, -1.0, 1.0)
-    note = disclosure(engine)
-    if fmt is AudioFormat.OGG_OPUS:
-        return encode_ogg_opus(resample(clipped, sample_rate, OPUS_SAMPLE_RATE), note)
-    if fmt is AudioFormat.MP3:
-        return encode_mp3(resample(clipped, sample_rate, MP3_SAMPLE_RATE), note)
-    return encode_wav(clipped, sample_rate, note)
-
-
-def encode_wav(samples: FloatAudio, sample_rate: int, comment: str) -> bytes:
-    """PCM16 WAV through libsndfile; ``comment`` is the ``ICMT`` of a ``LIST``/``INFO`` chunk."""
-    buffer = io.BytesIO()
-    with sf.SoundFile(buffer, "w", sample_rate, 1, "PCM_16", format="WAV") as file:
-        # Set before the audio, so the LIST chunk precedes the data chunk: parsers that
-        # stop reading at the data (most do) still see it.
-        file.comment = comment
-        file.write(samples)
-    return buffer.getvalue()
-
-
-def encode_ogg_opus(samples_48k: FloatAudio, description: str) -> bytes:
-    """48 kHz mono float32 → Ogg Opus bytes, identical for identical samples.
-
-    libopus through PyAV, not libsndfile: several times faster for speech, which is
-    most of what the service adds to the model's time. FFmpeg's Ogg muxer writes the
-    pre-skip and trims the last page's granule to the input, so the decoded length
-    equals the input length. Its bitexact flag makes the stream serial fixed
-    (``serial_offset``; otherwise random per file) and leaves FFmpeg's version out of
-    the tags, so the bytes depend only on the samples and ``description``. That goes
-    into the OpusTags header: FFmpeg writes a stream's ``comment`` as ``DESCRIPTION``,
-    the Vorbis comment field for it.
-    """
-    import av  # FFmpeg is heavy to load: the CLI and bots that never encode skip it
-
-    buffer = io.BytesIO()
-    options = {"fflags": "+bitexact", "serial_offset": str(OGG_SERIAL)}
-    with av.open(buffer, "w", format="ogg", container_options=options) as container:
-        stream = container.add_stream(
-            "libopus",
-            rate=OPUS_SAMPLE_RATE,
-            options={"application": OPUS_APPLICATION, "frame_duration": OPUS_FRAME_MS},
-        )
-        stream.layout = "mono"
-        stream.bit_rate = OPUS_BITRATE
-        stream.metadata["comment"] = description
-        _encode_whole(container, stream, samples_48k, OPUS_SAMPLE_RATE)  # 20 ms Opus frames
-    return buffer.getvalue()
-
-
-def encode_mp3(samples_44k: FloatAudio, description: str) -> bytes:
-    """44.1 kHz mono float32 → MP3 bytes (LAME through PyAV), identical for identical samples.
-
-    Not libsndfile: its LAME writes a comment as a 30-character ID3v1 tag at the end
-    whenever it fits there, an ID3v2 tag only when it does not. FFmpeg's MP3 muxer always
-    starts the file with an ID3v2.4 tag, where a key without an ID3 frame of its own
-    becomes a ``TXXX`` frame with the key as its description. Its Xing/LAME header carries
-    the encoder delay and padding, so decoders give back the input's length; bitexact
-    leaves FFmpeg's version out of both.
-    """
-    import av
-
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp3", container_options={"fflags": "+bitexact"}) as container:
-        container.metadata[MP3_DISCLOSURE_FRAME] = description
-        stream = container.add_stream("libmp3lame", rate=MP3_SAMPLE_RATE)
-        stream.layout = "mono"
-        stream.bit_rate = MP3_BITRATE
-        _encode_whole(container, stream, samples_44k, MP3_SAMPLE_RATE)  # 1152-sample frames
-    return buffer.getvalue()
-
-
-def _encode_whole(container: Any, stream: Any, samples: FloatAudio, sample_rate: int) -> None:
-    """All of ``samples`` as one frame (PyAV cuts it to the codec's frame size), then flush."""
-    import av
-
-    container.start_encoding()  # headers even for empty input, as libsndfile did
-    if samples.size:
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(samples, dtype=np.float32).reshape(1, -1),
-            format="flt",
-            layout="mono",
-        )
-        frame.sample_rate = sample_rate
-        frame.pts = 0
-        container.mux(stream.encode(frame))
-    container.mux(stream.encode(None))
 
 
 def decode(data: bytes) -> tuple[FloatAudio, int]:

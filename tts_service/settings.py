@@ -37,6 +37,9 @@ class TTSSettings(BaseSettings):
     # Piper: onnxruntime takes every core by default, which starves the bots on a
     # small box; 0 means "let onnxruntime decide".
     onnx_threads: int = Field(default=max(1, min(4, os.cpu_count() or 1)), ge=0)
+    # Piper syntheses running at once (the rest wait, within max_in_flight); 0 = as many
+    # as the cores hold at onnx_threads each. See docs/performance.md for an N-core machine.
+    parallel_syntheses: int = Field(default=0, ge=0)
 
     # Chatterbox (GPU). A local checkpoint wins over the hub; the hub cache can live
     # on a volume so containers never download the weights.

@@ -1,21 +1,28 @@
 """Text in, encoded audio out: the pipeline every engine shares.
 
-normalised text → sentence chunks (≤ the engine's ``max_chunk_chars``) → one
-engine call per chunk, in order → joined with a short pause → loudness
-normalised → encoded in exactly the requested format, tagged as AI-generated
-speech by the engine that spoke it. Text that yields no
-audio at all (only punctuation, say) is ``NothingToSay``, never an empty file.
+normalised text → sentence chunks (≤ the engine's ``max_chunk_chars``) → the engine speaks
+each chunk, in order, in parts (a sentence each where it can: ``SpeaksInParts``) → each part
+loudness-normalised on its own → a short pause between chunks → encoded in exactly the
+requested format, tagged as AI-generated speech by the engine that spoke it.
+
+The encoder runs in its own thread (``BackgroundEncoder``) and takes each part as soon as
+it is spoken, so encoding overlaps synthesis instead of following it. That is also why
+loudness is set per part rather than over the whole: no second pass over the finished
+signal, and each sentence (each Chatterbox chunk) lands at the same level. Text that yields
+no audio at all (only punctuation, say) is ``NothingToSay``, never an empty file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from tts_service import audio
-from tts_service.engines.base import FloatAudio, ReferenceClip, TTSEngine
+from tts_service import audio, encoding
+from tts_service.engines.base import FloatAudio, ReferenceClip, SpeaksInParts, TTSEngine
 from tts_service.errors import NothingToSay, VoiceCloningUnavailable
 from tts_service.schema import CONTENT_TYPES, AudioFormat, EngineInfo, TTSParams
 from tts_service.text import split_into_chunks
@@ -36,28 +43,48 @@ class SynthesisResult:
         return CONTENT_TYPES[self.format]
 
 
-def synthesize_samples(
+def spoken_parts(
     engine: TTSEngine, params: TTSParams, reference: ReferenceClip | None
-) -> FloatAudio:
-    """Speak ``params.text`` of any length, chunk by chunk, as one float32 signal.
+) -> Iterator[FloatAudio]:
+    """``params.text`` of any length as loudness-normalised parts, in order, with a pause
+    between chunks; lazily, so each part can be encoded while the next is spoken.
 
     Raises ``NothingToSay`` when no chunk gives any audio: which text is speakable
     is the engine's call (Piper reads "!!!" as "exclamation" but "..." as nothing).
     """
     info = engine.info
     pause = audio.silence(CHUNK_PAUSE_S, info.sample_rate)
-    parts: list[FloatAudio] = []
+    spoke = False
     for chunk in split_into_chunks(params.text, info.max_chunk_chars):
-        samples = engine.synthesize(chunk, params, reference)
-        if samples.size:
-            if parts:
-                parts.append(pause)
-            parts.append(samples.astype(np.float32, copy=False))
-    if not parts:
+        first_in_chunk = True
+        with contextlib.closing(_engine_parts(engine, chunk, params, reference)) as parts:
+            for samples in parts:
+                if not samples.size:
+                    continue
+                if spoke and first_in_chunk:
+                    yield pause
+                spoke, first_in_chunk = True, False
+                yield audio.normalize_loudness(samples.astype(np.float32, copy=False))
+    if not spoke:
         raise NothingToSay(
             "the text has nothing to say aloud; give some words, not only punctuation"
         )
-    return audio.normalize_loudness(np.concatenate(parts))
+
+
+def _engine_parts(
+    engine: TTSEngine, chunk: str, params: TTSParams, reference: ReferenceClip | None
+) -> Generator[FloatAudio, None, None]:
+    if isinstance(engine, SpeaksInParts):
+        yield from engine.synthesize_parts(chunk, params, reference)
+    else:
+        yield engine.synthesize(chunk, params, reference)
+
+
+def synthesize_samples(
+    engine: TTSEngine, params: TTSParams, reference: ReferenceClip | None
+) -> FloatAudio:
+    """The whole signal ``synthesize`` encodes, as one float32 array (the CLI, tests)."""
+    return np.concatenate(list(spoken_parts(engine, params, reference)))
 
 
 def load_reference(engine: TTSEngine, reference_audio: bytes | None) -> ReferenceClip | None:
@@ -76,16 +103,24 @@ def load_reference(engine: TTSEngine, reference_audio: bytes | None) -> Referenc
 def synthesize(
     engine: TTSEngine, params: TTSParams, reference_audio: bytes | None = None
 ) -> SynthesisResult:
-    """The whole blocking pipeline; the API runs it in a worker thread."""
+    """The whole blocking pipeline; the API runs it in a worker thread (and the encoder in
+    one more, beside it)."""
     started = time.perf_counter()
     reference = load_reference(engine, reference_audio)
-    samples = synthesize_samples(engine, params, reference)
     info = engine.info
-    encoded = audio.encode(samples, info.sample_rate, params.format, engine=info)
+    encoder = encoding.open_encoder(params.format, info.sample_rate, encoding.disclosure(info))
+    background = encoding.BackgroundEncoder(encoder)
+    try:
+        for part in spoken_parts(engine, params, reference):
+            background.write(part)
+    except BaseException:
+        background.abandon()
+        raise
+    encoded = background.finish()
     return SynthesisResult(
         audio=encoded,
         format=params.format,
-        duration_s=audio.duration_of(samples, info.sample_rate),
+        duration_s=encoder.samples_written / info.sample_rate,
         synthesis_s=time.perf_counter() - started,
         engine=info,
     )

@@ -47,12 +47,44 @@ def test_the_audio_is_the_chunks_in_order_with_a_pause_between(
     joined = synthesis.synthesize_samples(recorder, params, None)
     rate = piper_engine.info.sample_rate
     pause = audio.silence(synthesis.CHUNK_PAUSE_S, rate)
-    parts = [piper_engine.synthesize(chunk, params, None) for chunk in recorder.calls]
+    # Each chunk brought to the target loudness on its own (the recorder speaks a chunk in
+    # one part), then joined with a pause.
+    parts = [
+        audio.normalize_loudness(piper_engine.synthesize(chunk, params, None))
+        for chunk in recorder.calls
+    ]
     expected = [part for chunk_audio in parts for part in (pause, chunk_audio)][1:]
-    np.testing.assert_array_equal(joined, audio.normalize_loudness(np.concatenate(expected)))
+    np.testing.assert_array_equal(joined, np.concatenate(expected))
     # The same pieces in another order are a different signal: the check above sees order.
     shuffled = [part for chunk_audio in parts[::-1] for part in (pause, chunk_audio)][1:]
-    assert not np.array_equal(joined, audio.normalize_loudness(np.concatenate(shuffled)))
+    assert not np.array_equal(joined, np.concatenate(shuffled))
+
+
+def test_piper_speaks_sentence_by_sentence_each_at_the_same_loudness(
+    piper_engine: PiperEngine,
+) -> None:
+    params = TTSParams(text=" ".join(SENTENCES[:3]), seed=1)
+    whole = piper_engine.synthesize(params.text, params, None)
+    parts = list(piper_engine.synthesize_parts(params.text, params, None))
+    assert len(parts) == 3  # one per sentence, handed over as each is made
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    spoken = list(synthesis.spoken_parts(piper_engine, params, None))
+    assert len(spoken) == 3  # one chunk: no pause between its sentences
+    levels = [20 * np.log10(np.sqrt(np.mean(np.square(part)))) for part in spoken]
+    assert levels == pytest.approx([audio.TARGET_RMS_DBFS] * 3, abs=1.0)  # peaks may cap it
+
+
+@pytest.mark.parametrize("fmt", list(AudioFormat))
+def test_the_file_is_the_parts_encoded_in_a_stream(
+    piper_engine: PiperEngine, fmt: AudioFormat
+) -> None:
+    """Encoding part by part, beside the engine, gives the bytes of encoding the whole."""
+    params = TTSParams(text=TEXT, seed=1, format=fmt)
+    result = synthesis.synthesize(piper_engine, params)
+    samples = synthesis.synthesize_samples(piper_engine, params, None)
+    info = piper_engine.info
+    assert result.audio == audio.encode(samples, info.sample_rate, fmt, engine=info)
+    assert result.duration_s == pytest.approx(samples.size / info.sample_rate)
 
 
 @pytest.mark.parametrize("text", ["...", "-", "( )"])

@@ -16,4 +16,4 @@ def build_engine(settings: TTSSettings) -> TTSEngine:
         return ChatterboxEngine.from_settings(settings)
     from tts_service.engines.piper import PiperEngine
 
-    return PiperEngine(onnx_threads=settings.onnx_threads)
+    return PiperEngine(onnx_threads=settings.onnx_threads, parallel=settings.parallel_syntheses)

@@ -8,6 +8,7 @@ engine gets the same long-text behaviour.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -56,4 +57,16 @@ class TTSEngine(Protocol):
 
         Raises ``VoiceCloningUnavailable`` when given a reference it cannot use.
         """
+        ...
+
+
+@runtime_checkable
+class SpeaksInParts(Protocol):
+    """An engine that can hand over a chunk's audio as it is made (Piper: a sentence at a
+    time), so the service encodes one part while the engine speaks the next."""
+
+    def synthesize_parts(
+        self, text: str, params: TTSParams, reference: ReferenceClip | None
+    ) -> Iterator[FloatAudio]:
+        """``synthesize``'s audio in consecutive parts; joined, they are the same signal."""
         ...

