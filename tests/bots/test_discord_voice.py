@@ -335,6 +335,14 @@ async def test_reader_speaks_messages_of_members_in_the_voice_channel(
         heard = await bot.heard_until(second)
         assert [p.payload for p in heard if not p.is_silence] == payloads + second
 
+        # Leaving ends the reading: back in the channel, messages are not read until asked.
+        await bot.command("leave", user_id=ALICE)
+        await bot.join()
+        await post_message(bot.standin, "Not read any more.", user_id=ALICE)
+        last = await bot.spoken("Only this.", user=ALICE)
+        heard = await bot.heard_until(last)
+        assert [p.payload for p in heard if not p.is_silence] == payloads + second + last
+
 
 async def read_aloud(bot: VoiceBot, text: str) -> list[bytes]:
     """The packets of what the reader made of a message: ``text`` spoken as ALICE in the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import inspect
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ import discord
 from bots.discord_bot.voice.opus_source import OpusPackets
 
 log = logging.getLogger(__name__)
+
+MAX_ENTRIES = 25  # a busy channel read aloud must not queue an hour of speech
 
 
 @dataclass(eq=False)
@@ -46,8 +49,16 @@ class ServerQueue:
         """The one playing (or being made) first, then the waiting ones."""
         return ([self.current] if self.current else []) + list(self._waiting)
 
-    def add(self, requester_id: int, audio: bytes | Awaitable[bytes]) -> Entry:
-        """Queue ``audio`` (an answer, or a synthesis still running) behind the others."""
+    def add(self, requester_id: int, audio: bytes | Awaitable[bytes]) -> Entry | None:
+        """Queue ``audio`` (an answer, or a synthesis still running) behind the others; None
+        (and ``audio`` not awaited) when the queue is full."""
+        if len(self._waiting) >= MAX_ENTRIES:
+            if inspect.iscoroutine(audio):
+                audio.close()  # never started: nothing synthesised for nobody
+            elif isinstance(audio, asyncio.Future):
+                audio.cancel()
+            log.info("discord voice: the queue in guild %s is full", self._guild)
+            return None
         if isinstance(audio, bytes):
             ready: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
             ready.set_result(audio)

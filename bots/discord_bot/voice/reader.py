@@ -64,6 +64,9 @@ class ChannelReader:
             return
         if self._channels.get(guild.id) != message.channel.id:
             return
+        if self._bot.voice.channel(guild) is None:
+            self.stop_all(guild.id)  # the bot left (idle, /leave, moved out): reading ends
+            return
         if not isinstance(author, discord.Member):
             return
         if self._bot.voice.listening(author) is None:
