@@ -178,6 +178,23 @@ async def test_join_without_a_voice_channel_says_why(bot: VoiceBot) -> None:
     assert bot.standin.voice.requests == []
 
 
+async def test_join_does_not_take_the_bot_from_people_elsewhere(bot: VoiceBot) -> None:
+    await bot.in_voice(ALICE)
+    await bot.standin.voice.member_joins(BOB, channel_id=bot.standin.voice.other_channel_id)
+    await bot.join(ALICE)
+    busy = await bot.command("join", user_id=BOB)
+    assert "in use in another voice channel" in busy.private_text()
+    assert bot.standin.voice.bot_channel() == bot.standin.voice.channel_id
+
+    moved = await bot.command("join", user_id=BOB, member_permissions=MANAGE_CHANNELS)
+    assert "Joined 🔊 Stage Left" in moved.message()["content"]
+    assert bot.standin.voice.bot_channel() == bot.standin.voice.other_channel_id
+    payloads = await bot.spoken("Heard in the second channel.", user=BOB)
+    heard = await bot.heard_until(payloads)
+    assert [p.payload for p in heard if not p.is_silence] == payloads
+    assert bot.standin.voice_server.sessions[-1].speaking  # the new session carried it
+
+
 async def test_join_where_the_bot_may_not_connect_says_why(
     redis_client: Redis, open_storage: StorageSettings, service: Service
 ) -> None:

@@ -1581,7 +1581,7 @@ class DiscordStandin:
             "members": [bot_member, *self.voice.guild_members()],
             "channels": [
                 self._channel_json(guild_id, self.channel_id),
-                self.voice.channel_json(guild_id),
+                *self.voice.channels_json(guild_id),
             ],
             "threads": [],
             "presences": [],

@@ -110,6 +110,7 @@ class VoiceServer:
         self.rejected: list[str] = []  # why each refused packet was refused
         self.close_codes: list[int] = []  # what the server closed voice sockets with
         self._changed = asyncio.Condition()
+        self._closing: set[asyncio.Task[bool]] = set()
         self._ssrcs = iter(range(1001, 1 << 31))
         self._runner: web.AppRunner | None = None
         self._udp: asyncio.DatagramTransport | None = None
@@ -135,6 +136,8 @@ class VoiceServer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for task in list(self._closing):
+            task.cancel()
         for session in self.sessions:
             if session.ws is not None and not session.ws.closed:
                 await session.ws.close(code=1001)
@@ -199,11 +202,15 @@ class VoiceServer:
         self.sessions.append(session)
         return session
 
-    async def end_session(self, session: VoiceSession, code: int = 4014) -> None:
-        """The user left the channel: its voice socket is closed (4014: disconnected)."""
+    def end_session(self, session: VoiceSession, code: int = 4014) -> None:
+        """The user left or moved: its voice socket is closed (4014: disconnected), in the
+        background (the closing handshake waits for the client, which must not hold up the
+        gateway events it is waiting for)."""
         if session.ws is not None and not session.ws.closed:
             self.close_codes.append(code)
-            await session.ws.close(code=code)
+            task = asyncio.create_task(session.ws.close(code=code))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def received(self, ssrc: int | None = None, *, silence: bool = True) -> list[RtpPacket]:
         """The packets kept so far, in arrival order (``silence=False``: no silence frames)."""
@@ -417,17 +424,27 @@ class VoiceGateway:
         self.server = server
         self.states: dict[int, VoiceState] = {}  # user id → state (one guild)
         self.requests: list[dict[str, Any]] = []  # every op 4 a client sent, in order
-        self.channel_id = standin._ids.next()  # the guild's voice channel
+        self.channel_id = standin._ids.next()  # the guild's voice channel ("Lounge")
+        self.other_channel_id = standin._ids.next()  # and a second one ("Stage Left")
         self.overwrites: list[dict[str, Any]] = []  # the voice channel's permission overwrites
         self._sessions: dict[int, VoiceSession] = {}  # user id → the bot's voice session
 
-    def channel_json(self, guild_id: int) -> dict[str, Any]:
+    def channels_json(self, guild_id: int) -> list[dict[str, Any]]:
+        """The guild's voice channels, for GUILD_CREATE."""
+        return [
+            self._channel_json(guild_id, self.channel_id, "Lounge", 1),
+            self._channel_json(guild_id, self.other_channel_id, "Stage Left", 2),
+        ]
+
+    def _channel_json(
+        self, guild_id: int, channel_id: int, name: str, position: int
+    ) -> dict[str, Any]:
         return {
-            "id": str(self.channel_id),
+            "id": str(channel_id),
             "type": VOICE_CHANNEL_TYPE,
             "guild_id": str(guild_id),
-            "name": "Lounge",
-            "position": 1,
+            "name": name,
+            "position": position,
             "permission_overwrites": self.overwrites,
             "parent_id": None,
             "nsfw": False,
@@ -477,16 +494,26 @@ class VoiceGateway:
         bot_id = self.standin.application_id
         if guild_id != self.standin.guild_id:
             return  # Discord ignores voice states for guilds the bot is not in
+        if channel_id is not None and int(channel_id) not in (
+            self.channel_id,
+            self.other_channel_id,
+        ):
+            return  # not a voice channel of this guild: Discord does nothing
         previous = self._sessions.pop(bot_id, None)
-        if previous is not None:
-            await self.server.end_session(previous)
+        try:
+            await self._move(d, guild_id, bot_id, channel_id)
+        finally:
+            if previous is not None:
+                self.server.end_session(previous)
+
+    async def _move(
+        self, d: dict[str, Any], guild_id: int, bot_id: int, channel_id: str | int | None
+    ) -> None:
         if channel_id is None:
             state = self.states.pop(bot_id, None)
             if state is not None:
                 await self._dispatch(state, leaving=True)
             return
-        if int(channel_id) != self.channel_id:
-            return  # not a voice channel of this guild: Discord does nothing
         session = self.server.open_session(guild_id, bot_id)
         self._sessions[bot_id] = session
         state = VoiceState(

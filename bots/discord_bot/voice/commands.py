@@ -46,9 +46,10 @@ def _manages_channels(interaction: Interaction) -> bool:
 
 async def join(interaction: Interaction) -> None:
     bot = state_of(interaction)
-    bot.voice.joinable(_member(interaction))  # what can be refused at once, privately
+    may_move = _manages_channels(interaction)
+    bot.voice.joinable(_member(interaction), may_move=may_move)  # refused at once, privately
     await think(interaction, private=False)
-    channel = await bot.voice.join(_member(interaction))
+    channel = await bot.voice.join(_member(interaction), may_move=may_move)
     await answer(interaction, JOINED.format(channel=channel.name))
 
 

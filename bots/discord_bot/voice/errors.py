@@ -4,6 +4,7 @@ SayError (bots.errors)
 └── VoiceChannelError           a voice command that cannot be done as asked
     ├── NotInVoice              the caller is in no voice channel of this server
     ├── NotInBotsChannel        the bot is in another channel than the caller (or none)
+    ├── BusyElsewhere           /join while the bot talks to people in another channel
     ├── NotYourTurn             /skip or /stop of someone else's audio without Manage Channels
     ├── NoManageChannels        /read without Manage Channels
     ├── ReaderOff               /read on a bot started without DISCORD_READ_CHANNELS=true
@@ -26,6 +27,10 @@ class NotInVoice(VoiceChannelError):
 
 class NotInBotsChannel(VoiceChannelError):
     code = "voice_other_channel"
+
+
+class BusyElsewhere(VoiceChannelError):
+    code = "voice_busy"
 
 
 class NotYourTurn(VoiceChannelError):
@@ -51,6 +56,9 @@ class NotPlayable(VoiceChannelError):
 VOICE_WORDING: dict[type[SayError], str] = {
     NotInVoice: "Join a voice channel of this server first, then ask again.",
     NotInBotsChannel: "I'm not in your voice channel — use /join from there first.",
+    BusyElsewhere: (
+        "I'm in use in another voice channel here; someone who can manage channels can move me."
+    ),
     NotYourTurn: "Only whoever asked for it, or members who can manage channels, can do that.",
     NoManageChannels: "Only members who can manage channels can start or stop reading.",
     ReaderOff: "Reading channels aloud is turned off on this bot (DISCORD_READ_CHANNELS).",

@@ -15,7 +15,12 @@ from typing import Any, cast
 
 import discord
 
-from bots.discord_bot.voice.errors import NotInBotsChannel, NotInVoice, VoiceUnavailable
+from bots.discord_bot.voice.errors import (
+    BusyElsewhere,
+    NotInBotsChannel,
+    NotInVoice,
+    VoiceUnavailable,
+)
 from bots.discord_bot.voice.playback import Entry, ServerQueue
 
 log = logging.getLogger(__name__)
@@ -35,8 +40,10 @@ class VoiceRooms:
 
     # --- joining and leaving -------------------------------------------------------------------
 
-    def joinable(self, member: discord.Member) -> VoiceChannel:
-        """``member``'s voice channel, if the bot may connect and speak there (else why not)."""
+    def joinable(self, member: discord.Member, *, may_move: bool = False) -> VoiceChannel:
+        """``member``'s voice channel, if the bot may connect and speak there (else why not).
+        The bot is not taken away from people listening in another channel unless
+        ``may_move`` (members who can manage channels)."""
         state = member.voice
         if state is None or state.channel is None:
             raise NotInVoice("the member is in no voice channel")
@@ -46,21 +53,27 @@ class VoiceRooms:
             allowed = channel.permissions_for(me)
             if not (allowed.connect and allowed.speak):
                 raise VoiceUnavailable(f"no permission to connect and speak in {channel.id}")
+        current = self.channel(member.guild)
+        if current is not None and current != channel and _has_people(current) and not may_move:
+            raise BusyElsewhere(f"in use in channel {current.id}")
         return channel
 
-    async def join(self, member: discord.Member) -> VoiceChannel:
+    async def join(self, member: discord.Member, *, may_move: bool = False) -> VoiceChannel:
         """Connect to ``member``'s voice channel (or move there) and return it."""
-        channel = self.joinable(member)
+        channel = self.joinable(member, may_move=may_move)
         guild = member.guild
         client = self.voice_client(guild)
+        if client is not None and client.channel != channel:
+            # Leave, then connect afresh: discord.py's move_to keeps its UDP reader waiting
+            # on the old socket for up to 30 s before it sees the new one.
+            await self.leave(guild)
+            client = None
         try:
             if client is None:
                 connected: discord.VoiceProtocol = await channel.connect(
                     timeout=CONNECT_TIMEOUT_S, reconnect=True, self_deaf=True
                 )
                 client = cast(discord.VoiceClient, connected)
-            elif client.channel != channel:
-                await client.move_to(channel, timeout=CONNECT_TIMEOUT_S)
         except (TimeoutError, discord.ClientException, discord.HTTPException) as exc:
             log.warning("discord voice: could not join %s: %r", channel.id, exc)
             await self.leave(guild)
