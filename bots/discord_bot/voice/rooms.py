@@ -22,6 +22,7 @@ from bots.discord_bot.voice.errors import (
     VoiceUnavailable,
 )
 from bots.discord_bot.voice.playback import Entry, ServerQueue
+from bots.draining import CLOSE_RESERVE_S
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +98,16 @@ class VoiceRooms:
         return True
 
     async def close(self, guilds: list[discord.Guild]) -> None:
-        """At shutdown: every queue stopped, every channel left."""
-        for guild in guilds:
-            with contextlib.suppress(Exception):
-                await self.leave(guild)
+        """At shutdown: every queue stopped, every channel left, all at once and within
+        ``CLOSE_RESERVE_S`` (a leave waits for Discord to confirm it)."""
         for task in list(self._idle.values()):
             task.cancel()
+        joined = [guild for guild in guilds if self.voice_client(guild) is not None]
+        if not joined:
+            return
+        leaving = asyncio.gather(*(self.leave(g) for g in joined), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(leaving, CLOSE_RESERVE_S)
 
     # --- what is playing -----------------------------------------------------------------------
 
