@@ -224,8 +224,9 @@ def _voices_deleted(report: ForgetReport) -> list[str]:
     return deleted
 
 
-def settings_text(view: SettingsView, how: str) -> str:
-    """``/settings``: what this community's admins chose, and what is in effect here."""
+def settings_text(view: SettingsView, how: str, *, reader: bool = False) -> str:
+    """``/settings``: what this community's admins chose, and what is in effect here
+    (``reader``: with the Discord channel reader's own setting)."""
     chat = view.chat
 
     def toggle(on: bool) -> str:
@@ -250,6 +251,8 @@ def settings_text(view: SettingsView, how: str) -> str:
         f"• GPU time for everyone here: {quota} (the bot's limit: {bot_quota})",
         f"• default options: {defaults}",
         f"• blocked words: {blocked}",
-        how,
     ]
+    if reader:
+        lines.append(f'• the channel reader says "<name> said": {toggle(chat.read_names)}')
+    lines.append(how)
     return "\n".join(lines)

@@ -105,6 +105,11 @@ class BotSettings(BaseSettings):
     discord_shard_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     discord_sync_commands: bool = True
     discord_voice_messages: bool = False
+    # Voice channels (/join): leave once no person has been in the channel this long.
+    discord_voice_idle_s: float = Field(default=300.0, gt=0)
+    # The channel reader (/read) needs the privileged MESSAGE_CONTENT intent: asked for
+    # only when this is true (and enabled for the bot in Discord's developer portal).
+    discord_read_channels: bool = False
 
     # --- privacy -------------------------------------------------------------------------------
     # Where users read what is kept and how to erase it (docs/privacy.md, published): /help

@@ -24,7 +24,8 @@ from bots.word_filter import folded_phrase
 from storage import chat_settings as fields
 from tts_service.schema import MAX_TEXT_CHARS, PARAM_RANGES
 
-TOGGLES = (fields.CLONING, fields.SAVED_VOICES)
+TOGGLES = (fields.CLONING, fields.SAVED_VOICES, fields.READ_NAMES)
+DISCORD_ONLY = (fields.READ_NAMES,)  # the channel reader's (Discord voice channels)
 # name → (largest value, what it counts); the smallest is 1, and 0 means the bot's own
 NUMBERS: dict[str, tuple[int, str]] = {
     fields.MAX_TEXT: (MAX_TEXT_CHARS, "characters"),
@@ -33,7 +34,7 @@ NUMBERS: dict[str, tuple[int, str]] = {
 }
 DEFAULTS = ("exaggeration", "temperature", "cfg_weight")  # the options a community may default
 BLOCK, UNBLOCK = "block", "unblock"
-NAMES = (*TOGGLES, *NUMBERS, BLOCK, UNBLOCK, *DEFAULTS)
+NAMES = (*(t for t in TOGGLES if t not in DISCORD_ONLY), *NUMBERS, BLOCK, UNBLOCK, *DEFAULTS)
 MAX_BLOCKED = 100  # words and phrases per community
 MAX_PHRASE_CHARS = 60
 _ON = {"on", "yes", "true", "1", "allow", "allowed"}

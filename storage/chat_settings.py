@@ -4,6 +4,7 @@ One hash per community, durable (no TTL: the admins chose them), read whole with
 ``HGETALL`` by each ``/say`` there. Its fields, each a string:
 
     cloning, saved_voices      "on" / "off"
+    read_names                 "on" / "off": the Discord channel reader says "<name> said"
     max_text                   the longest text, in characters
     rate                       requests a minute per user
     quota                      GPU seconds a day for the whole community
@@ -30,6 +31,7 @@ from storage.metrics import StorageMetrics
 
 CLONING = "cloning"
 SAVED_VOICES = "saved_voices"
+READ_NAMES = "read_names"
 MAX_TEXT = "max_text"
 RATE = "rate"
 QUOTA = "quota"
@@ -46,6 +48,7 @@ class ChatSettings:
 
     cloning: bool = True
     saved_voices: bool = True
+    read_names: bool = False  # the channel reader starts each message with "<name> said"
     max_text: int | None = None
     rate_per_minute: int | None = None
     quota_s: int | None = None
@@ -67,6 +70,7 @@ class ChatSettings:
         return cls(
             cloning=fields.get(CLONING) != OFF,
             saved_voices=fields.get(SAVED_VOICES) != OFF,
+            read_names=fields.get(READ_NAMES) == ON,
             blocked=frozenset(
                 name.removeprefix(BLOCK_PREFIX) for name in fields if name.startswith(BLOCK_PREFIX)
             ),

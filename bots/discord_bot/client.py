@@ -12,6 +12,8 @@ import discord
 from bots.discord_bot.commands import SayTree
 from bots.discord_bot.replies import reply_privately
 from bots.discord_bot.sharding import IdentifyPacer, check_session_starts, shard_ids_of
+from bots.discord_bot.voice.reader import ChannelReader
+from bots.discord_bot.voice.rooms import VoiceRooms
 from bots.draining import (
     CLOSE_RESERVE_S,
     DRAIN_TIMEOUT_S,
@@ -27,11 +29,23 @@ from tts_service.exposure import secret_value
 log = logging.getLogger(__name__)
 
 
-def minimal_intents() -> discord.Intents:
+def minimal_intents(*, read_channels: bool = False) -> discord.Intents:
     """Slash commands arrive without any intent; GUILDS is kept because discord.py's state
-    handling relies on it (it warns without it). No privileged intent: no message content,
-    no members, no presences."""
-    return discord.Intents(guilds=True)
+    handling relies on it (it warns without it); GUILD_VOICE_STATES says who is in which
+    voice channel (``/join``, idle leave). Privileged MESSAGE_CONTENT (with GUILD_MESSAGES)
+    only for the channel reader (``DISCORD_READ_CHANNELS``); never members or presences."""
+    intents = discord.Intents(guilds=True, voice_states=True)
+    if read_channels:
+        intents.guild_messages = intents.message_content = True
+    return intents
+
+
+def member_cache() -> discord.MemberCacheFlags:
+    """Only members in voice channels are kept: who is listening, and whether a channel
+    has anyone but bots left in it."""
+    flags = discord.MemberCacheFlags.none()
+    flags.voice = True
+    return flags
 
 
 class SayBot(discord.Client):
@@ -40,10 +54,10 @@ class SayBot(discord.Client):
 
     def __init__(self, settings: BotSettings, flow: SayFlow, **client_kwargs: Any) -> None:
         options: dict[str, Any] = {
-            "intents": minimal_intents(),
-            # The bot reads no messages and no member lists: keep no caches of them.
+            "intents": minimal_intents(read_channels=settings.discord_read_channels),
+            # The bot keeps no messages and no member lists (but who is in voice).
             "max_messages": None,
-            "member_cache_flags": discord.MemberCacheFlags.none(),
+            "member_cache_flags": member_cache(),
             "chunk_guilds_at_startup": False,
             "allowed_mentions": discord.AllowedMentions.none(),
         }
@@ -57,6 +71,8 @@ class SayBot(discord.Client):
         # and tells the users of any it had to give up on.
         self.in_flight: dict[asyncio.Task[Any], discord.Interaction[Any]] = {}
         self.gateway_task: asyncio.Task[None] | None = None
+        self.voice = VoiceRooms(settings.discord_voice_idle_s)
+        self.reader = ChannelReader(self) if settings.discord_read_channels else None
 
     async def setup_hook(self) -> None:
         """Runs inside ``login()``: register the commands with Discord (in one process of
@@ -65,6 +81,20 @@ class SayBot(discord.Client):
             await sync_commands(self.tree, self.settings.discord_guild_ids)
         else:
             log.info("discord: commands not synced here (DISCORD_SYNC_COMMANDS=false)")
+
+    async def on_voice_state_update(
+        self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
+    ) -> None:
+        self.voice.member_moved(member, after)
+
+    async def on_message(self, message: discord.Message) -> None:
+        if self.reader is not None:
+            await self.reader.heard(message)
+
+    async def close(self) -> None:
+        """Leave every voice channel (queues stopped) before the gateway closes."""
+        await self.voice.close(list(self.guilds))
+        await super().close()
 
 
 class ShardedSayBot(SayBot, discord.AutoShardedClient):

@@ -42,6 +42,7 @@ from bots.discord_bot.signatures import (
     language_choices,
 )
 from bots.discord_bot.state import Interaction, state_of
+from bots.discord_bot.voice.commands import hear_in_voice, voice_commands
 from bots.messages import (
     BUILT_IN_AGAIN,
     forget_text,
@@ -67,6 +68,8 @@ class SayTree(app_commands.CommandTree[discord.Client]):
         )
         self.add_command(app_commands.Command(name="help", description=HELP_ME, callback=help_))
         self.add_command(settings_group())
+        for command in voice_commands():
+            self.add_command(command)
 
     async def interaction_check(self, interaction: Interaction, /) -> bool:
         """Runs first in the task that handles the command, so stopping can wait for it."""
@@ -141,6 +144,7 @@ async def say(
     say_it = functools.partial(bot.flow.say, request)
     result = await think_once_admitted(interaction, lambda admitted: say_it(admitted=admitted))
     await send_result(interaction, result, voice_message=bot.settings.discord_voice_messages)
+    await hear_in_voice(interaction, result)
 
 
 # --- /voice ----------------------------------------------------------------------------------

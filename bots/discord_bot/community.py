@@ -35,8 +35,8 @@ FOR_SERVERS = (
     "what I may do."
 )
 SETTINGS_HOW = (
-    "Change them with /settings cloning, saved_voices, max_text, rate, quota, block, unblock "
-    "or defaults (0 or reset: back to the bot's own)."
+    "Change them with /settings cloning, saved_voices, max_text, rate, quota, block, unblock, "
+    "defaults (0 or reset: back to the bot's own) or read_names."
 )
 MAX_WORDS_CHARS = 500
 
@@ -71,7 +71,8 @@ async def _settings(interaction: Interaction, *changes: SettingChange) -> None:
         raise NotAnAdmin("only members who can manage the server can change its settings")
     else:
         view = await community.change(PLATFORM, server, changes)
-    await interaction.response.send_message(settings_text(view, SETTINGS_HOW), ephemeral=True)
+    text = settings_text(view, SETTINGS_HOW, reader=True)
+    await interaction.response.send_message(text, ephemeral=True)
 
 
 async def show(interaction: Interaction) -> None:
@@ -86,6 +87,11 @@ async def cloning(interaction: Interaction, allowed: bool) -> None:
 @app_commands.describe(allowed="On: people's saved voices (/voice set) speak here")
 async def saved_voices(interaction: Interaction, allowed: bool) -> None:
     await _settings(interaction, SettingChange(fields.SAVED_VOICES, allowed))
+
+
+@app_commands.describe(on='On: the channel reader (/read) says "<name> said" before each message')
+async def read_names(interaction: Interaction, on: bool) -> None:
+    await _settings(interaction, SettingChange(fields.READ_NAMES, on))
 
 
 @app_commands.describe(characters="The longest text /say takes here (0: the bot's limit)")
@@ -146,6 +152,7 @@ SETTINGS_COMMANDS: list[tuple[str, str, Callback]] = [
     ("block", "Words /say refuses here", block),
     ("unblock", "Allow blocked words again", unblock),
     ("defaults", "Default voice options where people give none", defaults),
+    ("read_names", 'Whether the channel reader says "<name> said" first', read_names),
 ]
 
 

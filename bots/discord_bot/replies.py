@@ -25,6 +25,7 @@ from discord import app_commands
 
 from bots.discord_bot.consent_view import ConsentView
 from bots.discord_bot.state import Interaction, state_of
+from bots.discord_bot.voice.errors import VOICE_WORDING
 from bots.discord_bot.voice_message import send_voice_message
 from bots.errors import ConsentNeeded, NoSavedVoice, NotAnAdmin, SayError
 from bots.messages import CONSENT_PROMPT, caption, error_text
@@ -40,6 +41,7 @@ AUDIO_FILENAME = "say.ogg"
 DISCORD_WORDING: dict[type[SayError], str] = {
     NoSavedVoice: "You have no saved voice — use /voice set with a voice clip to save one.",
     NotAnAdmin: "Only members who can manage this server can change its settings.",
+    **VOICE_WORDING,
 }
 OUTDATED = "That command has just changed — please try again in a minute."
 TURNED_AWAY = "I'm restarting — please try again in a moment."
@@ -65,6 +67,9 @@ HELP = (
     "every recording made with them and your usage history.\n"
     "**/settings** — for the people who manage a server: what I may do there (cloning, "
     "saved voices, the longest text, a rate, a daily GPU quota, blocked words, defaults).\n"
+    "**/join** — I join your voice channel and /say is heard there too · **/leave** · "
+    "**/skip** · **/stop** · **/read start|stop** — read a text channel aloud there "
+    "(Manage Channels).\n"
     "Every answer is AI-generated speech and says so."
 )
 

@@ -11,6 +11,8 @@ from typing import Any, Protocol, cast
 
 import discord
 
+from bots.discord_bot.voice.reader import ChannelReader
+from bots.discord_bot.voice.rooms import VoiceRooms
 from bots.say import SayFlow
 from bots.settings import BotSettings
 
@@ -23,6 +25,8 @@ class BotState(Protocol):
     accepting: bool  # False while stopping: new commands are turned away
     # The task handling each command, with its interaction: stopping waits for them.
     in_flight: dict[asyncio.Task[Any], discord.Interaction[Any]]
+    voice: VoiceRooms  # voice channels joined, their queues
+    reader: ChannelReader | None  # None unless DISCORD_READ_CHANNELS=true
 
 
 def state_of(interaction: Interaction) -> BotState:

@@ -204,7 +204,13 @@ def assert_public_defer_then_answer(outcome: Outcome) -> Call:
 async def test_commands_sync_globally_with_ranges_and_descriptions(bot: Bot) -> None:
     assert list(bot.standin.synced_commands) == [None]  # global by default
     commands = {c["name"]: c for c in bot.standin.synced_commands[None]}
-    assert set(commands) == {"say", "voice", "forget", "help", "settings"}
+    assert set(commands) == {"say", "voice", "forget", "help", "settings"} | {
+        "join",
+        "leave",
+        "skip",
+        "stop",
+        "read",  # voice channels: tests/bots/test_discord_voice.py
+    }
     options = {o["name"]: o for o in commands["say"]["options"]}
     assert list(options) == [
         "text",
@@ -237,7 +243,7 @@ async def test_commands_sync_globally_with_ranges_and_descriptions(bot: Bot) -> 
     assert list(voice) == ["set", "show", "forget", "default"]
     assert voice["set"]["options"][0]["type"] == 11 and voice["set"]["options"][0]["required"]
     identify = bot.standin.identifies[0]
-    assert identify["intents"] == 1  # GUILDS only: nothing privileged
+    assert identify["intents"] == 1 | 1 << 7  # GUILDS, GUILD_VOICE_STATES: nothing privileged
 
 
 async def test_language_autocomplete_answers_with_the_engines_languages(bot: Bot) -> None:

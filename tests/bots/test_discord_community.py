@@ -75,6 +75,7 @@ async def test_settings_are_registered_for_members_who_can_manage_the_server(
         "block",
         "unblock",
         "defaults",
+        "read_names",
     ]
     ranges = {
         name: (option["min_value"], option["max_value"])

@@ -24,6 +24,10 @@ What it models, because a bot can get each of these wrong:
 - Commands: bulk overwrite per scope with stable ids and basic validation (50035).
 - CDN: registered attachments are served and every request to one is counted,
   so a test can prove that a bot never fetched an oversized or non-audio clip.
+- Voice (``tests.standins.discord_voice``): a voice channel in the guild, VOICE_STATE (op 4)
+  answered with VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE, members joining and leaving voice,
+  a voice server (TLS WebSocket v8, UDP with IP discovery and encrypted RTP), and members'
+  messages (MESSAGE_CREATE, gated by the session's GUILD_MESSAGES and MESSAGE_CONTENT intents).
 
 Every HTTP request is recorded as a :class:`Call`; :meth:`DiscordStandin.fail_next`
 injects faults (429 replies carry ``Via`` so discord.py treats them as Discord's).
@@ -63,6 +67,8 @@ with warnings.catch_warnings():
     import discord.gateway
     import discord.http
 
+from tests.standins.discord_voice import VoiceGateway, VoiceServer
+
 _log = logging.getLogger(__name__)
 
 API_PREFIX: Final = "/api/v10"
@@ -82,6 +88,7 @@ FLAG_IS_VOICE_MESSAGE: Final = 1 << 13
 INTENT_GUILDS: Final = 1 << 0
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_RESUME, OP_RECONNECT = 0, 1, 2, 6, 7
 OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 9, 10, 11
+OP_VOICE_STATE: Final = 4
 
 # Interaction callback types
 CALLBACK_PONG, CALLBACK_MESSAGE, CALLBACK_DEFERRED_MESSAGE = 1, 4, 5
@@ -99,6 +106,8 @@ _PERMISSIONS_MEMBER: Final = str(
     | (1 << 15)  # ATTACH_FILES
     | (1 << 16)  # READ_MESSAGE_HISTORY
     | (1 << 18)  # USE_EXTERNAL_EMOJIS
+    | (1 << 20)  # CONNECT
+    | (1 << 21)  # SPEAK
     | (1 << 31)  # USE_APPLICATION_COMMANDS
     | (1 << 46)  # SEND_VOICE_MESSAGES
 )
@@ -311,6 +320,7 @@ class DiscordStandin:
         self.cdn_downloads: collections.Counter[int] = collections.Counter()
         self.cdn_held = 0  # CDN requests that arrived while ``hold_cdn`` held them
         self.messages: dict[int, dict[str, Any]] = {}
+        self.posted_messages: list[str] = []  # what members posted (discord_voice.post_message)
         # Internals
         self._calls: list[Call] = []
         self._calls_changed = asyncio.Condition()
@@ -326,6 +336,9 @@ class DiscordStandin:
         self._sockets: set[web.WebSocketResponse] = set()
         self._runner: web.AppRunner | None = None
         self._routes: list[tuple[str, re.Pattern[str], _Handler]] = self._route_table()
+        # Voice: the gateway's voice states and a voice server (tests.standins.discord_voice)
+        self.voice_server = VoiceServer()
+        self.voice = VoiceGateway(self, self.voice_server)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -340,9 +353,11 @@ class DiscordStandin:
         self._runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
+        await self.voice_server.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.voice_server.__aexit__()
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"stand-in shutting down")
         if self._runner is not None:
@@ -800,7 +815,9 @@ class DiscordStandin:
                     session = await self._identify(ws, d)
                 elif op == OP_RESUME:
                     session = await self._resume(ws, d)
-                elif op in (3, 4, 8):  # presence, voice state, request members: accepted
+                elif op == OP_VOICE_STATE:
+                    await self.voice.voice_state_op(d)
+                elif op in (3, 8):  # presence, request members: accepted
                     continue
                 else:
                     await ws.close(code=4001, message=b"Unknown opcode.")
@@ -1578,11 +1595,14 @@ class DiscordStandin:
             "unavailable": False,
             "member_count": 2,
             "lazy": True,
-            "members": [bot_member],
-            "channels": [self._channel_json(guild_id, self.channel_id)],
+            "members": [bot_member, *self.voice.guild_members()],
+            "channels": [
+                self._channel_json(guild_id, self.channel_id),
+                *self.voice.channels_json(guild_id),
+            ],
             "threads": [],
             "presences": [],
-            "voice_states": [],
+            "voice_states": self.voice.guild_voice_states(),
             "stage_instances": [],
             "guild_scheduled_events": [],
             "soundboard_sounds": [],
