@@ -31,11 +31,13 @@ from tts_service.schema import (
     HEADER_ENGINE,
     HEADER_ENGINE_VERSION,
     HEADER_SYNTHESIS_SECONDS,
+    LANGUAGE_PATTERN,
     PARAM_RANGES,
     EngineInfo,
     SpokenText,
     TTSParams,
     describe_validation_error,
+    language_problem,
 )
 from tts_service.speech_formats import MEDIA_TYPES, SpeechFormat, encode_speech
 
@@ -83,6 +85,7 @@ class SpeechRequest(BaseModel):
     temperature: float = _saybot_field("temperature")
     cfg_weight: float = _saybot_field("cfg_weight")
     seed: int = _saybot_field("seed")
+    language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)  # Multilingual's
 
     @property
     def voice_name(self) -> str:
@@ -95,6 +98,7 @@ class SpeechRequest(BaseModel):
             temperature=self.temperature,
             cfg_weight=self.cfg_weight,
             seed=self.seed,
+            language=self.language,
         )
 
 
@@ -220,7 +224,7 @@ def openai_router(state: EngineState, limit: InFlightLimit) -> APIRouter:
 
 def _refusal(asked: SpeechRequest, info: EngineInfo) -> JSONResponse | None:
     """Valid fields this service cannot do as asked: a model or voice it does not have, a
-    speed its engine does not honour."""
+    language or speed its engine does not speak."""
     models = model_names(info)
     if asked.model not in models:
         return openai_error(
@@ -238,6 +242,9 @@ def _refusal(asked: SpeechRequest, info: EngineInfo) -> JSONResponse | None:
             f"OpenAI's names ({', '.join(sorted(OPENAI_VOICES))}), which all speak in it",
             "voice",
         )
+    unspoken = language_problem(asked.language, info)
+    if unspoken is not None:
+        return openai_error(400, "unsupported_language", unspoken, "language")
     if asked.speed != 1.0 and "speed" not in info.honoured_params:
         return openai_error(
             422,

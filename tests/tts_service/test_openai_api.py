@@ -159,6 +159,7 @@ def test_a_wrong_key_is_an_authentication_error(service_url: str) -> None:
         ({"model": "gpt-5"}, "model", "model gpt-5 is not served here"),
         ({"input": "x" * 1001}, "input", "input is 1001 characters long; the limit is 1000"),
         ({"input": " "}, "input", "input is empty"),
+        ({"language": "fr"}, "language", "language"),
     ],
 )
 def test_a_bad_parameter_is_a_bad_request(
