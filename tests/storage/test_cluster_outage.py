@@ -29,7 +29,7 @@ from storage.usage import UsageRecorder
 from storage.voices import VoiceStore
 from tests.audio_bytes import ogg
 from tests.redis_fixtures import make_settings
-from tests.valkey_cluster import SLOTS, start_cluster
+from tests.valkey_cluster import OUTAGE_NODE_TIMEOUT_MS, SLOTS, start_cluster
 from tts_service.schema import AudioFormat, TTSParams
 
 T = TypeVar("T")
@@ -67,7 +67,7 @@ def made(text: str) -> CachedAudio:
 
 @pytest.mark.timeout(90)
 async def test_a_dead_primary_degrades_its_slots_like_a_dead_redis(tmp_path: Path) -> None:
-    cluster = start_cluster(tmp_path, PRIMARIES)
+    cluster = start_cluster(tmp_path, PRIMARIES, node_timeout_ms=OUTAGE_NODE_TIMEOUT_MS)
     settings = make_settings(cluster.url, redis_cluster=True)
     metrics = StorageMetrics(cooldown_s=0.2)
     handle = await open_redis(settings)
