@@ -37,19 +37,14 @@ from bots.draining import DRAIN_TIMEOUT_S
 from bots.engine_identity import EngineIdentity
 from bots.errors import (
     ConsentNeeded,
-    InvalidInput,
     RateLimited,
     SayError,
-    TTSBusy,
-    TTSTimeout,
-    TTSUnavailable,
-    VoiceClipRejected,
     VoiceCloningUnavailable,
-    is_transient,
     storage_errors_as_say_errors,
 )
 from bots.fallback import Fallback, StandIn
 from bots.flow_observer import FlowObserver, NoObserver
+from bots.flow_storage import flow_storage
 from bots.quotas import Quotas
 from bots.requests import (
     Erased,
@@ -63,17 +58,13 @@ from bots.synthesis import Synthesizer, audio_key
 from bots.tts_client import TTSClient
 from bots.voice_choice import VoiceChooser
 from storage.cache import AudioCache, CachedAudio
-from storage.chat_settings import ChatSettingsStore
 from storage.client import RedisClient
 from storage.clip_cipher import ClipCipher
 from storage.consents import ConsentStore
-from storage.engine_identity import EngineIdentityStore
 from storage.metrics import StorageMetrics
 from storage.ratelimit import RateLimiter
 from storage.sent_files import SentFiles
 from storage.settings import StorageSettings
-from storage.singleflight import error_rebuilder
-from storage.spend import SpendLedger
 from storage.usage import UsageRecorder
 from storage.voices import VoiceStore
 from tts_service.schema import (
@@ -141,44 +132,21 @@ class SayFlow:
         durable data, ``cache_redis`` the audio cache (default: ``redis``); ``clip_cipher``
         seals saved clips (None: stored as they are); ``operator``: the operator's rules
         and GPU-time limits (default: none)."""
-        metrics = metrics or StorageMetrics()
-        operator = operator or OperatorRules()
-        # Waiters of a failed single-flight synthesis raise the same error the leader got.
-        rebuild = error_rebuilder(
-            TTSUnavailable,
-            TTSTimeout,
-            TTSBusy,
-            InvalidInput,
-            VoiceClipRejected,
-            VoiceCloningUnavailable,
+        parts = flow_storage(
+            redis,
+            settings,
+            tts,
+            metrics=metrics or StorageMetrics(),
+            operator=operator or OperatorRules(),
+            engine_info_max_age_s=engine_info_max_age_s,
+            cache_redis=cache_redis,
+            clip_cipher=clip_cipher,
         )
         return cls(
-            tts=tts,
-            cache=AudioCache(
-                cache_redis or redis,
-                settings,
-                metrics,
-                data_redis=redis,
-                rebuild_error=rebuild,
-                is_transient=is_transient,
-            ),
-            voices=VoiceStore(
-                redis, settings, metrics, cache_redis=cache_redis, cipher=clip_cipher
-            ),
-            limiter=RateLimiter(redis, settings, metrics),
-            usage=UsageRecorder(redis, settings, metrics),
-            engine=EngineIdentity(
-                tts.fetch_engine_info,
-                EngineIdentityStore(redis, metrics),
-                max_age_s=engine_info_max_age_s,
-            ),
-            consents=ConsentStore(redis, settings, metrics),
-            community=Community(ChatSettingsStore(redis, metrics), operator, settings),
-            quotas=Quotas(operator.quotas, SpendLedger(redis, metrics)),
+            **parts,
             observer=observer or NoObserver(),
             clip_limits=clip_limits or ClipLimits(),
             fallback=fallback,
-            sent_files=SentFiles(cache_redis or redis, settings, metrics),
         )
 
     async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
