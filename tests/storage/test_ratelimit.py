@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from storage.ratelimit import RateLimiter
 from storage.redis import make_client
@@ -29,8 +30,15 @@ def settings(storage_settings: StorageSettings) -> StorageSettings:
 
 @pytest.fixture
 async def other_client(storage_settings: StorageSettings) -> AsyncIterator[Redis]:
+    """A second connection pool, connected to every node first as ``open_redis`` connects the
+    product's (a burst on a cluster client that never connected hits redis-py#4287: a
+    connection half-made by one command is used by another)."""
     assert storage_settings.redis_url is not None
     client = make_client(storage_settings.redis_url.get_secret_value(), storage_settings)
+    if isinstance(client, RedisCluster):
+        await client.ping(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        await client.ping()
     yield client
     await client.aclose()
 
