@@ -144,11 +144,13 @@ async def discord_bot(
     standin: DiscordStandin,
     flow: SayFlow,
     make: Callable[..., SayBot] = build_client,
+    client_options: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[SayBot]:
-    """saybot's client, started as ``saybot run`` starts it, ready on the stand-in."""
+    """saybot's client, started as ``saybot run`` starts it, ready on the stand-in;
+    ``client_options`` go to discord.py's client, ``overrides`` to the settings."""
     settings = bot_settings(discord_bot_token=SecretStr(standin.token), **overrides)
-    client = make(settings, flow, guild_ready_timeout=0)
+    client = make(settings, flow, guild_ready_timeout=0, **(client_options or {}))
     await start_discord(client)
     try:
         await asyncio.wait_for(client.wait_until_ready(), 5)

@@ -8,7 +8,6 @@ the answer file's own packets, in order, with RTP sequence numbers one apart and
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import itertools
@@ -19,14 +18,13 @@ from typing import Any
 import aiohttp
 import av
 import pytest
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from bots.discord_bot.client import SayBot, build_client, start_discord, stop_discord
+from bots.discord_bot.client import SayBot, stop_discord
 from bots.say import SayFlow, SayRequest
 from storage.settings import StorageSettings
-from tests.bots.harness import Service, bot_settings, say_flow
-from tests.bots.test_discord_bot import Bot, Outcome
+from tests.bots.harness import Service, say_flow
+from tests.bots.test_discord_bot import Bot, Outcome, discord_bot
 from tests.standins.discord_api import DiscordStandin, discord_pointed_at
 from tests.standins.discord_voice import (
     INTENT_GUILD_MESSAGES,
@@ -116,20 +114,12 @@ async def voice_bot(
         yield VoiceBot(standin, client, flow, service, client.settings)
 
 
-@contextlib.asynccontextmanager
-async def started(
+def started(
     standin: DiscordStandin, flow: SayFlow, **overrides: Any
-) -> AsyncIterator[SayBot]:
+) -> contextlib.AbstractAsyncContextManager[SayBot]:
     """saybot's client, trusting the voice server's certificate (``wss://`` is hard-coded)."""
-    settings = bot_settings(discord_bot_token=SecretStr(standin.token), **overrides)
     connector = aiohttp.TCPConnector(ssl=standin.voice_server.client_ssl_context())
-    client = build_client(settings, flow, guild_ready_timeout=0, connector=connector)
-    await start_discord(client)
-    try:
-        await asyncio.wait_for(client.wait_until_ready(), 5)
-        yield client
-    finally:
-        await stop_discord(client, drain_timeout_s=10)
+    return discord_bot(standin, flow, client_options={"connector": connector}, **overrides)
 
 
 @pytest.fixture

@@ -13,13 +13,12 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from redis.crc import key_slot
 
 from storage import keys
-from storage.cache import AudioCache, CachedAudio
+from storage.cache import AudioCache
 from storage.cache_keys import cache_key
 from storage.errors import StorageUnavailable
 from storage.metrics import StorageMetrics
@@ -29,11 +28,10 @@ from storage.usage import UsageRecorder
 from storage.voices import VoiceStore
 from tests.audio_bytes import ogg
 from tests.redis_fixtures import make_settings
+from tests.storage.test_outage import made, quickly  # the same bound and answers
 from tests.valkey_cluster import OUTAGE_NODE_TIMEOUT_MS, SLOTS, start_cluster
-from tts_service.schema import AudioFormat, TTSParams
+from tts_service.schema import TTSParams
 
-T = TypeVar("T")
-BOUND_S = 3.0
 PRIMARIES = 3
 
 
@@ -46,23 +44,12 @@ def first(predicate: Callable[[str], bool], candidates: itertools.count[int]) ->
     return next(str(n) for n in candidates if predicate(str(n)))
 
 
-async def quickly(call: Awaitable[T]) -> T:
-    started = time.monotonic()
-    result = await asyncio.wait_for(call, timeout=BOUND_S + 2)
-    assert time.monotonic() - started < BOUND_S
-    return result
-
-
 async def until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 15) -> None:
     """The breaker lets one probe through per cooldown: poll until one succeeds."""
     deadline = time.monotonic() + timeout_s
     while not await check():
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.05)
-
-
-def made(text: str) -> CachedAudio:
-    return CachedAudio(ogg(text.encode()), AudioFormat.OGG_OPUS, 1.0, "piper", time.time())
 
 
 @pytest.mark.timeout(90)

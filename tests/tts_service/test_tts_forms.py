@@ -12,35 +12,30 @@ import pytest
 from tests.servers import serve_in_thread
 from tests.tts_helpers import API_TOKEN, make_settings, wait_ready
 from tests.tts_service.audio_samples import clip
-from tests.tts_service.engine_wrappers import PiperWrapper
+from tests.tts_service.engine_wrappers import CloningPiper
 from tts_service import audio
 from tts_service.api import create_app
 from tts_service.engines.base import FloatAudio, ReferenceClip
 from tts_service.engines.piper import PiperEngine
-from tts_service.schema import EngineInfo, TTSParams
+from tts_service.schema import TTSParams
 
 TEXT = "A form, as the first web page sent it."
 
 
-class ReferenceRecorder(PiperWrapper):
+class ReferenceRecorder(CloningPiper):
     """Piper behind a cloning engine's face that records the reference each call gets."""
 
     def __init__(self, inner: PiperEngine) -> None:
         super().__init__(inner)
-        self._info = inner.info.model_copy(update={"name": "recorder", "can_clone_voice": True})
         self.references: list[str] = []
         self._lock = threading.Lock()
-
-    @property
-    def info(self) -> EngineInfo:
-        return self._info
 
     def synthesize(
         self, text: str, params: TTSParams, reference: ReferenceClip | None
     ) -> FloatAudio:
         with self._lock:
             self.references.append(reference.sha256 if reference is not None else "none")
-        return self.inner.synthesize(text, params, None)
+        return super().synthesize(text, params, reference)
 
 
 def error_of(response: httpx.Response) -> dict[str, str]:
