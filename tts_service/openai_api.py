@@ -39,7 +39,7 @@ from tts_service.schema import (
     describe_validation_error,
     language_problem,
 )
-from tts_service.speech_formats import MEDIA_TYPES, SpeechFormat, encode_speech
+from tts_service.speech_formats import MEDIA_TYPES, OWN_FORMATS, SpeechFormat, encode_other
 
 if TYPE_CHECKING:
     from tts_service.api import ASGIApp, EngineState, InFlightLimit, Message, Receive, Send
@@ -156,11 +156,15 @@ class Spoken:
 
 
 def speak(engine: TTSEngine, params: TTSParams, fmt: SpeechFormat) -> Spoken:
-    """The blocking part: the shared pipeline's samples, encoded as OpenAI's format."""
+    """The blocking part: the shared pipeline, in OpenAI's format."""
+    own = OWN_FORMATS.get(fmt)
+    if own is not None:  # the service's own formats: encoded beside the engine
+        made = synthesis.synthesize(engine, params.model_copy(update={"format": own}))
+        return Spoken(made.audio, made.duration_s, made.synthesis_s, made.engine)
     started = time.perf_counter()
     samples = synthesis.synthesize_samples(engine, params, None)
     info = engine.info
-    encoded = encode_speech(samples, info.sample_rate, fmt, info)
+    encoded = encode_other(samples, info.sample_rate, fmt, info)
     return Spoken(encoded, samples.size / info.sample_rate, time.perf_counter() - started, info)
 
 

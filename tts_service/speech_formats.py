@@ -1,10 +1,12 @@
 """The six encodings of OpenAI's speech API, made from the service's float32 speech.
 
-``mp3``, ``opus`` (Ogg Opus) and ``wav`` are the service's own encoders (``audio.encode``),
-so they carry the AI disclosure tag as every answer does. ``flac`` carries it as a Vorbis
-comment (libsndfile). ``aac`` is raw ADTS frames (FFmpeg's native encoder through PyAV),
-which is what OpenAI sends and what players stream, and ``pcm`` is headerless 16-bit
-little-endian mono at 24 kHz, OpenAI's definition: neither has anywhere to put a tag.
+``mp3``, ``opus`` (Ogg Opus) and ``wav`` are the service's own formats (``OWN_FORMATS``):
+the route makes them through ``synthesis.synthesize``, encoding beside the engine as
+``/v1/tts`` does, so they carry the AI disclosure tag as every answer does. ``flac``
+carries it as a Vorbis comment (libsndfile). ``aac`` is raw ADTS frames (FFmpeg's native
+encoder through PyAV), which is what OpenAI sends and what players stream, and ``pcm`` is
+headerless 16-bit little-endian mono at 24 kHz, OpenAI's definition: neither has anywhere
+to put a tag.
 """
 
 from __future__ import annotations
@@ -44,21 +46,19 @@ MEDIA_TYPES: dict[SpeechFormat, str] = {
     SpeechFormat.PCM: "audio/pcm",
 }
 
-# The formats the service's own encoder makes, tag included.
-_OWN: dict[SpeechFormat, AudioFormat] = {
+# The formats the service's own pipeline makes, tag included.
+OWN_FORMATS: dict[SpeechFormat, AudioFormat] = {
     SpeechFormat.MP3: AudioFormat.MP3,
     SpeechFormat.OPUS: AudioFormat.OGG_OPUS,
     SpeechFormat.WAV: AudioFormat.WAV,
 }
 
 
-def encode_speech(
+def encode_other(
     samples: FloatAudio, sample_rate: int, fmt: SpeechFormat, engine: EngineInfo
 ) -> bytes:
-    """Mono float32 speech as ``fmt``; the same samples give the same bytes."""
-    own = _OWN.get(fmt)
-    if own is not None:
-        return audio.encode(samples, sample_rate, own, engine=engine)
+    """Mono float32 speech as ``fmt`` (one not in ``OWN_FORMATS``); the same samples give
+    the same bytes."""
     clipped = np.clip(samples, -1.0, 1.0)
     if fmt is SpeechFormat.FLAC:
         return encode_flac(clipped, sample_rate, audio.disclosure(engine))
