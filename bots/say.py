@@ -101,11 +101,11 @@ class SayFlow:
     consents: ConsentStore
     community: Community  # the operator's and each community's rules
     quotas: Quotas  # GPU-time limits, and the GPU seconds spent
+    sent_files: SentFiles  # answers a platform holds already (Telegram's file_id)
     observer: FlowObserver = field(default_factory=NoObserver)
     clip_limits: ClipLimits = field(default_factory=ClipLimits)
     fallback: Fallback | None = None  # a stand-in voice when the GPU is away (opt-in)
     pending: PendingConsents = field(default_factory=PendingConsents)  # clips awaiting consent
-    sent_files: SentFiles | None = None  # answers a platform holds already (Telegram file_id)
 
     def __post_init__(self) -> None:
         self._synthesizer = Synthesizer(self.cache, self.observer)

@@ -18,8 +18,8 @@ from storage.metrics import StorageMetrics
 from storage.settings import StorageSettings
 
 
-def audio_digest(audio: bytes) -> str:
-    return hashlib.sha256(audio).hexdigest()
+def _key(platform: str, bot_id: str, audio: bytes) -> str:
+    return keys.sent_file(platform, bot_id, hashlib.sha256(audio).hexdigest())
 
 
 class SentFiles:
@@ -32,21 +32,21 @@ class SentFiles:
 
     async def get(self, platform: str, bot_id: str, audio: bytes) -> str | None:
         """The platform's id for ``audio`` uploaded by this bot before, if one is known."""
-        key = keys.sent_file(platform, bot_id, audio_digest(audio))
+        key = _key(platform, bot_id, audio)
         raw = await self.metrics.guarded(
             "sent file get", lambda: self._redis.get(key), when_down=None
         )
         return None if raw is None else keys.as_text(raw)
 
     async def remember(self, platform: str, bot_id: str, audio: bytes, file_id: str) -> None:
-        key = keys.sent_file(platform, bot_id, audio_digest(audio))
+        key = _key(platform, bot_id, audio)
         await self.metrics.guarded(
             "sent file set", lambda: self._redis.set(key, file_id, ex=self._ttl_s), when_down=None
         )
 
     async def forget(self, platform: str, bot_id: str, audio: bytes) -> None:
         """The platform refused the id (deleted, or another bot's): upload next time."""
-        key = keys.sent_file(platform, bot_id, audio_digest(audio))
+        key = _key(platform, bot_id, audio)
         await self.metrics.guarded(
             "sent file delete", lambda: self._redis.delete(key), when_down=None
         )

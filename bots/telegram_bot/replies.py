@@ -124,23 +124,20 @@ async def send_voice(
     uploaded, when there was one (no bytes sent again), otherwise uploaded."""
     sent_files = deps_of(context).flow.sent_files
     bot_id = str(context.bot.id)
-    if sent_files is not None:
-        file_id = await sent_files.get(PLATFORM, bot_id, result.audio)
-        if file_id is not None:
-            try:
-                await send_reply(
-                    message,
-                    context,
-                    lambda: message.reply_voice(
-                        voice=file_id, caption=caption(result), do_quote=True
-                    ),
-                )
-                return
-            except BadRequest as exc:
-                if not _unknown_file(exc):
-                    raise
-                log.info("Telegram no longer knows a file it gave an id for; uploading it again")
-                await sent_files.forget(PLATFORM, bot_id, result.audio)
+    file_id = await sent_files.get(PLATFORM, bot_id, result.audio)
+    if file_id is not None:
+        try:
+            await send_reply(
+                message,
+                context,
+                lambda: message.reply_voice(voice=file_id, caption=caption(result), do_quote=True),
+            )
+            return
+        except BadRequest as exc:
+            if not _unknown_file(exc):
+                raise
+            log.info("Telegram no longer knows a file it gave an id for; uploading it again")
+            await sent_files.forget(PLATFORM, bot_id, result.audio)
     sent = await send_reply(
         message,
         context,
@@ -152,7 +149,7 @@ async def send_voice(
             do_quote=True,
         ),
     )
-    if sent_files is not None and sent is not None and sent.voice is not None:
+    if sent is not None and sent.voice is not None:
         await sent_files.remember(PLATFORM, bot_id, result.audio, sent.voice.file_id)
 
 
