@@ -192,15 +192,17 @@ def encode(
     samples: FloatAudio, sample_rate: int, fmt: AudioFormat, *, engine: EngineInfo | None = None
 ) -> bytes:
     """The whole of ``samples`` as one file of ``fmt``, tagged as ``engine``'s speech."""
-    encoder = open_encoder(fmt, sample_rate, disclosure(engine))
-    encoder.write(samples)
-    return encoder.finish()
+    return _encode_whole(samples, sample_rate, fmt, disclosure(engine))
 
 
 def encode_ogg_opus(samples_48k: FloatAudio, description: str) -> bytes:
     """48 kHz mono float32 → Ogg Opus bytes with ``description`` as its note."""
-    encoder = open_encoder(AudioFormat.OGG_OPUS, OPUS_SAMPLE_RATE, description)
-    encoder.write(samples_48k)
+    return _encode_whole(samples_48k, OPUS_SAMPLE_RATE, AudioFormat.OGG_OPUS, description)
+
+
+def _encode_whole(samples: FloatAudio, sample_rate: int, fmt: AudioFormat, note: str) -> bytes:
+    encoder = open_encoder(fmt, sample_rate, note)
+    encoder.write(samples)
     return encoder.finish()
 
 

@@ -53,13 +53,13 @@ def spoken_parts(
     engine: TTSEngine, params: TTSParams, reference: ReferenceClip | None
 ) -> Iterator[FloatAudio]:
     """``params.text`` of any length as loudness-normalised parts, in order, with a pause
-    between chunks; lazily, so each part can be encoded while the next is spoken.
+    between chunks; lazily, so each part can be encoded while the next is spoken. Its
+    callers have checked the language (``check_language``) before anything is decoded.
 
     Raises ``NothingToSay`` when no chunk gives any audio: which text is speakable
     is the engine's call (Piper reads "!!!" as "exclamation" but "..." as nothing).
     """
     info = engine.info
-    check_language(params, info)
     pause = audio.silence(CHUNK_PAUSE_S, info.sample_rate)
     spoke = False
     for chunk in split_into_chunks(params.text, info.max_chunk_chars):
@@ -91,6 +91,7 @@ def synthesize_samples(
     engine: TTSEngine, params: TTSParams, reference: ReferenceClip | None
 ) -> FloatAudio:
     """The whole signal ``synthesize`` encodes, as one float32 array (the CLI, tests)."""
+    check_language(params, engine.info)
     return np.concatenate(list(spoken_parts(engine, params, reference)))
 
 
