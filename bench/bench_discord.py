@@ -9,7 +9,7 @@ A third, diagnostic row runs saybot's adapter over a flow that answers with a
 prepared result without touching Redis: the adapter's own cost, apart from the
 shared flow's cache hit (which every platform pays alike).
 
-    .venv/bin/python -m bench.bench_discord [--requests 200] [--rounds 4]
+    .venv/bin/python -m bench.bench_discord [--requests 800] [--rounds 16]
 """
 
 from __future__ import annotations
@@ -178,8 +178,8 @@ async def main(requests: int, rounds: int, freeze: bool = True) -> None:
 
 def cli(argv: Any = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=800)
+    parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--no-freeze", action="store_true", help="skip gc.freeze() after setup")
     args = parser.parse_args(argv)
     asyncio.run(main(args.requests, args.rounds, not args.no_freeze))

@@ -6,14 +6,16 @@
 2. Cache-miss ``/say`` (adds the HTTP call to the Piper service) vs. Piper
    called directly on the same texts (synthesis + encoding, no HTTP, no bot).
 
-A diagnostic row runs saybot's adapter over a flow that answers with a prepared
-result without touching Redis: the adapter's own cost, apart from the shared flow's
-cache hit (which every platform pays alike).
+Two diagnostic rows: saybot's adapter over a flow that answers with a prepared
+result without touching Redis (the adapter's own cost, apart from the shared flow's
+cache hit, which every platform pays alike); and the bare bot awaiting one Redis GET
+before it replies (what any round trip costs here: while it is out, PTB's next
+getUpdates and the stand-in's reading of it run ahead of the answer).
 
 All rows run in alternating rounds, each bot on a fresh stand-in (its call
 log grows with use), so drift in the machine's load weighs on both sides alike.
 
-    .venv/bin/python -m bench.bench_telegram [--requests 200] [--misses 20] [--rounds 4]
+    .venv/bin/python -m bench.bench_telegram [--requests 800] [--misses 16] [--rounds 16]
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import functools
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from telegram import Update
 from telegram.ext import Application, CommandHandler, ContextTypes
@@ -81,11 +83,16 @@ async def saybot_round(flow: SayFlow, texts: list[str]) -> tuple[list[float], by
         return latencies, audio, uploaded_bytes(tg, mark)
 
 
-async def bare_round(voice: bytes, n: int) -> tuple[list[float], int]:
-    """The baseline on a fresh stand-in: PTB with one handler that replies a fixed voice note."""
+async def bare_round(
+    voice: bytes, n: int, first: Callable[[], Awaitable[object]] | None = None
+) -> tuple[list[float], int]:
+    """The baseline on a fresh stand-in: PTB with one handler that replies a fixed voice note
+    (after awaiting ``first``, when given: the diagnostic of one Redis round trip)."""
 
     async def reply(update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.effective_message is not None
+        if first is not None:
+            await first()
         await update.effective_message.reply_voice(voice, duration=2, do_quote=True)
 
     async with TelegramStandin() as tg:
@@ -128,6 +135,7 @@ async def main(requests: int, misses: int, rounds: int, freeze: bool = True) -> 
     cached: list[float] = []
     adapter: list[float] = []
     bare: list[float] = []
+    bare_get: list[float] = []  # the bare bot awaiting one Redis GET first: a round trip's cost
     missed: list[float] = []
     direct: list[float] = []
     uploads = {"saybot": 0, "bare": 0}
@@ -148,6 +156,9 @@ async def main(requests: int, misses: int, rounds: int, freeze: bool = True) -> 
                     base, sent = await bare_round(voice, per_round)
                     bare += base
                     uploads["bare"] += sent
+                    bare_get += (
+                        await bare_round(voice, per_round, functools.partial(redis.get, "k"))
+                    )[0]
                     texts = [
                         f"Benchmark sentence number {number * misses_per_round + n}, never cached."
                         for n in range(misses_per_round)
@@ -164,6 +175,7 @@ async def main(requests: int, misses: int, rounds: int, freeze: bool = True) -> 
     )
     report("saybot cached /say", cached, bare, "bare PTB fixed voice", "target ≤ 1.5×")
     report("adapter, flow answered", adapter, bare, "bare PTB fixed voice", "diagnostic")
+    report("bare PTB + 1 Redis GET", bare_get, bare, "bare PTB fixed voice", "diagnostic")
     print(
         f"  bytes uploaded per hit: saybot {uploads['saybot'] / len(cached):.0f}"
         f"   bare PTB {uploads['bare'] / len(bare):.0f} (it uploads its voice note every time)"
@@ -186,9 +198,9 @@ def timed(work: Callable[[], object]) -> float:
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--misses", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=800)
+    parser.add_argument("--misses", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--no-freeze", action="store_true", help="skip gc.freeze() after setup")
     args = parser.parse_args()
     asyncio.run(main(args.requests, args.misses, args.rounds, not args.no_freeze))

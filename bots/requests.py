@@ -46,6 +46,9 @@ class SayRequest:
     # The community whose settings and quota apply (``bots.community``): a Telegram group's
     # chat id, a Discord server's guild id; None in a private chat or a DM.
     server_id: str | None = None
+    # Who sends the answer, when it keeps files it was sent before (Telegram: "telegram:<bot
+    # id>"): its id for a cached answer comes back with it (``SayResult.held_as``).
+    sender: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class SayResult:
     from_cache: bool
     engine: str
     note: str | None = None  # e.g. why a saved voice was not used
+    audio_key: str | None = None  # the cache's key for the answer (None: a stand-in's)
+    held_as: str | None = None  # the request's sender holds these bytes under this id
 
 
 @dataclass(frozen=True)

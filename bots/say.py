@@ -45,6 +45,7 @@ from bots.errors import (
 from bots.fallback import Fallback, StandIn
 from bots.flow_observer import FlowObserver, NoObserver
 from bots.flow_storage import flow_storage
+from bots.likely_answer import NOTHING_LIKELY, LikelyAnswer
 from bots.quotas import Quotas
 from bots.requests import (
     Erased,
@@ -57,7 +58,7 @@ from bots.requests import (
 from bots.synthesis import Synthesizer, audio_key
 from bots.tts_client import TTSClient
 from bots.voice_choice import VoiceChooser
-from storage.cache import AudioCache, CachedAudio
+from storage.cache import AudioCache, CachedAudio, Lookup
 from storage.client import RedisClient
 from storage.clip_cipher import ClipCipher
 from storage.consents import ConsentStore
@@ -214,8 +215,21 @@ class SayFlow:
         clips.check_metadata(clip, self.clip_limits)
 
     async def _say(self, request: SayRequest, admitted: Callable[[], None]) -> SayResult:
-        passed = await self._gate.admit(request)
-        spoken = self._spoken(request, passed, admitted)
+        likely = LikelyAnswer.start(request, self.engine.known, self.community, self.cache)
+        try:
+            passed = await self._gate.admit(request)  # beside the likely answer's lookup
+            return await self._admitted(request, passed, admitted, likely)
+        finally:
+            likely.drop()
+
+    async def _admitted(
+        self,
+        request: SayRequest,
+        passed: Admitted,
+        admitted: Callable[[], None],
+        likely: LikelyAnswer,
+    ) -> SayResult:
+        spoken = self._spoken(request, passed, admitted, likely)
         # A clip is never faked, nor a language: the stand-in speaks its own voice in English.
         if self.fallback is None or request.clip is not None or passed.params.language:
             return await spoken
@@ -230,7 +244,11 @@ class SayFlow:
         return self._answer(request, made.entry, made.from_cache, made.synthesis_s, voice)
 
     async def _spoken(
-        self, request: SayRequest, passed: Admitted, admitted: Callable[[], None]
+        self,
+        request: SayRequest,
+        passed: Admitted,
+        admitted: Callable[[], None],
+        likely: LikelyAnswer,
     ) -> SayResult:
         """The answer of the TTS service (or its cache)."""
         engine = await self.engine.current()
@@ -242,7 +260,9 @@ class SayFlow:
         voice = await self._chooser.choose(
             request, engine, passed.saved_voice_id, passed.voice_note
         )
-        return await self._cached_or_synthesized(request, passed, engine, voice, admitted, note)
+        return await self._cached_or_synthesized(
+            request, passed, engine, voice, admitted, note, likely
+        )
 
     async def _say_consented(self, request: SayRequest, voice: PreparedVoice) -> SayResult:
         """A request whose clip waited for consent: its limit was spent when it first came."""
@@ -264,37 +284,52 @@ class SayFlow:
         voice: ChosenVoice,
         admitted: Callable[[], None],
         engine_note: str | None = None,
+        likely: LikelyAnswer = NOTHING_LIKELY,
     ) -> SayResult:
-        """``engine_note``: what to say of options that make no difference on this engine."""
+        """``engine_note``: what to say of options that make no difference on this engine;
+        ``likely``: a lookup started before admission, taken when it was for this key."""
         key = audio_key(passed.params, voice.voice_id, engine)
-        entry = await self._cached(key, request, voice)
+        entry, held_as = await self._cached(key, request, voice, likely)
         if entry is not None:
-            return self._answer(request, entry, True, 0.0, voice, engine_note)
+            return self._answer(
+                request, entry, True, 0.0, voice, engine_note, audio_key=key, held_as=held_as
+            )
         await self.quotas.check(request, passed.chat, engine.name)  # past a limit: cache only
         admitted()  # a synthesis comes next
         if voice.source is VoiceSource.SAVED and voice.clip is None:
             voice = await self._chooser.with_saved_clip(request, voice)
             if voice.voice_id is None:  # fell back to the built-in voice: another key
                 return await self._cached_or_synthesized(
-                    request, passed, engine, voice, admitted, engine_note
+                    request, passed, engine, voice, admitted, engine_note, likely
                 )
         spent = functools.partial(self.quotas.count, request)
         made = await self._synthesizer.make(key, passed.params, voice, self.tts, self.engine, spent)
         return self._answer(
-            request, made.entry, made.from_cache, made.synthesis_s, voice, engine_note
+            request,
+            made.entry,
+            made.from_cache,
+            made.synthesis_s,
+            voice,
+            engine_note,
+            audio_key=key,
         )
 
     async def _cached(
-        self, key: str, request: SayRequest, voice: ChosenVoice
-    ) -> CachedAudio | None:
-        """The cached answer; a saved voice's use restarts its idle TTL (without its clip)."""
+        self, key: str, request: SayRequest, voice: ChosenVoice, likely: LikelyAnswer
+    ) -> Lookup:
+        """The cached answer and the sender's id for it; a saved voice's use restarts its
+        idle TTL (without its clip)."""
         if voice.source is not VoiceSource.SAVED or voice.voice_id is None:
-            return await self.cache.get(key)
-        entry, _ = await asyncio.gather(
-            self.cache.get(key),
+            prefetched = await likely.take(key)
+            if prefetched is None:
+                return await self.cache.lookup(key, request.sender)
+            self.cache.count(prefetched)
+            return prefetched
+        found, _ = await asyncio.gather(
+            self.cache.lookup(key, request.sender),
             self.voices.touch(voice.voice_id, request.platform, request.user_id),
         )
-        return entry
+        return found
 
     def _answer(
         self,
@@ -304,6 +339,9 @@ class SayFlow:
         synthesis_s: float,
         voice: ChosenVoice,
         engine_note: str | None = None,
+        *,
+        audio_key: str | None = None,
+        held_as: str | None = None,
     ) -> SayResult:
         """The result; its usage is counted in the background (off the answer's path)."""
         self.usage.record_soon(
@@ -322,6 +360,8 @@ class SayFlow:
             from_cache=from_cache,
             engine=entry.engine,
             note="; ".join(note for note in (voice.note, engine_note) if note) or None,
+            audio_key=audio_key,
+            held_as=held_as,
         )
 
     # --- voice commands ----------------------------------------------------------------------

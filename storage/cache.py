@@ -23,10 +23,12 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from storage import keys
 from storage.client import RedisClient
 from storage.metrics import REDIS_ERRORS, StorageMetrics
+from storage.sent_files import held_id
 from storage.settings import StorageSettings
 from storage.singleflight import ErrorRebuilder, SingleFlight
 from tts_service import containers
@@ -48,6 +50,14 @@ class CachedAudio:
 
 
 Create = Callable[[], Awaitable[CachedAudio]]
+
+
+class Lookup(NamedTuple):
+    """What the cache holds under a key: the entry (None: a miss), and the id its sender
+    keeps the entry's bytes under, when one was asked for and is known."""
+
+    entry: CachedAudio | None
+    held_as: str | None = None
 
 
 def encode_entry(entry: CachedAudio) -> bytes:
@@ -126,12 +136,37 @@ class AudioCache:
 
     async def get(self, key: str) -> CachedAudio | None:
         """The cached entry, or None (a miss, a corrupt value, or Redis unavailable)."""
-        entry = await self._fetch(key)
-        if entry is None:
+        return (await self.lookup(key)).entry
+
+    async def lookup(self, key: str, sender: str | None = None) -> Lookup:
+        """``peek``, counted as a hit or a miss."""
+        found = await self.peek(key, sender)
+        self.count(found)
+        return found
+
+    async def peek(self, key: str, sender: str | None = None) -> Lookup:
+        """The entry, and ``sender``'s file id for its bytes (``storage.sent_files``) when it
+        holds one: both in one round trip, from one cluster slot. Not counted (``count``)."""
+        if sender is None:
+            return Lookup(await self._fetch(key))
+        raw, stored = await self.metrics.guarded(
+            "cache get", lambda: self._get_with_held(key, sender), when_down=(None, None)
+        )
+        entry = None if raw is None else self._decode(key, raw)
+        return Lookup(entry, None if entry is None else held_id(stored, entry.audio))
+
+    def count(self, found: Lookup) -> None:
+        if found.entry is None:
             self.metrics.cache_misses += 1
         else:
             self.metrics.cache_hits += 1
-        return entry
+
+    async def _get_with_held(self, key: str, sender: str) -> tuple[bytes | None, bytes | None]:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.hget(keys.sent_files(key), sender)
+        raw, stored = await pipe.execute()
+        return raw, stored
 
     async def _fetch(self, key: str) -> CachedAudio | None:
         """``get`` without counting it (the single-flight holder's second look)."""

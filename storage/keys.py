@@ -9,6 +9,7 @@ Keys that one Lua script touches together share a ``{hash tag}``, so they hash t
     {<voice_id>}  the voice's clip, owners, audio index and tombstone: the index script
                   (storage.cache) and the release script (storage.voice_release)
     {login}       the admin login throttle's two counters: its charge and refund scripts
+    {saybot:v1:audio:<sha256>}  an answer's file ids, read in one round trip with the answer
 
 Every other script and every MULTI…EXEC touches one key (rate bucket, lock renew/release,
 a community's settings, a user's consents). Operations over several untagged keys (a
@@ -19,6 +20,8 @@ multi-key command (MGET, multi-key DEL…) spans keys of different slots: spend 
 pipelined GETs. tests/storage/test_slots.py checks all of this on the wire.
 
     saybot:v1:audio:<sha256>                      cached audio (string: header + bytes)
+    saybot:v1:sent:{saybot:v1:audio:<sha256>}     that answer's platform file ids (hash: sender →
+                                                  "<audio sha256>:<file id>"; the audio's TTL)
     saybot:v1:sf:lock:<sha256>                    single-flight lock (token, PX)
     saybot:v1:sf:outcome:<sha256>:<token>         why a lock holder gave up (JSON, PX)
     saybot:v1:voice:{<voice_id>}:clip             reference clip bytes (idle TTL)
@@ -34,8 +37,6 @@ pipelined GETs. tests/storage/test_slots.py checks all of this on the wire.
     saybot:v1:usage:users:<YYYY-MM-DD>            hash of per-user counts for the day
     saybot:v1:rate:<platform>:<user_id>           token bucket state (hash)
     saybot:v1:engine                              the TTS engine's identity last seen (JSON)
-    saybot:v1:sent:<platform>:<bot_id>:<sha256>   the platform's id for audio this bot uploaded
-                                                  before, by the audio's sha256 (string, EX)
     saybot:v1:admin:session:<sha256>              an admin dashboard session, under the sha256 of
                                                   the id its cookie holds (JSON, EX)
     saybot:v1:admin:{login}:failures:all          failed admin logins in this window (int, PX);
@@ -221,7 +222,8 @@ def spend_month(month: str) -> str:
 
 # --- files a platform already holds (storage.sent_files) --------------------------------------
 # Telegram keeps every file a bot uploads and hands back an id to send it again without the
-# bytes. The id is the bot's own (another token cannot use it), so the bot is in the key; the
-# audio's sha256 names it. Kept as long as the audio it stands for.
-def sent_file(platform: str, bot_id: str, audio_sha256: str) -> str:
-    return f"{PREFIX}sent:{platform}:{bot_id}:{audio_sha256}"
+# bytes. The ids of one cached answer live in one hash beside it, a field per sender (an id
+# works only for the bot that got it). The hash tag is the whole audio key, so the hash lands
+# in the answer's own cluster slot: a hit reads both in one round trip, on one node.
+def sent_files(audio_key: str) -> str:
+    return f"{PREFIX}sent:{{{audio_key}}}"

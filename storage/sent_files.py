@@ -1,11 +1,14 @@
 """Which answers a platform already holds: send them again by the platform's id, not the bytes.
 
 Telegram answers an upload with a ``file_id``; sending that id again is a few bytes instead
-of the whole voice note, and Telegram need not store the file twice. Ids are remembered by
-the audio's sha256 (the same answer is the same bytes, from the cache or a new synthesis),
-per bot (a ``file_id`` works only for the bot that got it), for as long as cached audio.
+of the whole voice note, and Telegram need not store the file twice. The ids of one cached
+answer live in a hash beside it (``keys.sent_files``), a field per sender (a ``file_id``
+works only for the bot that got it), for as long as the answer. Each id is stored with the
+sha256 of the bytes it was uploaded as, so an answer cached again under the same key with
+other bytes is never sent by an id for the old ones. The cache reads the hash in the
+answer's own round trip (``AudioCache.get``); ``VoiceRelease`` deletes it with the answer.
 They live on the cache server: a lost id only means one more upload. With Redis down,
-``get`` finds nothing and ``remember`` does nothing.
+``remember`` and ``forget`` do nothing.
 """
 
 from __future__ import annotations
@@ -18,8 +21,14 @@ from storage.metrics import StorageMetrics
 from storage.settings import StorageSettings
 
 
-def _key(platform: str, bot_id: str, audio: bytes) -> str:
-    return keys.sent_file(platform, bot_id, hashlib.sha256(audio).hexdigest())
+def held_id(stored: bytes | str | None, audio: bytes) -> str | None:
+    """The file id in a stored field, if it was given for exactly ``audio``."""
+    if stored is None:
+        return None
+    digest, _, file_id = keys.as_text(stored).partition(":")
+    if not file_id or digest != hashlib.sha256(audio).hexdigest():
+        return None
+    return file_id
 
 
 class SentFiles:
@@ -30,23 +39,23 @@ class SentFiles:
         self._ttl_s = settings.cache_ttl_s
         self.metrics = metrics if metrics is not None else StorageMetrics()
 
-    async def get(self, platform: str, bot_id: str, audio: bytes) -> str | None:
-        """The platform's id for ``audio`` uploaded by this bot before, if one is known."""
-        key = _key(platform, bot_id, audio)
-        raw = await self.metrics.guarded(
-            "sent file get", lambda: self._redis.get(key), when_down=None
-        )
-        return None if raw is None else keys.as_text(raw)
+    async def remember(self, audio_key: str, sender: str, audio: bytes, file_id: str) -> None:
+        """``sender`` (e.g. ``telegram:<bot id>``) holds ``audio``, the answer at
+        ``audio_key``, as ``file_id``."""
+        key = keys.sent_files(audio_key)
+        value = f"{hashlib.sha256(audio).hexdigest()}:{file_id}"
 
-    async def remember(self, platform: str, bot_id: str, audio: bytes, file_id: str) -> None:
-        key = _key(platform, bot_id, audio)
-        await self.metrics.guarded(
-            "sent file set", lambda: self._redis.set(key, file_id, ex=self._ttl_s), when_down=None
-        )
+        async def store() -> None:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hset(key, sender, value)
+            pipe.expire(key, self._ttl_s)
+            await pipe.execute()
 
-    async def forget(self, platform: str, bot_id: str, audio: bytes) -> None:
+        await self.metrics.guarded("sent file set", store, when_down=None)
+
+    async def forget(self, audio_key: str, sender: str) -> None:
         """The platform refused the id (deleted, or another bot's): upload next time."""
-        key = _key(platform, bot_id, audio)
+        key = keys.sent_files(audio_key)
         await self.metrics.guarded(
-            "sent file delete", lambda: self._redis.delete(key), when_down=None
+            "sent file delete", lambda: self._redis.hdel(key, sender), when_down=None
         )

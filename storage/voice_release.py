@@ -94,7 +94,8 @@ class VoiceRelease:
             pipe = self._cache.pipeline(transaction=False)
             for answer in answers:  # one key per command: answers live in many cluster slots
                 pipe.delete(answer)
-            deleted = sum(await pipe.execute())
+                pipe.delete(keys.sent_files(keys.as_text(answer)))  # the ids Telegram gave it
+            deleted = sum((await pipe.execute())[::2])
         if released:
             pipe = self._redis.pipeline(transaction=False)
             for voice_id in released:

@@ -35,6 +35,7 @@ from bots.telegram_bot.replies import (
     recording_voice,
     send_reply,
     send_voice,
+    sender_of,
 )
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,7 @@ async def _speak(
             params=options,
             clip=clip,
             server_id=server_of(message),
+            sender=sender_of(context),
         )
         result = await deps.flow.say(request)
         await send_voice(message, context, result)

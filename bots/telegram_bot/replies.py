@@ -121,11 +121,11 @@ async def send_voice(
     message: Message, context: ContextTypes.DEFAULT_TYPE, result: SayResult
 ) -> None:
     """The answer as a voice note: by the ``file_id`` Telegram gave it the first time it was
-    uploaded, when there was one (no bytes sent again), otherwise uploaded."""
+    uploaded, when the cache had one (no bytes sent again), otherwise uploaded."""
     sent_files = deps_of(context).flow.sent_files
-    bot_id = str(context.bot.id)
-    file_id = await sent_files.get(PLATFORM, bot_id, result.audio)
-    if file_id is not None:
+    sender = sender_of(context)
+    if result.held_as is not None:
+        file_id = result.held_as
         try:
             await send_reply(
                 message,
@@ -134,10 +134,10 @@ async def send_voice(
             )
             return
         except BadRequest as exc:
-            if not _unknown_file(exc):
+            if not _unknown_file(exc) or result.audio_key is None:
                 raise
             log.info("Telegram no longer knows a file it gave an id for; uploading it again")
-            await sent_files.forget(PLATFORM, bot_id, result.audio)
+            await sent_files.forget(result.audio_key, sender)
     sent = await send_reply(
         message,
         context,
@@ -149,8 +149,14 @@ async def send_voice(
             do_quote=True,
         ),
     )
-    if sent is not None and sent.voice is not None:
-        await sent_files.remember(PLATFORM, bot_id, result.audio, sent.voice.file_id)
+    if sent is not None and sent.voice is not None and result.audio_key is not None:
+        await sent_files.remember(result.audio_key, sender, result.audio, sent.voice.file_id)
+
+
+def sender_of(context: ContextTypes.DEFAULT_TYPE) -> str:
+    """The name this bot's file ids are kept under: an id works only for the bot it was
+    given to."""
+    return f"{PLATFORM}:{context.bot.id}"
 
 
 def _unknown_file(error: BadRequest) -> bool:

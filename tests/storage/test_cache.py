@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from storage import keys
 from storage.cache import AudioCache, CachedAudio, decode_entry, encode_entry
@@ -21,6 +22,7 @@ from storage.cache_keys import cache_key
 from storage.errors import SingleFlightFailed, SingleFlightTimeout
 from storage.metrics import StorageMetrics
 from storage.redis import make_client
+from storage.sent_files import SentFiles
 from storage.settings import StorageSettings
 from storage.singleflight import error_rebuilder
 from tests.audio_bytes import OGG_HEAD_PAGE, ogg
@@ -472,3 +474,36 @@ async def test_a_waiter_in_another_process_takes_over_only_a_transient_failure(
         assert isinstance(followed[0], SingleFlightFailed)
         assert (followed[0].code, followed[0].message) == ("error", "text the engine refuses")
         assert await redis_client.exists(key()) == 0
+
+
+async def test_a_hit_brings_the_senders_file_id_for_exactly_those_bytes(
+    redis_client: Redis, storage_settings: StorageSettings
+) -> None:
+    cache, sent = (
+        AudioCache(redis_client, storage_settings),
+        SentFiles(redis_client, storage_settings),
+    )
+    k = key("sent before")
+    assert await cache.lookup(k, "telegram:1") == (None, None)
+    await cache.put(k, entry())
+    assert await cache.lookup(k, "telegram:1") == (entry(), None)  # not uploaded yet
+    await sent.remember(k, "telegram:1", entry().audio, "file-one")
+    assert await cache.lookup(k, "telegram:1") == (entry(), "file-one")
+    assert await cache.lookup(k, "telegram:2") == (entry(), None)  # another bot's id is not ours
+    assert await cache.lookup(k) == (entry(), None)
+    assert 0 < await redis_client.ttl(keys.sent_files(k)) <= storage_settings.cache_ttl_s
+    # The answer cached again under the same key with other bytes: the old id is not for them.
+    other = entry(audio=ogg(b"another take"))
+    await cache.put(k, other)
+    assert await cache.lookup(k, "telegram:1") == (other, None)
+    await sent.remember(k, "telegram:1", other.audio, "file-two")
+    assert await cache.lookup(k, "telegram:1") == (other, "file-two")
+    await sent.forget(k, "telegram:1")  # Telegram refused it
+    assert await cache.lookup(k, "telegram:1") == (other, None)
+
+
+def test_an_answers_file_ids_share_its_cluster_slot() -> None:
+    """So a hit reads the answer and its ids in one round trip to one node."""
+    for text in ("one", "two", "three"):
+        k = key(text)
+        assert key_slot(keys.sent_files(k).encode()) == key_slot(k.encode())

@@ -17,6 +17,7 @@ from storage.clip_cipher import ClipCipher, key_id, new_key_text, parse_keys
 from storage.errors import StorageUnavailable, VoiceTooLarge
 from storage.metrics import StorageMetrics
 from storage.redis import make_client
+from storage.sent_files import SentFiles
 from storage.settings import StorageSettings
 from storage.voices import ClipLookup, VoiceStore
 from tests.audio_bytes import ogg
@@ -57,6 +58,8 @@ async def cache_answer(
         ogg(text.encode()), AudioFormat.OGG_OPUS, 1.0, "chatterbox", time.time(), voice_id
     )
     assert await AudioCache(redis_client, settings).put(key, entry)
+    # Sent once on Telegram: the file id it gave is kept beside the answer, and goes with it.
+    await SentFiles(redis_client, settings).remember(key, "telegram:1", entry.audio, f"id-{text}")
     return key
 
 
@@ -142,6 +145,8 @@ async def test_forget_removes_clips_default_and_their_cached_audio(
             await redis_client.exists(keys.voice_owners(voice_id), keys.voice_audio(voice_id)) == 0
         )
     assert await redis_client.exists(*made_with_a, made_with_b) == 0
+    assert await redis_client.exists(*map(keys.sent_files, [*made_with_a, made_with_b])) == 0
+    assert await redis_client.exists(keys.sent_files(bobs), keys.sent_files(built_in)) == 2
     assert await store.default_voice(*ALICE) is None
     assert await voices_of(redis_client, ALICE) == (set(), set())
     # Bob's voice, his audio and the built-in voice's audio are untouched.

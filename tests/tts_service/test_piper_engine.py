@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import threading
+from typing import Any
 
 import numpy as np
 
@@ -36,3 +38,73 @@ def test_parallel_syntheses_default_to_what_the_cores_hold() -> None:
     assert parallel_syntheses(onnx_threads=4, cores=8) == 2
     assert parallel_syntheses(onnx_threads=4, cores=2) == 1
     assert parallel_syntheses(onnx_threads=0, cores=8) == 1  # onnxruntime takes every core
+
+
+LONG = (
+    "A lone request may use every core. Its sentences are spoken side by side. "
+    "Each one sounds as Piper itself would say it. The order never changes. Five in all."
+)
+
+
+def spoken_by_piper_itself(engine: PiperEngine, text: str) -> list[np.ndarray]:
+    """``PiperVoice.synthesize``'s own sentences, noise-free (what a seed selects)."""
+    from piper import SynthesisConfig
+
+    voice = engine._voice
+    assert voice is not None
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    return [chunk.audio_float_array for chunk in voice.synthesize(text, config)]
+
+
+def test_sentences_spoken_ahead_are_piper_s_own_in_order() -> None:
+    engine = PiperEngine(onnx_threads=1, parallel=3)
+    engine.load()
+    expected = spoken_by_piper_itself(engine, LONG)
+    assert len(expected) == 5
+    parts = list(engine.synthesize_parts(LONG, TTSParams(text=LONG, seed=1), None))
+    assert len(parts) == len(expected)
+    for part, own in zip(parts, expected, strict=True):
+        np.testing.assert_array_equal(part, own)
+
+
+def test_a_lone_request_lends_spare_slots_to_its_sentences() -> None:
+    """Alone, some sentences are spoken on helper threads; with every other slot held, all
+    on the request's own thread (it never waits for a slot it does not hold)."""
+    engine = PiperEngine(onnx_threads=1, parallel=2)
+    engine.load()
+    voice = engine._voice
+    assert voice is not None
+    speakers: list[str] = []
+    original = voice.phoneme_ids_to_audio
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        speakers.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    voice.phoneme_ids_to_audio = recorded  # type: ignore[method-assign]
+    params = TTSParams(text=LONG, seed=1)
+    alone = list(engine.synthesize_parts(LONG, params, None))
+    assert any(name.startswith("piper-ahead") for name in speakers), speakers
+    speakers.clear()
+    other = engine.synthesize_parts(TEXT, params, None)
+    with contextlib.closing(other):
+        next(other)  # another request holds a slot (and lent the spare to its second sentence)
+        busy = list(engine.synthesize_parts(LONG, params, None))  # begins once that is spoken
+    assert len(speakers) == 2 + 5
+    assert speakers[-5:] == [threading.current_thread().name] * 5
+    for a, b in zip(alone, busy, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_closing_early_gives_every_slot_back() -> None:
+    engine = PiperEngine(onnx_threads=1, parallel=3)
+    engine.load()
+    for _ in range(3):
+        parts = engine.synthesize_parts(LONG, TTSParams(text=LONG, seed=1), None)
+        next(parts)
+        parts.close()  # a client gone mid-way: sentences ahead called off or let finish
+    slots = engine._slots
+    taken = [slots.acquire(timeout=30) for _ in range(engine.parallel)]  # given back: at once
+    assert all(taken)
+    for _ in taken:
+        slots.release()

