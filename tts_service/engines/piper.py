@@ -24,6 +24,7 @@ in the bots' caption.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -60,16 +61,20 @@ class PiperEngine:
     ``InferenceSession.run`` is thread-safe and the model keeps no state between calls, and
     espeak-ng (the phonemiser, which keeps global C state) is serialised by piper-tts itself
     (``_ESPEAK_PHONEMIZER_LOCK``). So one synthesis per core with ``onnx_threads=1`` is the
-    most throughput. A synthesis also lends the slots nobody holds to its own sentences
-    ahead (``SentencesInOrder``): alone on a machine, a request of several sentences is
-    spoken on every core, and under load each request keeps to its one slot.
+    most throughput. A synthesis also speaks its own sentences ahead on cores nobody is
+    using (``SentencesInOrder``): alone on a machine, a request of several sentences is
+    spoken on every core, and under load each request keeps to its one. A request that
+    arrives meanwhile never waits for those helpers: it takes its slot at once, and the
+    cores are shared more thinly for at most one sentence (measured: better than making it
+    wait, for two requests at once and for four clients alike).
     """
 
     def __init__(self, onnx_threads: int = 0, parallel: int = 0) -> None:
         self._onnx_threads = onnx_threads
         self.parallel = parallel or parallel_syntheses(onnx_threads)
         self._voice: PiperVoice | None = None
-        self._slots = threading.BoundedSemaphore(self.parallel)
+        self._slots = threading.BoundedSemaphore(self.parallel)  # requests' own syntheses
+        self.cores = Speaking(self.parallel)  # and helpers speaking sentences ahead
         self._lock = threading.Lock()  # loading only
         self._helpers: ThreadPoolExecutor | None = None  # sentences spoken ahead, on spare slots
         self._info = EngineInfo(
@@ -135,9 +140,9 @@ class PiperEngine:
         if voice is None:
             raise EngineNotReady("the Piper voice is not loaded yet", retry_after_s=1)
         config = self._synthesis_config(voice, params)
-        with self._slots:
+        with self._slots, self.cores.speaking():
             sentences = [phonemes for phonemes in voice.phonemize(text) if phonemes]
-            yield from SentencesInOrder(voice, sentences, config, self._slots, self._helpers)
+            yield from SentencesInOrder(voice, sentences, config, self.cores, self._helpers)
 
     @staticmethod
     def _synthesis_config(voice: PiperVoice, params: TTSParams) -> SynthesisConfig:
@@ -153,9 +158,40 @@ class PiperEngine:
         )
 
 
+class Speaking:
+    """How many syntheses are speaking now, requests' own and helpers; a helper starts only
+    while fewer than ``parallel`` are."""
+
+    def __init__(self, parallel: int) -> None:
+        self.parallel = parallel
+        self.now = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def speaking(self) -> Iterator[None]:
+        with self._lock:
+            self.now += 1
+        try:
+            yield
+        finally:
+            self.give_back()
+
+    def borrow(self) -> bool:
+        """One more speaker, if a core is free: never waits."""
+        with self._lock:
+            if self.now >= self.parallel:
+                return False
+            self.now += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.now -= 1
+
+
 class SentencesInOrder:
     """One text's sentences, spoken in order: by the request's own thread, and ahead of it on
-    slots nobody holds (taken without waiting, given back after one sentence each).
+    cores nobody is using (borrowed without waiting, given back after one sentence each).
 
     Each sentence is spoken as ``PiperVoice.synthesize`` speaks it (the same audio, tested),
     sentences being independent in Piper. Only the request's own thread changes this
@@ -168,11 +204,11 @@ class SentencesInOrder:
         voice: PiperVoice,
         sentences: list[list[str]],
         config: SynthesisConfig,
-        slots: threading.BoundedSemaphore,
+        cores: Speaking,
         helpers: ThreadPoolExecutor | None,
     ) -> None:
         self._voice, self._sentences, self._config = voice, sentences, config
-        self._slots, self._helpers = slots, helpers
+        self._cores, self._helpers = cores, helpers
         self._claimed = 0  # sentences before this one have been begun by someone
         self._ahead: dict[int, Future[FloatAudio]] = {}
 
@@ -181,7 +217,7 @@ class SentencesInOrder:
             for index in range(len(self._sentences)):
                 if index == self._claimed:  # nobody has begun it: speak it here
                     self._claimed += 1
-                    self._lend_spare_slots()
+                    self._lend_spare_cores()
                     yield self._speak(index)
                     continue
                 begun = self._ahead.pop(index)
@@ -190,22 +226,22 @@ class SentencesInOrder:
                 yield begun.result()
         finally:
             for not_taken in self._ahead.values():
-                if not_taken.cancel():  # never begun: its slot is ours to give back
-                    self._slots.release()
+                if not_taken.cancel():  # never begun: its core is ours to give back
+                    self._cores.give_back()
 
     def _speak_next_here(self) -> None:
         index = self._claimed
         self._claimed += 1
-        self._lend_spare_slots()
+        self._lend_spare_cores()
         done: Future[FloatAudio] = Future()
         done.set_result(self._speak(index))
         self._ahead[index] = done
 
-    def _lend_spare_slots(self) -> None:
+    def _lend_spare_cores(self) -> None:
         while (
             self._helpers is not None
             and self._claimed < len(self._sentences)
-            and self._slots.acquire(blocking=False)
+            and self._cores.borrow()
         ):
             self._ahead[self._claimed] = self._helpers.submit(self._speak_on_spare, self._claimed)
             self._claimed += 1
@@ -214,7 +250,7 @@ class SentencesInOrder:
         try:
             return self._speak(index)
         finally:
-            self._slots.release()
+            self._cores.give_back()
 
     def _speak(self, index: int) -> FloatAudio:
         """One sentence as ``PiperVoice.synthesize`` makes it: the model's audio, scaled to
