@@ -40,6 +40,9 @@ class TTSSettings(BaseSettings):
     # Piper syntheses running at once (the rest wait, within max_in_flight); 0 = as many
     # as the cores hold at onnx_threads each. See docs/performance.md for an N-core machine.
     parallel_syntheses: int = Field(default=0, ge=0)
+    # Piper: seconds without a synthesis before the memory its long sentences took is given
+    # back (tts_service/engines/piper_memory.py); 0 keeps it.
+    idle_release_s: float = Field(default=30.0, ge=0)
 
     # Chatterbox (GPU). A local checkpoint wins over the hub; the hub cache can live
     # on a volume so containers never download the weights.

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from tts_service.engines.piper import PiperEngine, parallel_syntheses
+from tts_service.engines.piper_memory import Speaking
 from tts_service.schema import TTSParams
 
 TEXT = "Two requests at once. Neither waits for the other."
@@ -108,3 +109,56 @@ def test_closing_early_gives_every_slot_back() -> None:
     assert engine.cores.now == 0  # every core given back
     slots = engine._slots
     assert all(slots.acquire(blocking=False) for _ in range(engine.parallel))
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_an_idle_voice_gives_its_memory_back() -> None:
+    """Long sentences side by side grow onnxruntime's arena; giving it back returns most of it
+    (and the voice still speaks the same afterwards)."""
+    engine = PiperEngine(onnx_threads=1, parallel=2)
+    engine.load()
+    sentence = "a long sentence without a stop keeps on going over hills and rivers "
+    texts = [(sentence[i:] + sentence * 9).strip() + "." for i in range(4)]  # ~120 words
+    params = TTSParams(text=TEXT, seed=1)
+    before_audio = engine.synthesize(TEXT, params, None)
+    before = rss_mib()
+    threads = [
+        threading.Thread(
+            target=lambda mine: [engine.synthesize(t, params, None) for t in mine], args=(half,)
+        )
+        for half in (texts[::2], texts[1::2])
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    grown = rss_mib()
+    assert grown - before > 100, (before, grown)  # the arena did grow
+    engine.give_memory_back()
+    after = rss_mib()
+    assert grown - after > 0.6 * (grown - before), (before, grown, after)
+    np.testing.assert_array_equal(engine.synthesize(TEXT, params, None), before_audio)
+
+
+def test_memory_goes_back_once_quiet_never_while_speaking() -> None:
+    released = threading.Event()
+    cores = Speaking(2, idle_s=0.01, when_idle=released.set)
+    with cores.speaking():
+        assert cores.borrow()
+        cores.give_back()  # a helper done: one still speaking, no timer
+    assert released.wait(timeout=30)  # the last one done: released once quiet
+    released.clear()
+    with cores.speaking():
+        stale = cores._quiet_since - 1  # a timer from before this began
+        cores._if_still_idle(stale)
+        cores._if_still_idle(cores._quiet_since)  # even a current one: still speaking
+    assert not released.is_set()
+    never = Speaking(1, idle_s=0.0, when_idle=released.set)
+    with never.speaking():
+        pass
+    assert never._timer is None

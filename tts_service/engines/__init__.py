@@ -16,4 +16,8 @@ def build_engine(settings: TTSSettings) -> TTSEngine:
         return ChatterboxEngine.from_settings(settings)
     from tts_service.engines.piper import PiperEngine
 
-    return PiperEngine(onnx_threads=settings.onnx_threads, parallel=settings.parallel_syntheses)
+    return PiperEngine(
+        onnx_threads=settings.onnx_threads,
+        parallel=settings.parallel_syntheses,
+        idle_release_s=settings.idle_release_s,
+    )

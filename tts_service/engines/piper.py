@@ -24,7 +24,6 @@ in the bots' caption.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tts_service.engines.base import FloatAudio, ReferenceClip
+from tts_service.engines.piper_memory import Speaking, give_memory_back
 from tts_service.errors import EngineNotReady, VoiceCloningUnavailable
 from tts_service.schema import PARAM_RANGES, EngineInfo, TTSParams
 
@@ -69,12 +69,15 @@ class PiperEngine:
     wait, for two requests at once and for four clients alike).
     """
 
-    def __init__(self, onnx_threads: int = 0, parallel: int = 0) -> None:
+    def __init__(
+        self, onnx_threads: int = 0, parallel: int = 0, idle_release_s: float = 0.0
+    ) -> None:
         self._onnx_threads = onnx_threads
         self.parallel = parallel or parallel_syntheses(onnx_threads)
         self._voice: PiperVoice | None = None
         self._slots = threading.BoundedSemaphore(self.parallel)  # requests' own syntheses
-        self.cores = Speaking(self.parallel)  # and helpers speaking sentences ahead
+        # and helpers speaking sentences ahead; idle a while, the memory goes back
+        self.cores = Speaking(self.parallel, idle_release_s, self.give_memory_back)
         self._lock = threading.Lock()  # loading only
         self._helpers: ThreadPoolExecutor | None = None  # sentences spoken ahead, on spare slots
         self._info = EngineInfo(
@@ -119,6 +122,11 @@ class PiperEngine:
             self._helpers = ThreadPoolExecutor(self.parallel, thread_name_prefix="piper-ahead")
             self._info = self._info.model_copy(update={"sample_rate": config.sample_rate})
 
+    def give_memory_back(self) -> None:
+        """What onnxruntime and the heap keep from syntheses past (``piper_memory``)."""
+        if self._voice is not None:
+            give_memory_back(self._voice)
+
     def synthesize(
         self, text: str, params: TTSParams, reference: ReferenceClip | None
     ) -> FloatAudio:
@@ -156,37 +164,6 @@ class PiperEngine:
             noise_scale=voice_config.noise_scale * factor,
             noise_w_scale=voice_config.noise_w_scale * factor,
         )
-
-
-class Speaking:
-    """How many syntheses are speaking now, requests' own and helpers; a helper starts only
-    while fewer than ``parallel`` are."""
-
-    def __init__(self, parallel: int) -> None:
-        self.parallel = parallel
-        self.now = 0
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def speaking(self) -> Iterator[None]:
-        with self._lock:
-            self.now += 1
-        try:
-            yield
-        finally:
-            self.give_back()
-
-    def borrow(self) -> bool:
-        """One more speaker, if a core is free: never waits."""
-        with self._lock:
-            if self.now >= self.parallel:
-                return False
-            self.now += 1
-            return True
-
-    def give_back(self) -> None:
-        with self._lock:
-            self.now -= 1
 
 
 class SentencesInOrder:
