@@ -218,24 +218,16 @@ class SayFlow:
         likely = LikelyAnswer.start(request, self.engine.known, self.community, self.cache)
         try:
             passed = await self._gate.admit(request)  # beside the likely answer's lookup
-            return await self._admitted(request, passed, admitted, likely)
+            spoken = self._spoken(request, passed, admitted, likely)
+            # A clip is never faked, nor a language: the stand-in speaks its own voice in
+            # English.
+            if self.fallback is None or request.clip is not None or passed.params.language:
+                return await spoken
+            answer = await self.fallback.within_budget(spoken)
+            if not isinstance(answer, StandIn):
+                return answer
         finally:
             likely.drop()
-
-    async def _admitted(
-        self,
-        request: SayRequest,
-        passed: Admitted,
-        admitted: Callable[[], None],
-        likely: LikelyAnswer,
-    ) -> SayResult:
-        spoken = self._spoken(request, passed, admitted, likely)
-        # A clip is never faked, nor a language: the stand-in speaks its own voice in English.
-        if self.fallback is None or request.clip is not None or passed.params.language:
-            return await spoken
-        answer = await self.fallback.within_budget(spoken)
-        if not isinstance(answer, StandIn):
-            return answer
         admitted()
         had_saved = passed.saved_voice_id is not None
         voice, made = await self.fallback.stand_in(
