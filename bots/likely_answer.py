@@ -20,15 +20,21 @@ from bots.requests import SayRequest
 from bots.synthesis import audio_key
 from storage.cache import AudioCache, Lookup
 from storage.chat_settings import NO_SETTINGS
-from tts_service.schema import EngineInfo
+from tts_service.schema import EngineInfo, TTSParams
 
 
 class LikelyAnswer:
     """One request's prefetched lookup: ``start`` it, ``take`` it for its key, ``drop`` it."""
 
-    def __init__(self, key: str | None = None, task: asyncio.Task[Lookup] | None = None) -> None:
+    def __init__(
+        self,
+        key: str | None = None,
+        task: asyncio.Task[Lookup] | None = None,
+        made_of: tuple[TTSParams, EngineInfo] | None = None,
+    ) -> None:
         self.key = key
         self._task = task
+        self._made_of = made_of  # the params and engine ``key`` was derived from
 
     @classmethod
     def start(
@@ -48,7 +54,13 @@ class LikelyAnswer:
         except SayError:
             return cls()
         key = audio_key(params, None, engine)
-        return cls(key, asyncio.ensure_future(cache.peek(key, request.sender)))
+        return cls(key, asyncio.create_task(cache.peek(key, request.sender)), (params, engine))
+
+    def key_for(self, params: TTSParams, voice_id: str | None, engine: EngineInfo) -> str:
+        """``audio_key`` of these, without deriving it again when it is the likely one."""
+        if voice_id is None and self.key is not None and self._made_of == (params, engine):
+            return self.key
+        return audio_key(params, voice_id, engine)
 
     async def take(self, key: str) -> Lookup | None:
         """The prefetched lookup when it was for ``key`` (once); None otherwise."""

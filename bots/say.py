@@ -55,7 +55,7 @@ from bots.requests import (
     VoiceStatus,
     options_note,
 )
-from bots.synthesis import Synthesizer, audio_key
+from bots.synthesis import Synthesizer
 from bots.tts_client import TTSClient
 from bots.voice_choice import VoiceChooser
 from storage.cache import AudioCache, CachedAudio, Lookup
@@ -280,7 +280,7 @@ class SayFlow:
     ) -> SayResult:
         """``engine_note``: what to say of options that make no difference on this engine;
         ``likely``: a lookup started before admission, taken when it was for this key."""
-        key = audio_key(passed.params, voice.voice_id, engine)
+        key = likely.key_for(passed.params, voice.voice_id, engine)
         entry, held_as = await self._cached(key, request, voice, likely)
         if entry is not None:
             return self._answer(
