@@ -6,7 +6,7 @@ answer live in a hash beside it (``keys.sent_files``), a field per sender (a ``f
 works only for the bot that got it), for as long as the answer. Each id is stored with the
 sha256 of the bytes it was uploaded as, so an answer cached again under the same key with
 other bytes is never sent by an id for the old ones. The cache reads the hash in the
-answer's own round trip (``AudioCache.get``); ``VoiceRelease`` deletes it with the answer.
+answer's own round trip (``AudioCache.peek``); ``VoiceRelease`` deletes it with the answer.
 They live on the cache server: a lost id only means one more upload. With Redis down,
 ``remember`` and ``forget`` do nothing.
 """

