@@ -18,17 +18,13 @@ import pytest
 from redis.crc import key_slot
 
 from storage import keys
-from storage.cache import AudioCache
 from storage.cache_keys import cache_key
 from storage.errors import StorageUnavailable
-from storage.metrics import StorageMetrics
-from storage.ratelimit import FAIL_CLOSED_RETRY_AFTER_S, RateLimiter
+from storage.ratelimit import FAIL_CLOSED_RETRY_AFTER_S
 from storage.redis import open_redis
-from storage.usage import UsageRecorder
-from storage.voices import VoiceStore
 from tests.audio_bytes import ogg
 from tests.redis_fixtures import make_settings
-from tests.storage.test_outage import made, quickly  # the same bound and answers
+from tests.storage.test_outage import Stores, made, quickly  # the same bound and answers
 from tests.valkey_cluster import OUTAGE_NODE_TIMEOUT_MS, SLOTS, start_cluster
 from tts_service.schema import TTSParams
 
@@ -56,15 +52,11 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: floa
 async def test_a_dead_primary_degrades_its_slots_like_a_dead_redis(tmp_path: Path) -> None:
     cluster = start_cluster(tmp_path, PRIMARIES, node_timeout_ms=OUTAGE_NODE_TIMEOUT_MS)
     settings = make_settings(cluster.url, redis_cluster=True)
-    metrics = StorageMetrics(cooldown_s=0.2)
     handle = await open_redis(settings)
-    cache = AudioCache(handle.client, settings, metrics)
-    voices = VoiceStore(handle.client, settings, metrics)
-    usage = UsageRecorder(handle.client, settings, metrics)
-    open_limiter = RateLimiter(handle.client, settings, metrics)
-    closed_limiter = RateLimiter(
-        handle.client, settings.model_copy(update={"ratelimit_fail_open": False}), metrics
-    )
+    stores = Stores.over(handle.client, settings)
+    metrics = stores.cache.metrics  # shared by all of them
+    cache, voices, usage = stores.cache, stores.voices, stores.usage
+    open_limiter, closed_limiter = stores.open_limiter, stores.closed_limiter
     key = cache_key(TTSParams(text="still here?"), None, "piper", "1")
     dead = node_of(key)
     # A user whose bucket and default voice, and a voice whose keys, live on the primary that

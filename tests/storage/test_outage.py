@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,10 +18,12 @@ import pytest
 
 from storage.cache import AudioCache, CachedAudio
 from storage.cache_keys import cache_key
+from storage.client import RedisClient
 from storage.errors import StorageUnavailable
 from storage.metrics import StorageMetrics
 from storage.ratelimit import FAIL_CLOSED_RETRY_AFTER_S, RateLimiter
 from storage.redis import open_redis
+from storage.settings import StorageSettings
 from storage.usage import UsageRecorder
 from storage.voices import VoiceStore
 from tests.audio_bytes import ogg
@@ -44,20 +47,39 @@ def made(text: str) -> CachedAudio:
     return CachedAudio(ogg(text.encode()), AudioFormat.OGG_OPUS, 1.0, "piper", time.time())
 
 
+@dataclass(frozen=True)
+class Stores:
+    """Every storage caller over one client, sharing one metrics (and its breaker)."""
+
+    cache: AudioCache
+    voices: VoiceStore
+    usage: UsageRecorder
+    open_limiter: RateLimiter
+    closed_limiter: RateLimiter  # ratelimit_fail_open=False
+
+    @classmethod
+    def over(cls, client: RedisClient, settings: StorageSettings) -> Stores:
+        metrics = StorageMetrics(cooldown_s=0.2)
+        closed = settings.model_copy(update={"ratelimit_fail_open": False})
+        return cls(
+            AudioCache(client, settings, metrics),
+            VoiceStore(client, settings, metrics),
+            UsageRecorder(client, settings, metrics),
+            RateLimiter(client, settings, metrics),
+            RateLimiter(client, closed, metrics),
+        )
+
+
 @pytest.mark.timeout(60)
 async def test_storage_degrades_while_redis_is_down_and_recovers(tmp_path: Path) -> None:
     server = start_valkey(data_dir=tmp_path)
     port = server.port
     settings = make_settings(f"redis://127.0.0.1:{port}")
-    metrics = StorageMetrics(cooldown_s=0.2)
     handle = await open_redis(settings)
-    cache = AudioCache(handle.client, settings, metrics)
-    voices = VoiceStore(handle.client, settings, metrics)
-    usage = UsageRecorder(handle.client, settings, metrics)
-    open_limiter = RateLimiter(handle.client, settings, metrics)
-    closed_limiter = RateLimiter(
-        handle.client, settings.model_copy(update={"ratelimit_fail_open": False}), metrics
-    )
+    stores = Stores.over(handle.client, settings)
+    metrics = stores.cache.metrics  # shared by all of them
+    cache, voices, usage = stores.cache, stores.voices, stores.usage
+    open_limiter, closed_limiter = stores.open_limiter, stores.closed_limiter
     key = cache_key(TTSParams(text="still here?"), None, "piper", "1")
     try:
         assert await cache.put(key, made("before"))
